@@ -1,0 +1,140 @@
+//! Events: one per transition, with the original's field names on the wire.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::id::ExecutionId;
+
+/// Something that happened to an execution or one of its nodes.
+///
+/// Serialized as `{"type": "node:progress", "executionId": ..., "nodeId": ..., "status": ...}` or
+/// `{"type": "workflow:status", "executionId": ..., "status": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// A node changed state.
+    #[serde(rename = "node:progress")]
+    Node(NodeEvent),
+    /// An execution changed state.
+    #[serde(rename = "workflow:status")]
+    Workflow(WorkflowEvent),
+}
+
+impl EngineEvent {
+    /// The execution the event belongs to.
+    pub fn execution_id(&self) -> ExecutionId {
+        match self {
+            Self::Node(e) => e.execution_id,
+            Self::Workflow(e) => e.execution_id,
+        }
+    }
+}
+
+/// What happened to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum NodeEventStatus {
+    /// An attempt started.
+    Running,
+    /// The node completed.
+    Completed,
+    /// The node failed for good (`continued` tells whether its children still run).
+    Failed,
+    /// An attempt failed and another is scheduled.
+    Retrying,
+    /// The node will not run.
+    Skipped,
+    /// The node waits on a delay.
+    Delayed,
+}
+
+/// A node changed state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeEvent {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The workflow.
+    pub workflow_id: String,
+    /// The node.
+    pub node_id: String,
+    /// What happened.
+    pub status: NodeEventStatus,
+    /// The node's output (completed) .
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// The error message (failed, retrying).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The attempt number (running, failed, retrying).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Milliseconds until the next attempt (retrying) or the end of the delay (delayed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_delay_ms: Option<u64>,
+    /// For a failure: whether `continueOnFail` lets the children run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continued: bool,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+/// What happened to an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum WorkflowEventStatus {
+    /// The execution was created and its roots enqueued.
+    Started,
+    /// Every node resolved.
+    Completed,
+    /// A node failed for good.
+    Failed,
+    /// Paused by the user.
+    Paused,
+    /// Resumed by the user.
+    Resumed,
+    /// Cancelled by the user.
+    Cancelled,
+}
+
+/// An execution changed state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowEvent {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The workflow.
+    pub workflow_id: String,
+    /// What happened.
+    pub status: WorkflowEventStatus,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+/// Receives events synchronously, in the order the backend produced them.
+///
+/// Backends call it inside their commit step, so events of one execution arrive in causal order;
+/// implementations must not block (an event bus hands the events to a channel).
+pub trait EventSink: Send + Sync + 'static {
+    /// Takes the events of one transition.
+    fn emit(&self, events: Vec<EngineEvent>);
+}
+
+/// Drops every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _events: Vec<EngineEvent>) {}
+}
+
+/// Milliseconds since the Unix epoch, for event and record timestamps.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,266 @@
+//! The execution state machine: the semantics every backend implements.
+//!
+//! Pure and synchronous. The in-memory backend runs it directly under its lock; the Redis backend
+//! implements the same transitions inside its commit script and is tested against the same
+//! scenarios. Rules (see the README, "Semantics"):
+//!
+//! - Every root is ready at start and receives the initial data.
+//! - A completed parent keeps the edge to a child *live* unless it returned `next_nodes` without
+//!   that child; a parent that failed with `continueOnFail` keeps all its edges live; a skipped
+//!   parent's edges are dead.
+//! - A node whose parents have all resolved is ready if at least one edge into it is live, and
+//!   skipped otherwise; skips cascade.
+//! - A node that fails for good fails the execution once: nothing new becomes ready, nodes
+//!   already running finish and are recorded.
+//! - The execution completes when every node is resolved, decided by the transition that resolves
+//!   the last one: exactly one `completed` or `failed`.
+
+use crate::dag::{CompiledWorkflow, NodeIndex};
+use crate::status::ExecutionStatus;
+
+/// Where one node is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// Some parent has not resolved yet.
+    Waiting,
+    /// Enqueued (or running, or waiting on a delay): exactly once per node.
+    Ready,
+    /// Finished; `routes` holds the children it chose (`None`: all of them).
+    Completed {
+        /// The children the node routed to, when it returned `next_nodes`.
+        routes: Option<Vec<NodeIndex>>,
+    },
+    /// Failed for good; `continued` when `continueOnFail` let its children run.
+    Failed {
+        /// Whether the failure was recorded as failed-and-continued.
+        continued: bool,
+    },
+    /// Not run.
+    Skipped,
+}
+
+impl NodeState {
+    fn is_resolved(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed { .. } | Self::Failed { .. } | Self::Skipped
+        )
+    }
+
+    /// Whether the edge from a node in this state to `child` carries data.
+    fn feeds(&self, child: NodeIndex) -> bool {
+        match self {
+            Self::Completed { routes: None } | Self::Failed { continued: true } => true,
+            Self::Completed { routes: Some(r) } => r.contains(&child),
+            _ => false,
+        }
+    }
+}
+
+/// What one transition changed, for the backend to act on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transition {
+    /// Nodes that became ready: enqueue each exactly once.
+    pub ready: Vec<NodeIndex>,
+    /// Nodes that became skipped.
+    pub skipped: Vec<NodeIndex>,
+    /// Set when this transition ended the execution.
+    pub finished: Option<ExecutionStatus>,
+}
+
+/// A transition that the current state does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransitionError {
+    /// The node is not ready (never enqueued, or already resolved): a duplicate or stale commit.
+    #[error("node {node:?} is not ready (state {state:?})")]
+    NotReady {
+        /// The node id.
+        node: String,
+        /// Its current state.
+        state: NodeState,
+    },
+    /// `next_nodes` names a node that is not a child of the node.
+    #[error("node {node:?}: next_nodes names {target:?}, which is not one of its outputs")]
+    UnknownRoute {
+        /// The node id.
+        node: String,
+        /// The unknown target.
+        target: String,
+    },
+}
+
+/// The state of one execution's graph.
+#[derive(Debug, Clone)]
+pub struct ExecutionState {
+    nodes: Vec<NodeState>,
+    /// Parents not yet resolved, per node.
+    remaining: Vec<usize>,
+    /// Parents resolved with a live edge into the node.
+    live: Vec<usize>,
+    unresolved: usize,
+    status: ExecutionStatus,
+}
+
+impl ExecutionState {
+    /// A new execution of `dag`: the roots are ready and listed in the returned transition.
+    pub fn start(dag: &CompiledWorkflow) -> (Self, Transition) {
+        let n = dag.nodes().len();
+        let mut nodes = vec![NodeState::Waiting; n];
+        for &r in dag.roots() {
+            nodes[r] = NodeState::Ready;
+        }
+        let state = Self {
+            nodes,
+            remaining: dag.nodes().iter().map(|n| n.parents.len()).collect(),
+            live: vec![0; n],
+            unresolved: n,
+            status: ExecutionStatus::Running,
+        };
+        let t = Transition {
+            ready: dag.roots().to_vec(),
+            ..Transition::default()
+        };
+        (state, t)
+    }
+
+    /// The execution's status.
+    pub fn status(&self) -> ExecutionStatus {
+        self.status
+    }
+
+    /// The state of one node.
+    pub fn node(&self, index: NodeIndex) -> &NodeState {
+        &self.nodes[index]
+    }
+
+    /// Parents whose data flows into `node`: completed parents that routed to it and parents
+    /// that failed with `continueOnFail`, in the order of the node's `inputs`.
+    pub fn live_parents<'a>(
+        &'a self,
+        dag: &'a CompiledWorkflow,
+        node: NodeIndex,
+    ) -> impl Iterator<Item = NodeIndex> + 'a {
+        dag.node(node)
+            .parents
+            .iter()
+            .copied()
+            .filter(move |&p| self.nodes[p].feeds(node))
+    }
+
+    /// Records that `node` completed, routing to `next_nodes` (all children when `None`).
+    pub fn complete(
+        &mut self,
+        dag: &CompiledWorkflow,
+        node: NodeIndex,
+        next_nodes: Option<&[String]>,
+    ) -> Result<Transition, TransitionError> {
+        self.check_ready(dag, node)?;
+        let routes = match next_nodes {
+            None => None,
+            Some(ids) => {
+                let mut r = Vec::with_capacity(ids.len());
+                for id in ids {
+                    match dag
+                        .index_of(id)
+                        .filter(|i| dag.node(node).children.contains(i))
+                    {
+                        Some(i) => r.push(i),
+                        None => {
+                            return Err(TransitionError::UnknownRoute {
+                                node: dag.node(node).id.clone(),
+                                target: id.clone(),
+                            });
+                        }
+                    }
+                }
+                Some(r)
+            }
+        };
+        self.nodes[node] = NodeState::Completed { routes };
+        Ok(self.resolve(dag, node))
+    }
+
+    /// Records that `node` failed for good. With `continued` (its `continueOnFail`), its children
+    /// run and the execution can still complete; otherwise the execution fails.
+    pub fn fail(
+        &mut self,
+        dag: &CompiledWorkflow,
+        node: NodeIndex,
+        continued: bool,
+    ) -> Result<Transition, TransitionError> {
+        self.check_ready(dag, node)?;
+        self.nodes[node] = NodeState::Failed { continued };
+        if !continued && self.status == ExecutionStatus::Running {
+            self.unresolved -= 1;
+            self.status = ExecutionStatus::Failed;
+            return Ok(Transition {
+                finished: Some(ExecutionStatus::Failed),
+                ..Transition::default()
+            });
+        }
+        Ok(self.resolve(dag, node))
+    }
+
+    /// Ends a running execution as cancelled. Returns `None` when it had already ended.
+    pub fn cancel(&mut self) -> Option<Transition> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        self.status = ExecutionStatus::Cancelled;
+        Some(Transition {
+            finished: Some(ExecutionStatus::Cancelled),
+            ..Transition::default()
+        })
+    }
+
+    fn check_ready(&self, dag: &CompiledWorkflow, node: NodeIndex) -> Result<(), TransitionError> {
+        match &self.nodes[node] {
+            NodeState::Ready => Ok(()),
+            other => Err(TransitionError::NotReady {
+                node: dag.node(node).id.clone(),
+                state: other.clone(),
+            }),
+        }
+    }
+
+    /// Propagates the resolution of `node` to its descendants.
+    fn resolve(&mut self, dag: &CompiledWorkflow, node: NodeIndex) -> Transition {
+        let mut t = Transition::default();
+        self.unresolved -= 1;
+        if self.status.is_terminal() {
+            // Failed or cancelled: record what finished in flight, start nothing new.
+            return t;
+        }
+        let mut work = vec![node];
+        while let Some(parent) = work.pop() {
+            for &child in &dag.node(parent).children {
+                self.remaining[child] -= 1;
+                if self.nodes[parent].feeds(child) {
+                    self.live[child] += 1;
+                }
+                if self.remaining[child] == 0 && self.nodes[child] == NodeState::Waiting {
+                    if self.live[child] > 0 {
+                        self.nodes[child] = NodeState::Ready;
+                        t.ready.push(child);
+                    } else {
+                        self.nodes[child] = NodeState::Skipped;
+                        self.unresolved -= 1;
+                        t.skipped.push(child);
+                        work.push(child);
+                    }
+                }
+            }
+        }
+        if self.unresolved == 0 {
+            self.status = ExecutionStatus::Completed;
+            t.finished = Some(ExecutionStatus::Completed);
+        }
+        t
+    }
+
+    /// Whether every node has resolved.
+    pub fn all_resolved(&self) -> bool {
+        self.nodes.iter().all(NodeState::is_resolved)
+    }
+}
