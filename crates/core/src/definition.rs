@@ -27,8 +27,9 @@ use serde_json::{Map, Value};
 pub struct WorkflowDefinition {
     /// Unique workflow id, chosen by the user.
     pub id: String,
-    /// Human-readable name.
-    #[serde(default)]
+    /// Human-readable name (empty when absent; an empty name is not written back, so a
+    /// definition without one round-trips unchanged).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Optional entry node; when set it must name a root (a node without inputs).
     #[serde(default, skip_serializing_if = "Option::is_none")]

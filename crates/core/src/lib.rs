@@ -38,6 +38,7 @@ mod error;
 mod event;
 mod executor;
 mod id;
+mod record;
 mod registry;
 mod settings;
 mod state;
@@ -57,6 +58,7 @@ pub use executor::{
     ExecutionContext, FnExecutor, NodeError, NodeExecutor, NodeOutput, ResultsSource, executor_fn,
 };
 pub use id::{ExecutionId, InvalidExecutionId};
+pub use record::{ExecutionRecord, NodeResult};
 pub use registry::NodeRegistry;
 pub use settings::{
     Backoff, BackoffKind, CircuitBreakerConfig, DELAY_NODE_TYPE, NodeSettings, RetryPolicy,

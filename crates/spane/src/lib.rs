@@ -1,1 +1,64 @@
-//! placeholder
+//! # SPANE
+//!
+//! A DAG workflow orchestration engine: describe a workflow as a graph of typed nodes (JSON in
+//! the original SPANE format, or Rust builders), register an executor per node type, and the
+//! engine runs every node as a job — in parallel where the graph allows — with joins,
+//! conditional branches, skip propagation, retries and live events.
+//!
+//! This crate is the facade: [`WorkflowEngine`] and its builder, re-exports of the layers
+//! ([`core`], [`queue`], [`store`], [`events`], [`triggers`], [`worker`]) and a [`prelude`].
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use serde_json::json;
+//! use spane::prelude::*;
+//!
+//! let mut registry = NodeRegistry::new();
+//! registry.register("greet", executor_fn(|ctx| async move {
+//!     let name = ctx.input_data["name"].as_str().unwrap_or("world").to_owned();
+//!     Ok(NodeOutput::new(json!({ "greeting": format!("hello, {name}") })))
+//! }));
+//! let engine = WorkflowEngine::embedded(registry);
+//! let wf: WorkflowDefinition = serde_json::from_value(json!({
+//!     "id": "hello", "name": "Hello",
+//!     "nodes": [{ "id": "greet", "type": "greet", "config": {}, "inputs": [], "outputs": [] }]
+//! })).unwrap();
+//! engine.register_workflow(wf).await.unwrap();
+//! engine.start_workers(2).unwrap();
+//! let id = engine.enqueue_workflow("hello", json!({ "name": "Ada" })).await.unwrap();
+//! let record = engine.wait_for_execution(id, Duration::from_secs(10)).await.unwrap();
+//! assert_eq!(record.output("greet"), Some(&json!({ "greeting": "hello, Ada" })));
+//! engine.shutdown().await;
+//! # });
+//! ```
+
+mod engine;
+mod error;
+
+pub use engine::{EngineBuilder, EngineConfig, WorkflowEngine};
+pub use error::Error;
+
+pub use spane_core as core;
+pub use spane_events as events;
+pub use spane_queue as queue;
+pub use spane_store as store;
+pub use spane_triggers as triggers;
+pub use spane_worker as worker;
+
+pub use spane_core::{
+    EngineEvent, ExecutionContext, ExecutionId, ExecutionRecord, ExecutionStatus, NodeDefinition,
+    NodeError, NodeExecutor, NodeOutput, NodeRegistry, NodeResult, NodeStatus, WorkflowDefinition,
+    async_trait, executor_fn,
+};
+pub use spane_events::{EventFilter, EventStream};
+pub use spane_worker::ShutdownReport;
+
+/// The names most programs need: `use spane::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        EngineEvent, EventFilter, ExecutionContext, ExecutionId, ExecutionRecord, ExecutionStatus,
+        NodeDefinition, NodeError, NodeExecutor, NodeOutput, NodeRegistry, NodeStatus,
+        WorkflowDefinition, WorkflowEngine, async_trait, executor_fn,
+    };
+}

@@ -1,1 +1,25 @@
-//! placeholder
+//! # spane-worker
+//!
+//! The worker runtime of SPANE, the same for every backend:
+//!
+//! - [`NodeProcessor`] — one claimed node job end to end: pinned definition, context, executor
+//!   (panics caught, optional timeout, lease renewed while it runs), commit, history.
+//! - [`WorkerManager`] — claims jobs in batches up to the concurrency limit; graceful shutdown
+//!   drains in-flight jobs within a deadline and gives the rest back to the queue.
+//! - [`Definitions`] — compiled definitions by (workflow, version), cached forever because a
+//!   version never changes.
+//! - [`decide`] — retry, backoff and `continueOnFail` rules as a pure function.
+//!
+//! Circuit breakers, rate limits and CPU-heavy isolation come with the execution-control work.
+
+mod definitions;
+mod error;
+mod manager;
+mod outcome;
+mod processor;
+
+pub use definitions::Definitions;
+pub use error::WorkerError;
+pub use manager::{ShutdownReport, WorkerConfig, WorkerManager};
+pub use outcome::decide;
+pub use processor::NodeProcessor;

@@ -1,0 +1,74 @@
+//! Execution records: what an execution looks like from outside (API reads, history).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::id::ExecutionId;
+use crate::status::{ExecutionStatus, NodeStatus};
+
+/// One execution, with the results of its nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionRecord {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The workflow it runs.
+    pub workflow_id: String,
+    /// The definition version it is pinned to.
+    pub workflow_version: u32,
+    /// Its status.
+    pub status: ExecutionStatus,
+    /// The data its roots received.
+    pub initial_data: Value,
+    /// The execution that started this one as a sub-workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_execution_id: Option<ExecutionId>,
+    /// Nesting depth: 0 for a top-level execution.
+    pub depth: u32,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// End time, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// Results of the nodes that have one, by node id.
+    pub node_results: BTreeMap<String, NodeResult>,
+}
+
+impl ExecutionRecord {
+    /// The output of `node`, when it completed (or failed with `continueOnFail`).
+    pub fn output(&self, node: &str) -> Option<&Value> {
+        self.node_results.get(node).and_then(|r| r.data.as_ref())
+    }
+}
+
+/// The result of one node within an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeResult {
+    /// The node.
+    pub node_id: String,
+    /// Its status.
+    pub status: NodeStatus,
+    /// Its output (completed), or the error object handed to its children (failed and continued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// The last error message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Failed, but `continueOnFail` let its children run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continued: bool,
+    /// First attempt's start, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    /// Resolution time, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+}

@@ -1,0 +1,21 @@
+//! Queue errors.
+
+use spane_core::ExecutionId;
+
+/// Errors of a queue backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// An execution with this id already exists.
+    #[error("execution {0} already exists")]
+    DuplicateExecution(ExecutionId),
+    /// No execution with this id is known to the backend (never created, or expired).
+    #[error("execution {0} not found")]
+    ExecutionNotFound(ExecutionId),
+    /// The backend cannot be reached; the operation may be retried.
+    #[error("queue backend unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong.
+        reason: String,
+    },
+}

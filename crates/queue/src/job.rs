@@ -1,0 +1,136 @@
+//! What flows through a queue: executions to start, claimed node jobs, and commits.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use spane_core::{CompiledWorkflow, ExecutionId, ExecutionStatus, NodeIndex};
+use ulid::Ulid;
+
+/// Identifies one worker incarnation. Orphaned jobs are reclaimed by lease expiry, never by
+/// worker id, so a restarted worker gets a fresh id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    /// A fresh, unique worker id.
+    pub fn new() -> Self {
+        Self(format!("worker-{}", Ulid::new()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for WorkerId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A new execution for the queue to create: its roots become ready at once.
+#[derive(Debug, Clone)]
+pub struct StartExecution {
+    /// The new execution's id.
+    pub execution_id: ExecutionId,
+    /// The compiled definition, pinned for the whole execution.
+    pub workflow: Arc<CompiledWorkflow>,
+    /// The definition version.
+    pub workflow_version: u32,
+    /// The data every root receives.
+    pub initial_data: Value,
+    /// The parent execution, for a sub-workflow.
+    pub parent_execution_id: Option<ExecutionId>,
+    /// Nesting depth.
+    pub depth: u32,
+}
+
+/// A node job claimed by a worker, with everything needed to run it (one round trip).
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The workflow.
+    pub workflow_id: String,
+    /// The pinned definition version.
+    pub workflow_version: u32,
+    /// The node's index in the compiled workflow.
+    pub node: NodeIndex,
+    /// The node's id.
+    pub node_id: String,
+    /// The attempt this claim runs, starting at 1.
+    pub attempt: u32,
+    /// Fencing token: a commit carrying a token other than the current lease's is refused.
+    pub token: u64,
+    /// The node's input, by the data-passing rules.
+    pub input: Value,
+    /// Outputs of the parents whose data flows into the node, by node id.
+    pub previous_results: BTreeMap<String, Value>,
+    /// The parent execution, for a sub-workflow.
+    pub parent_execution_id: Option<ExecutionId>,
+    /// Nesting depth.
+    pub depth: u32,
+    /// For a delay node: the delay has already elapsed; pass the data through.
+    pub delay_elapsed: bool,
+    /// How long the claim is valid without renewal.
+    pub lease: Duration,
+}
+
+/// How an attempt ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum NodeCommit {
+    /// The node completed; `next_nodes` restricts which children run.
+    Completed {
+        /// The output.
+        data: Value,
+        /// The children to run (`None`: all).
+        next_nodes: Option<Vec<String>>,
+    },
+    /// The node failed for good.
+    Failed {
+        /// The error message.
+        error: String,
+        /// Record it as failed-and-continued and run the children.
+        continue_on_fail: bool,
+    },
+    /// Run the node again after `delay`.
+    Retry {
+        /// The error of this attempt.
+        error: String,
+        /// The backoff.
+        delay: Duration,
+        /// Whether this attempt counts against `maxAttempts` (false when the remote side asked
+        /// to be called later).
+        consume_attempt: bool,
+    },
+    /// A delay node starts waiting; it is claimed again with `delay_elapsed` set.
+    Delay {
+        /// How long to wait.
+        delay: Duration,
+    },
+}
+
+/// What the queue did with a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitOutcome {
+    /// Applied; `finished` is set when this commit ended the execution.
+    Applied {
+        /// The execution's final status, when this commit decided it.
+        finished: Option<ExecutionStatus>,
+    },
+    /// Refused: the claim's lease was lost (expired and taken by another worker, or the job
+    /// was already committed). The other owner's result stands.
+    Stale,
+}

@@ -1,0 +1,358 @@
+//! One execution's hot state in the memory backend, driven by [`ExecutionState`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use spane_core::{
+    CompiledWorkflow, EngineEvent, ExecutionId, ExecutionRecord, ExecutionState, ExecutionStatus,
+    NodeEvent, NodeEventStatus, NodeIndex, NodeResult, NodeStatus, Transition, TransitionError,
+    WorkflowEvent, WorkflowEventStatus, failure_output, node_input, now_millis,
+};
+
+use crate::job::{ClaimedJob, NodeCommit, StartExecution};
+
+/// Per-node bookkeeping beside the state machine.
+#[derive(Default)]
+struct Slot {
+    status: Option<NodeStatus>,
+    output: Option<Value>,
+    error: Option<String>,
+    /// Attempts started.
+    attempts: u32,
+    /// The attempt number the next claim runs.
+    next_attempt: u32,
+    continued: bool,
+    delay_elapsed: bool,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+pub(super) struct Exec {
+    id: ExecutionId,
+    dag: Arc<CompiledWorkflow>,
+    version: u32,
+    state: ExecutionState,
+    slots: Vec<Slot>,
+    initial: Value,
+    parent: Option<ExecutionId>,
+    depth: u32,
+    created_at: i64,
+    finished_at: Option<i64>,
+    error: Option<String>,
+}
+
+/// What a commit changed, for the queue to act on.
+pub(super) struct Applied {
+    pub(super) ready: Vec<NodeIndex>,
+    pub(super) reschedule: Option<Duration>,
+    pub(super) finished: Option<ExecutionStatus>,
+}
+
+impl Exec {
+    pub(super) fn start(start: StartExecution) -> (Self, Vec<NodeIndex>, Vec<EngineEvent>) {
+        let (state, t) = ExecutionState::start(&start.workflow);
+        let n = start.workflow.nodes().len();
+        let exec = Self {
+            id: start.execution_id,
+            slots: (0..n)
+                .map(|_| Slot {
+                    next_attempt: 1,
+                    ..Slot::default()
+                })
+                .collect(),
+            dag: start.workflow,
+            version: start.workflow_version,
+            state,
+            initial: start.initial_data,
+            parent: start.parent_execution_id,
+            depth: start.depth,
+            created_at: now_millis(),
+            finished_at: None,
+            error: None,
+        };
+        let events = vec![exec.workflow_event(WorkflowEventStatus::Started, None)];
+        (exec, t.ready, events)
+    }
+
+    fn workflow_event(&self, status: WorkflowEventStatus, error: Option<String>) -> EngineEvent {
+        EngineEvent::Workflow(WorkflowEvent {
+            execution_id: self.id,
+            workflow_id: self.dag.id().to_owned(),
+            status,
+            error,
+            timestamp: now_millis(),
+        })
+    }
+
+    fn node_event(&self, node: NodeIndex, status: NodeEventStatus) -> NodeEvent {
+        NodeEvent {
+            execution_id: self.id,
+            workflow_id: self.dag.id().to_owned(),
+            node_id: self.dag.node(node).id.clone(),
+            status,
+            data: None,
+            error: None,
+            attempt: None,
+            next_delay_ms: None,
+            continued: false,
+            timestamp: now_millis(),
+        }
+    }
+
+    /// Hands out `node` under `token`, or `None` when it must not run (the execution ended).
+    pub(super) fn claim(
+        &mut self,
+        node: NodeIndex,
+        token: u64,
+        lease: Duration,
+        events: &mut Vec<EngineEvent>,
+    ) -> Option<ClaimedJob> {
+        if self.state.status().is_terminal() {
+            return None;
+        }
+        let now = now_millis();
+        let slot = &mut self.slots[node];
+        slot.attempts = slot.next_attempt;
+        slot.status = Some(NodeStatus::Running);
+        slot.started_at.get_or_insert(now);
+        let attempt = slot.attempts;
+        let delay_elapsed = slot.delay_elapsed;
+
+        let live: Vec<NodeIndex> = self.state.live_parents(&self.dag, node).collect();
+        let previous_results: BTreeMap<String, Value> = live
+            .iter()
+            .filter_map(|&p| {
+                self.slots[p]
+                    .output
+                    .clone()
+                    .map(|v| (self.dag.node(p).id.clone(), v))
+            })
+            .collect();
+        let input = node_input(
+            &self.dag,
+            node,
+            &self.initial,
+            live.iter()
+                .filter_map(|&p| self.slots[p].output.as_ref().map(|v| (p, v))),
+        );
+        let mut e = self.node_event(node, NodeEventStatus::Running);
+        e.attempt = Some(attempt);
+        events.push(EngineEvent::Node(e));
+        Some(ClaimedJob {
+            execution_id: self.id,
+            workflow_id: self.dag.id().to_owned(),
+            workflow_version: self.version,
+            node,
+            node_id: self.dag.node(node).id.clone(),
+            attempt,
+            token,
+            input,
+            previous_results,
+            parent_execution_id: self.parent,
+            depth: self.depth,
+            delay_elapsed,
+            lease,
+        })
+    }
+
+    pub(super) fn release(&mut self, node: NodeIndex) {
+        let slot = &mut self.slots[node];
+        slot.status = Some(NodeStatus::Pending);
+    }
+
+    pub(super) fn commit(
+        &mut self,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+        events: &mut Vec<EngineEvent>,
+    ) -> Applied {
+        let node = job.node;
+        let terminal = self.state.status().is_terminal();
+        let transition = match commit {
+            NodeCommit::Completed { data, next_nodes } => {
+                match self.state.complete(&self.dag, node, next_nodes.as_deref()) {
+                    Ok(t) => {
+                        let slot = &mut self.slots[node];
+                        slot.status = Some(NodeStatus::Completed);
+                        slot.output = Some(data.clone());
+                        slot.finished_at = Some(now_millis());
+                        let mut e = self.node_event(node, NodeEventStatus::Completed);
+                        e.data = Some(data);
+                        e.attempt = Some(job.attempt);
+                        events.push(EngineEvent::Node(e));
+                        Some(t)
+                    }
+                    Err(err @ TransitionError::UnknownRoute { .. }) => {
+                        let continued = self.dag.node(node).settings.continue_on_fail;
+                        self.fail(node, job.attempt, err.to_string(), continued, events)
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "commit on a node that is not ready");
+                        None
+                    }
+                }
+            }
+            NodeCommit::Failed {
+                error,
+                continue_on_fail,
+            } => self.fail(node, job.attempt, error, continue_on_fail, events),
+            // The execution ended while this attempt ran: start nothing new.
+            NodeCommit::Retry { error, .. } if terminal => {
+                self.fail(node, job.attempt, error, false, events)
+            }
+            NodeCommit::Delay { .. } if terminal => self.fail(
+                node,
+                job.attempt,
+                "the execution ended before the delay started".to_owned(),
+                false,
+                events,
+            ),
+            NodeCommit::Retry {
+                error,
+                delay,
+                consume_attempt,
+            } => {
+                let slot = &mut self.slots[node];
+                if consume_attempt {
+                    slot.next_attempt = job.attempt + 1;
+                }
+                slot.status = Some(NodeStatus::Delayed);
+                slot.error = Some(error.clone());
+                let mut e = self.node_event(node, NodeEventStatus::Retrying);
+                e.error = Some(error);
+                e.attempt = Some(job.attempt);
+                e.next_delay_ms = Some(delay.as_millis() as u64);
+                events.push(EngineEvent::Node(e));
+                return Applied {
+                    ready: Vec::new(),
+                    reschedule: Some(delay),
+                    finished: None,
+                };
+            }
+            NodeCommit::Delay { delay } => {
+                let slot = &mut self.slots[node];
+                slot.delay_elapsed = true;
+                slot.status = Some(NodeStatus::Delayed);
+                let mut e = self.node_event(node, NodeEventStatus::Delayed);
+                e.next_delay_ms = Some(delay.as_millis() as u64);
+                events.push(EngineEvent::Node(e));
+                return Applied {
+                    ready: Vec::new(),
+                    reschedule: Some(delay),
+                    finished: None,
+                };
+            }
+        };
+        let t = transition.unwrap_or_default();
+        self.apply(t, events)
+    }
+
+    fn fail(
+        &mut self,
+        node: NodeIndex,
+        attempt: u32,
+        error: String,
+        continued: bool,
+        events: &mut Vec<EngineEvent>,
+    ) -> Option<Transition> {
+        let t = match self.state.fail(&self.dag, node, continued) {
+            Ok(t) => t,
+            Err(err) => {
+                tracing::error!(%err, "failure committed on a node that is not ready");
+                return None;
+            }
+        };
+        let node_id = self.dag.node(node).id.clone();
+        let slot = &mut self.slots[node];
+        slot.status = Some(NodeStatus::Failed);
+        slot.error = Some(error.clone());
+        slot.continued = continued;
+        slot.finished_at = Some(now_millis());
+        if continued {
+            slot.output = Some(failure_output(&node_id, &error, attempt));
+        }
+        if !continued && self.error.is_none() {
+            self.error = Some(format!("node {node_id:?} failed: {error}"));
+        }
+        let mut e = self.node_event(node, NodeEventStatus::Failed);
+        e.error = Some(error);
+        e.attempt = Some(attempt);
+        e.continued = continued;
+        events.push(EngineEvent::Node(e));
+        Some(t)
+    }
+
+    fn apply(&mut self, t: Transition, events: &mut Vec<EngineEvent>) -> Applied {
+        let now = now_millis();
+        for &s in &t.skipped {
+            let slot = &mut self.slots[s];
+            slot.status = Some(NodeStatus::Skipped);
+            slot.finished_at = Some(now);
+            events.push(EngineEvent::Node(
+                self.node_event(s, NodeEventStatus::Skipped),
+            ));
+        }
+        if let Some(status) = t.finished {
+            self.finished_at = Some(now);
+            let (kind, error) = match status {
+                ExecutionStatus::Completed => (WorkflowEventStatus::Completed, None),
+                ExecutionStatus::Cancelled => (WorkflowEventStatus::Cancelled, None),
+                _ => (WorkflowEventStatus::Failed, self.error.clone()),
+            };
+            events.push(self.workflow_event(kind, error));
+        }
+        Applied {
+            ready: t.ready,
+            reschedule: None,
+            finished: t.finished,
+        }
+    }
+
+    pub(super) fn outputs(&self) -> BTreeMap<String, Value> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.output.clone().map(|v| (self.dag.node(i).id.clone(), v)))
+            .collect()
+    }
+
+    pub(super) fn record(&self) -> ExecutionRecord {
+        let node_results = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let status = s.status?;
+                let id = self.dag.node(i).id.clone();
+                Some((
+                    id.clone(),
+                    NodeResult {
+                        node_id: id,
+                        status,
+                        data: s.output.clone(),
+                        error: s.error.clone(),
+                        attempts: s.attempts,
+                        continued: s.continued,
+                        started_at: s.started_at,
+                        finished_at: s.finished_at,
+                    },
+                ))
+            })
+            .collect();
+        ExecutionRecord {
+            execution_id: self.id,
+            workflow_id: self.dag.id().to_owned(),
+            workflow_version: self.version,
+            status: self.state.status(),
+            initial_data: self.initial.clone(),
+            parent_execution_id: self.parent,
+            depth: self.depth,
+            error: self.error.clone(),
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            node_results,
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The in-memory backend: everything under one mutex, events emitted inside the commit.
+
+mod exec;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use spane_core::{EngineEvent, EventSink, ExecutionId, ExecutionRecord, NoEvents, NodeIndex};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::QueueError;
+use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
+use crate::queue::ExecutionQueue;
+use exec::Exec;
+
+/// Settings of a [`MemoryQueue`].
+#[derive(Debug, Clone)]
+pub struct MemoryQueueConfig {
+    /// How long a claim is valid without renewal (default 30 s). A job whose lease expires is
+    /// claimable again.
+    pub lease: Duration,
+    /// How long a finished execution stays readable from the queue (default 1 hour); the store
+    /// keeps its history.
+    pub retention: Duration,
+}
+
+impl Default for MemoryQueueConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// In-process queue: no services, for the embedded engine and tests.
+///
+/// Cheap to clone (shared state). Events are handed to the [`EventSink`] inside the commit, so
+/// every subscriber sees an execution's events in causal order.
+#[derive(Clone)]
+pub struct MemoryQueue {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    sink: Arc<dyn EventSink>,
+    config: MemoryQueueConfig,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct JobKey {
+    execution: ExecutionId,
+    node: NodeIndex,
+}
+
+struct Lease {
+    token: u64,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    executions: HashMap<ExecutionId, Exec>,
+    ready: VecDeque<JobKey>,
+    delayed: BinaryHeap<Reverse<(Instant, u64, JobKey)>>,
+    leases: HashMap<JobKey, Lease>,
+    next_token: u64,
+    finished: VecDeque<(Instant, ExecutionId)>,
+}
+
+impl fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("MemoryQueue")
+            .field("executions", &inner.executions.len())
+            .field("ready", &inner.ready.len())
+            .field("delayed", &inner.delayed.len())
+            .field("in_flight", &inner.leases.len())
+            .finish()
+    }
+}
+
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        Self::new(Arc::new(NoEvents))
+    }
+}
+
+impl MemoryQueue {
+    /// A queue that emits its events into `sink` (for example a `LocalBus`).
+    pub fn new(sink: Arc<dyn EventSink>) -> Self {
+        Self::with_config(sink, MemoryQueueConfig::default())
+    }
+
+    /// A queue with explicit settings.
+    pub fn with_config(sink: Arc<dyn EventSink>, config: MemoryQueueConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                inner: Mutex::new(Inner::default()),
+                notify: Notify::new(),
+                sink,
+                config,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every step completes before
+        // the guard drops), so a poisoned lock is still usable.
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn emit(&self, events: Vec<EngineEvent>) {
+        if !events.is_empty() {
+            self.shared.sink.emit(events);
+        }
+    }
+}
+
+impl Inner {
+    fn promote_due(&mut self, now: Instant) {
+        while let Some(Reverse((due, _, key))) = self.delayed.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.delayed.pop();
+            self.ready.push_back(key);
+        }
+    }
+
+    fn reclaim_expired(&mut self, now: Instant) {
+        let expired: Vec<JobKey> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.expires <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.leases.remove(&key);
+            tracing::warn!(execution = %key.execution, node = key.node, "lease expired, job is claimable again");
+            self.ready.push_back(key);
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let delayed = self.delayed.peek().map(|Reverse((due, _, _))| *due);
+        let lease = self.leases.values().map(|l| l.expires).min();
+        match (delayed, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn sweep(&mut self, now: Instant, retention: Duration) {
+        while let Some(&(at, id)) = self.finished.front() {
+            if now.duration_since(at) < retention {
+                break;
+            }
+            self.finished.pop_front();
+            self.executions.remove(&id);
+        }
+    }
+
+    fn schedule(&mut self, key: JobKey, due: Instant) {
+        self.next_token += 1;
+        let seq = self.next_token;
+        self.delayed.push(Reverse((due, seq, key)));
+    }
+}
+
+#[async_trait]
+impl ExecutionQueue for MemoryQueue {
+    async fn start_execution(&self, start: StartExecution) -> Result<(), QueueError> {
+        {
+            let mut inner = self.lock();
+            inner.sweep(Instant::now(), self.shared.config.retention);
+            if inner.executions.contains_key(&start.execution_id) {
+                return Err(QueueError::DuplicateExecution(start.execution_id));
+            }
+            let id = start.execution_id;
+            let (exec, ready, events) = Exec::start(start);
+            for node in ready {
+                inner.ready.push_back(JobKey {
+                    execution: id,
+                    node,
+                });
+            }
+            inner.executions.insert(id, exec);
+            self.emit(events);
+        }
+        self.shared.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        _worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ClaimedJob>, QueueError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let notified = self.shared.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wake = {
+                let mut inner = self.lock();
+                let now = Instant::now();
+                inner.promote_due(now);
+                inner.reclaim_expired(now);
+                let mut jobs = Vec::new();
+                let mut events = Vec::new();
+                while jobs.len() < max {
+                    let Some(key) = inner.ready.pop_front() else {
+                        break;
+                    };
+                    let lease = self.shared.config.lease;
+                    inner.next_token += 1;
+                    let token = inner.next_token;
+                    let Some(exec) = inner.executions.get_mut(&key.execution) else {
+                        continue;
+                    };
+                    let Some(job) = exec.claim(key.node, token, lease, &mut events) else {
+                        continue;
+                    };
+                    inner.leases.insert(
+                        key,
+                        Lease {
+                            token,
+                            expires: now + lease,
+                        },
+                    );
+                    jobs.push(job);
+                }
+                self.emit(events);
+                if !jobs.is_empty() {
+                    return Ok(jobs);
+                }
+                inner.next_wake()
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let until = wake.map_or(deadline, |w| w.min(deadline));
+            let _ = tokio::time::timeout_at(until, notified).await;
+        }
+    }
+
+    async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
+        let mut inner = self.lock();
+        let key = JobKey {
+            execution: job.execution_id,
+            node: job.node,
+        };
+        match inner.leases.get_mut(&key) {
+            Some(lease) if lease.token == job.token => {
+                lease.expires = Instant::now() + self.shared.config.lease;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn commit(
+        &self,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+    ) -> Result<CommitOutcome, QueueError> {
+        let outcome = {
+            let mut inner = self.lock();
+            let key = JobKey {
+                execution: job.execution_id,
+                node: job.node,
+            };
+            match inner.leases.get(&key) {
+                Some(lease) if lease.token == job.token => {}
+                _ => {
+                    tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
+                    return Ok(CommitOutcome::Stale);
+                }
+            }
+            inner.leases.remove(&key);
+            let now = Instant::now();
+            let Some(exec) = inner.executions.get_mut(&key.execution) else {
+                return Ok(CommitOutcome::Stale);
+            };
+            let mut events = Vec::new();
+            let applied = exec.commit(job, commit, &mut events);
+            for node in &applied.ready {
+                inner.ready.push_back(JobKey {
+                    execution: key.execution,
+                    node: *node,
+                });
+            }
+            if let Some(delay) = applied.reschedule {
+                inner.schedule(key, now + delay);
+            }
+            if applied.finished.is_some() {
+                inner.finished.push_back((now, key.execution));
+            }
+            self.emit(events);
+            applied
+        };
+        if !outcome.ready.is_empty() || outcome.reschedule.is_some() {
+            self.shared.notify.notify_waiters();
+        }
+        Ok(CommitOutcome::Applied {
+            finished: outcome.finished,
+        })
+    }
+
+    async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {
+        {
+            let mut inner = self.lock();
+            let key = JobKey {
+                execution: job.execution_id,
+                node: job.node,
+            };
+            match inner.leases.get(&key) {
+                Some(lease) if lease.token == job.token => {}
+                _ => return Ok(()),
+            }
+            inner.leases.remove(&key);
+            if let Some(exec) = inner.executions.get_mut(&key.execution) {
+                exec.release(key.node);
+            }
+            inner.ready.push_front(key);
+        }
+        self.shared.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, QueueError> {
+        Ok(self.lock().executions.get(&id).map(Exec::record))
+    }
+
+    async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError> {
+        let inner = self.lock();
+        let exec = inner
+            .executions
+            .get(&id)
+            .ok_or(QueueError::ExecutionNotFound(id))?;
+        Ok(exec.outputs())
+    }
+}

@@ -1,0 +1,54 @@
+//! The queue trait.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use spane_core::{ExecutionId, ExecutionRecord};
+
+use crate::error::QueueError;
+use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
+
+/// The coordination backend: it holds the hot state of running executions, hands node jobs to
+/// workers under a lease, and applies each node's outcome in one atomic commit (store the result,
+/// update joins and skips, enqueue the children that became ready, decide completion, emit the
+/// events).
+///
+/// Execution is at-least-once; state transitions are exactly-once: a commit with a stale token
+/// is refused, and a node becomes ready exactly once.
+#[async_trait]
+pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
+    /// Creates an execution and makes its roots ready.
+    async fn start_execution(&self, start: StartExecution) -> Result<(), QueueError>;
+
+    /// Claims up to `max` ready jobs for `worker`, waiting up to `wait` when none is ready.
+    /// Returns an empty list when the wait ends with nothing to do.
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ClaimedJob>, QueueError>;
+
+    /// Extends the lease of a claimed job. `false`: the lease was lost.
+    async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError>;
+
+    /// Applies the outcome of an attempt atomically.
+    async fn commit(
+        &self,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+    ) -> Result<CommitOutcome, QueueError>;
+
+    /// Gives a claimed job back without running it (graceful shutdown), so another worker
+    /// takes it at once. The attempt is not counted.
+    async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError>;
+
+    /// The execution as the backend sees it now, while it holds it.
+    async fn execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, QueueError>;
+
+    /// Outputs of every node of `id` that has one so far.
+    async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError>;
+}

@@ -1,0 +1,371 @@
+//! The workflow engine: register definitions, start executions, run workers, observe.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use spane_core::{
+    EngineEvent, ExecutionId, ExecutionRecord, ExecutionStatus, NodeRegistry, WorkflowDefinition,
+    now_millis,
+};
+use spane_events::{EventBus, EventFilter, EventStream, LocalBus};
+use spane_queue::{ExecutionQueue, MemoryQueue, StartExecution};
+use spane_store::{MemoryStore, Store};
+use spane_worker::{Definitions, NodeProcessor, ShutdownReport, WorkerConfig, WorkerManager};
+use tokio::time::Instant;
+
+use crate::error::Error;
+
+/// Engine settings, with documented defaults.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long one worker claim call waits for work before looping (default 1 s). Shorter
+    /// values make shutdown faster; longer ones cost fewer idle calls.
+    pub claim_wait: Duration,
+    /// How long [`WorkflowEngine::shutdown`] lets in-flight nodes finish before it cancels
+    /// them and gives their jobs back to the queue (default 30 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            claim_wait: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds a [`WorkflowEngine`]; every backend defaults to its in-memory implementation.
+///
+/// ```
+/// use std::sync::Arc;
+/// use spane::{EngineConfig, NodeRegistry, WorkflowEngine};
+/// use spane::events::LocalBus;
+/// use spane::store::MemoryStore;
+///
+/// let engine = WorkflowEngine::builder()
+///     .registry(NodeRegistry::new())
+///     .store(Arc::new(MemoryStore::new()))
+///     .event_bus(Arc::new(LocalBus::default()))
+///     .config(EngineConfig::default())
+///     .build();
+/// # let _ = engine;
+/// ```
+#[derive(Default)]
+pub struct EngineBuilder {
+    registry: Option<NodeRegistry>,
+    queue: Option<Arc<dyn ExecutionQueue>>,
+    store: Option<Arc<dyn Store>>,
+    bus: Option<Arc<dyn EventBus>>,
+    config: EngineConfig,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("registry", &self.registry)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// The executors, by node type.
+    pub fn registry(mut self, registry: NodeRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The queue backend (default: a [`MemoryQueue`] publishing into the event bus).
+    pub fn queue(mut self, queue: Arc<dyn ExecutionQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The store for definitions and history (default: [`MemoryStore`]).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The event bus (default: [`LocalBus`]). When you also pass a queue, make that queue
+    /// publish into this bus.
+    pub fn event_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Engine settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the engine. Workers do not run until [`WorkflowEngine::start_workers`].
+    pub fn build(self) -> WorkflowEngine {
+        let registry = Arc::new(self.registry.unwrap_or_default());
+        let bus: Arc<dyn EventBus> = self.bus.unwrap_or_else(|| Arc::new(LocalBus::default()));
+        let queue: Arc<dyn ExecutionQueue> = self
+            .queue
+            .unwrap_or_else(|| Arc::new(MemoryQueue::new(bus.clone())));
+        let store: Arc<dyn Store> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let definitions = Arc::new(Definitions::new(registry.clone(), store.clone()));
+        let processor = Arc::new(NodeProcessor::new(
+            queue.clone(),
+            store.clone(),
+            definitions.clone(),
+        ));
+        WorkflowEngine {
+            inner: Arc::new(Inner {
+                registry,
+                queue,
+                store,
+                bus,
+                definitions,
+                processor,
+                workers: Mutex::new(Vec::new()),
+                config: self.config,
+            }),
+        }
+    }
+}
+
+/// The engine: the one object an application holds. Cheap to clone.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use serde_json::json;
+/// use spane::prelude::*;
+///
+/// let mut registry = NodeRegistry::new();
+/// registry.register("double", executor_fn(|ctx| async move {
+///     Ok(NodeOutput::new(json!(ctx.input_data.as_i64().unwrap_or(0) * 2)))
+/// }));
+/// let engine = WorkflowEngine::embedded(registry);
+/// engine.register_workflow(
+///     WorkflowDefinition::new("twice", "Double twice")
+///         .node(NodeDefinition::new("a", "double"))
+///         .node(NodeDefinition::new("b", "double"))
+///         .edge("a", "b"),
+/// ).await.unwrap();
+/// engine.start_workers(4).unwrap();
+/// let id = engine.enqueue_workflow("twice", json!(5)).await.unwrap();
+/// let done = engine.wait_for_execution(id, Duration::from_secs(10)).await.unwrap();
+/// assert_eq!(done.status, ExecutionStatus::Completed);
+/// assert_eq!(done.output("b"), Some(&json!(20)));
+/// engine.shutdown().await;
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct WorkflowEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Arc<NodeRegistry>,
+    queue: Arc<dyn ExecutionQueue>,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn EventBus>,
+    definitions: Arc<Definitions>,
+    processor: Arc<NodeProcessor>,
+    workers: Mutex<Vec<WorkerManager>>,
+    config: EngineConfig,
+}
+
+impl fmt::Debug for WorkflowEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowEngine")
+            .field("registry", &self.inner.registry)
+            .field("queue", &self.inner.queue)
+            .field("store", &self.inner.store)
+            .field("bus", &self.inner.bus)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkflowEngine {
+    /// A builder; see [`EngineBuilder`].
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// An engine on in-memory backends: no services needed, state lost when the process ends.
+    pub fn embedded(registry: NodeRegistry) -> Self {
+        Self::builder().registry(registry).build()
+    }
+
+    /// The node registry.
+    pub fn registry(&self) -> &NodeRegistry {
+        &self.inner.registry
+    }
+
+    /// Validates and saves a definition; returns its version (unchanged definitions keep
+    /// theirs). Executions already running keep the version they started with.
+    pub async fn register_workflow(&self, definition: WorkflowDefinition) -> Result<u32, Error> {
+        let compiled = Arc::new(definition.compile(self.inner.registry.as_ref())?);
+        let version = self.inner.store.save_workflow(&definition).await?;
+        self.inner.definitions.insert(version, compiled);
+        tracing::info!(workflow = %definition.id, version, "workflow registered");
+        Ok(version)
+    }
+
+    /// The latest definition of a workflow.
+    pub async fn get_workflow(&self, id: &str) -> Result<Option<WorkflowDefinition>, Error> {
+        Ok(self
+            .inner
+            .store
+            .get_workflow(id, None)
+            .await?
+            .map(|w| w.definition))
+    }
+
+    /// Starts an execution of the latest version of `workflow_id`; every root receives
+    /// `initial_data`. Returns at once; workers run the nodes.
+    pub async fn enqueue_workflow(
+        &self,
+        workflow_id: &str,
+        initial_data: Value,
+    ) -> Result<ExecutionId, Error> {
+        let stored = self
+            .inner
+            .store
+            .get_workflow(workflow_id, None)
+            .await?
+            .ok_or_else(|| Error::WorkflowNotFound {
+                id: workflow_id.to_owned(),
+            })?;
+        let workflow = self
+            .inner
+            .definitions
+            .get(workflow_id, stored.version)
+            .await?;
+        let execution_id = ExecutionId::new();
+        self.inner
+            .store
+            .save_execution(&ExecutionRecord {
+                execution_id,
+                workflow_id: workflow_id.to_owned(),
+                workflow_version: stored.version,
+                status: ExecutionStatus::Running,
+                initial_data: initial_data.clone(),
+                parent_execution_id: None,
+                depth: 0,
+                error: None,
+                created_at: now_millis(),
+                finished_at: None,
+                node_results: Default::default(),
+            })
+            .await?;
+        self.inner
+            .queue
+            .start_execution(StartExecution {
+                execution_id,
+                workflow,
+                workflow_version: stored.version,
+                initial_data,
+                parent_execution_id: None,
+                depth: 0,
+            })
+            .await?;
+        Ok(execution_id)
+    }
+
+    /// Starts a worker manager in this process running up to `concurrency` nodes at once.
+    /// Call it again to add another manager; any number of processes may run workers on a
+    /// shared backend.
+    pub fn start_workers(&self, concurrency: usize) -> Result<(), Error> {
+        let manager = WorkerManager::start(
+            self.inner.queue.clone(),
+            self.inner.processor.clone(),
+            WorkerConfig {
+                concurrency,
+                claim_wait: self.inner.config.claim_wait,
+            },
+        );
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(manager);
+        Ok(())
+    }
+
+    /// An execution with its node results: live state while the backend holds it, history
+    /// otherwise.
+    pub async fn get_execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, Error> {
+        if let Some(live) = self.inner.queue.execution(id).await? {
+            return Ok(Some(live));
+        }
+        Ok(self.inner.store.get_execution(id).await?)
+    }
+
+    /// Waits until the execution ends (completed, failed or cancelled), at most `timeout`.
+    pub async fn wait_for_execution(
+        &self,
+        id: ExecutionId,
+        timeout: Duration,
+    ) -> Result<ExecutionRecord, Error> {
+        let deadline = Instant::now() + timeout;
+        // Subscribe before reading, so that an end between the read and the wait is seen.
+        let mut events = self.subscribe(EventFilter::Execution(id)).await?;
+        loop {
+            let record = self
+                .get_execution(id)
+                .await?
+                .ok_or(Error::ExecutionNotFound(id))?;
+            if record.status.is_terminal() {
+                return Ok(record);
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, events.next()).await {
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            execution: id,
+                            status: record.status,
+                            waited: timeout,
+                        });
+                    }
+                    // Any workflow-level event, a lag or a closed bus: read the state again.
+                    Ok(Some(Ok(EngineEvent::Workflow(_)))) | Ok(Some(Err(_))) => break,
+                    Ok(None) => {
+                        tokio::time::sleep_until(
+                            deadline.min(Instant::now() + Duration::from_millis(50)),
+                        )
+                        .await;
+                        break;
+                    }
+                    Ok(Some(Ok(_))) => {}
+                }
+            }
+        }
+    }
+
+    /// Live events: all of them, or one execution's. Events of one execution arrive in
+    /// causal order.
+    pub async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, Error> {
+        Ok(self.inner.bus.subscribe(filter).await?)
+    }
+
+    /// Stops every worker manager of this engine: no new claims, in-flight nodes finish within
+    /// [`EngineConfig::shutdown_timeout`], the rest are cancelled and given back to the queue.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let managers: Vec<WorkerManager> = std::mem::take(
+            &mut *self
+                .inner
+                .workers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut total = ShutdownReport::default();
+        for m in managers {
+            let r = m.shutdown(self.inner.config.shutdown_timeout).await;
+            total.drained += r.drained;
+            total.released += r.released;
+        }
+        total
+    }
+}

@@ -1,0 +1,50 @@
+//! The facade's error type.
+
+use std::time::Duration;
+
+use spane_core::{ExecutionId, ExecutionStatus, ValidationErrors};
+use spane_events::EventError;
+use spane_queue::QueueError;
+use spane_store::StoreError;
+use spane_worker::WorkerError;
+
+/// Everything the engine API can return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The definition is invalid; every problem is listed, each naming the node and field.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    /// No workflow with this id is registered.
+    #[error("workflow {id:?} is not registered")]
+    WorkflowNotFound {
+        /// The workflow id.
+        id: String,
+    },
+    /// No execution with this id exists (or its history expired).
+    #[error("execution {0} not found")]
+    ExecutionNotFound(ExecutionId),
+    /// The execution did not end within the time given to
+    /// [`WorkflowEngine::wait_for_execution`](crate::WorkflowEngine::wait_for_execution).
+    #[error("execution {execution} still {status} after {waited:?}")]
+    Timeout {
+        /// The execution.
+        execution: ExecutionId,
+        /// Its status when the wait ended.
+        status: ExecutionStatus,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The queue backend failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The event bus failed.
+    #[error(transparent)]
+    Events(#[from] EventError),
+    /// The worker runtime failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}

@@ -1,0 +1,210 @@
+//! The worker manager: claims jobs in batches up to the concurrency limit and runs them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spane_queue::{ClaimedJob, ExecutionQueue, WorkerId};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::processor::NodeProcessor;
+
+/// Settings of a [`WorkerManager`].
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Node jobs run at once by this manager (default 5, as in the original).
+    pub concurrency: usize,
+    /// How long one claim call waits for work before trying again (default 1 s).
+    pub claim_wait: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 5,
+            claim_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What [`WorkerManager::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Jobs that finished within the deadline.
+    pub drained: usize,
+    /// Jobs still running at the deadline: their executors were cancelled and the jobs given
+    /// back to the queue for another worker.
+    pub released: usize,
+}
+
+/// Runs node jobs from a queue with bounded concurrency.
+pub struct WorkerManager {
+    stop: CancellationToken,
+    executors_cancel: CancellationToken,
+    claim_loop: tokio::task::JoinHandle<JoinSet<()>>,
+    in_flight: Arc<Mutex<HashMap<(spane_core::ExecutionId, usize), ClaimedJob>>>,
+    queue: Arc<dyn ExecutionQueue>,
+    worker: WorkerId,
+}
+
+impl fmt::Debug for WorkerManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerManager")
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerManager {
+    /// Starts claiming from `queue` and processing with `processor`. Needs a tokio runtime.
+    pub fn start(
+        queue: Arc<dyn ExecutionQueue>,
+        processor: Arc<NodeProcessor>,
+        config: WorkerConfig,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let executors_cancel = CancellationToken::new();
+        let worker = WorkerId::new();
+        let in_flight = Arc::new(Mutex::new(HashMap::new()));
+        let claim_loop = tokio::spawn(claim_loop(
+            queue.clone(),
+            processor,
+            config,
+            worker.clone(),
+            stop.clone(),
+            executors_cancel.clone(),
+            in_flight.clone(),
+        ));
+        tracing::info!(%worker, "worker started");
+        Self {
+            stop,
+            executors_cancel,
+            claim_loop,
+            in_flight,
+            queue,
+            worker,
+        }
+    }
+
+    /// This worker incarnation's id.
+    pub fn worker_id(&self) -> &WorkerId {
+        &self.worker
+    }
+
+    /// Stops claiming, lets in-flight jobs finish within `deadline`, then cancels the rest and
+    /// gives their jobs back to the queue so that another worker takes them at once.
+    pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        self.stop.cancel();
+        let mut tasks = match self.claim_loop.await {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::error!(error = %e, "claim loop ended abnormally");
+                JoinSet::new()
+            }
+        };
+        let mut report = ShutdownReport::default();
+        let drain = async {
+            while tasks.join_next().await.is_some() {
+                report.drained += 1;
+            }
+        };
+        if tokio::time::timeout(deadline, drain).await.is_err() {
+            self.executors_cancel.cancel();
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let left: Vec<ClaimedJob> = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .drain()
+                .map(|(_, j)| j)
+                .collect();
+            for job in left {
+                if let Err(e) = self.queue.release(&job).await {
+                    tracing::warn!(error = %e, node = %job.node_id, "release failed; the lease will expire");
+                }
+                report.released += 1;
+            }
+        }
+        tracing::info!(worker = %self.worker, drained = report.drained, released = report.released, "worker stopped");
+        report
+    }
+}
+
+async fn claim_loop(
+    queue: Arc<dyn ExecutionQueue>,
+    processor: Arc<NodeProcessor>,
+    config: WorkerConfig,
+    worker: WorkerId,
+    stop: CancellationToken,
+    executors_cancel: CancellationToken,
+    in_flight: Arc<Mutex<HashMap<(spane_core::ExecutionId, usize), ClaimedJob>>>,
+) -> JoinSet<()> {
+    let concurrency = config.concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    let mut error_backoff = Duration::from_millis(50);
+    loop {
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        let first = tokio::select! {
+            _ = stop.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let claimed = tokio::select! {
+            _ = stop.cancelled() => break,
+            claimed = queue.claim(&worker, permits.len(), config.claim_wait) => claimed,
+        };
+        let jobs = match claimed {
+            Ok(jobs) => {
+                error_backoff = Duration::from_millis(50);
+                jobs
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed, retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(error_backoff) => {}
+                }
+                error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        for job in jobs {
+            let Some(permit) = permits.pop() else {
+                // The queue returned more than asked; give the surplus back.
+                if let Err(e) = queue.release(&job).await {
+                    tracing::warn!(error = %e, "release failed");
+                }
+                continue;
+            };
+            let key = (job.execution_id, job.node);
+            in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key, job.clone());
+            let processor = processor.clone();
+            let cancel = executors_cancel.child_token();
+            let in_flight = in_flight.clone();
+            tasks.spawn(async move {
+                processor.process(job, cancel).await;
+                in_flight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&key);
+                drop(permit);
+            });
+        }
+    }
+    tasks
+}

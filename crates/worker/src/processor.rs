@@ -1,0 +1,296 @@
+//! The node processor: one claimed job, end to end, as a short pipeline of named steps.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use spane_core::{
+    CompiledNode, CompiledWorkflow, ExecutionContext, ExecutionId, NodeError, NodeOutput,
+    NodeResult, NodeStatus, ResultsSource, now_millis,
+};
+use spane_queue::{ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, QueueError};
+use spane_store::ExecutionStore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::definitions::Definitions;
+use crate::outcome::decide;
+
+/// Runs claimed node jobs: resolve the pinned definition, build the context, run the executor
+/// (panics caught, timeout applied, lease renewed meanwhile), commit the outcome, record history.
+pub struct NodeProcessor {
+    queue: Arc<dyn ExecutionQueue>,
+    store: Arc<dyn ExecutionStore>,
+    definitions: Arc<Definitions>,
+}
+
+impl fmt::Debug for NodeProcessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeProcessor")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads all results of an execution from the queue, for [`ExecutionContext::all_results`].
+struct QueueResults(Arc<dyn ExecutionQueue>);
+
+#[async_trait]
+impl ResultsSource for QueueResults {
+    async fn all_results(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<std::collections::BTreeMap<String, Value>, NodeError> {
+        self.0
+            .results(execution)
+            .await
+            .map_err(|e| NodeError::retryable(format!("reading results: {e}")))
+    }
+}
+
+impl NodeProcessor {
+    /// A processor over `queue`, recording history in `store`.
+    pub fn new(
+        queue: Arc<dyn ExecutionQueue>,
+        store: Arc<dyn ExecutionStore>,
+        definitions: Arc<Definitions>,
+    ) -> Self {
+        Self {
+            queue,
+            store,
+            definitions,
+        }
+    }
+
+    /// Processes one claimed job to its commit. `cancel` reaches the executor's context.
+    pub async fn process(&self, job: ClaimedJob, cancel: CancellationToken) {
+        let span = tracing::info_span!(
+            "node",
+            execution_id = %job.execution_id,
+            workflow_id = %job.workflow_id,
+            node_id = %job.node_id,
+            attempt = job.attempt,
+        );
+        async {
+            let commit = match self
+                .definitions
+                .get(&job.workflow_id, job.workflow_version)
+                .await
+            {
+                Ok(dag) => self.run(&job, &dag, cancel).await,
+                Err(e) => NodeCommit::Failed {
+                    error: e.to_string(),
+                    continue_on_fail: false,
+                },
+            };
+            self.commit(&job, commit).await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn run(
+        &self,
+        job: &ClaimedJob,
+        dag: &Arc<CompiledWorkflow>,
+        cancel: CancellationToken,
+    ) -> NodeCommit {
+        let node = dag.node(job.node);
+        if node.is_delay() {
+            return delay_step(job, node);
+        }
+        if node.is_sub_workflow() {
+            return NodeCommit::Failed {
+                error: format!(
+                    "node {:?}: sub-workflow nodes are not supported by this version of the engine yet",
+                    node.id
+                ),
+                continue_on_fail: node.settings.continue_on_fail,
+            };
+        }
+        let Some(executor) = self.definitions.registry().get(&node.node_type).cloned() else {
+            return NodeCommit::Failed {
+                error: format!(
+                    "node {:?}: no executor registered for type {:?}",
+                    node.id, node.node_type
+                ),
+                continue_on_fail: false,
+            };
+        };
+        let ctx = self.context(job, node, cancel);
+        let renewal = self.keep_lease(job);
+        let result = run_guarded(executor, ctx, node.settings.timeout).await;
+        renewal.abort();
+        decide(&node.settings, job.attempt, result, jitter_sample())
+    }
+
+    fn context(
+        &self,
+        job: &ClaimedJob,
+        node: &CompiledNode,
+        cancel: CancellationToken,
+    ) -> ExecutionContext {
+        let mut ctx = ExecutionContext::new(
+            job.workflow_id.clone(),
+            job.execution_id,
+            job.node_id.clone(),
+            node.node_type.clone(),
+        )
+        .with_results_source(Arc::new(QueueResults(self.queue.clone())));
+        ctx.workflow_version = job.workflow_version;
+        ctx.input_data = job.input.clone();
+        ctx.node_config = node.config.clone();
+        ctx.previous_results = job.previous_results.clone();
+        ctx.parent_execution_id = job.parent_execution_id;
+        ctx.depth = job.depth;
+        ctx.attempt = job.attempt;
+        ctx.cancellation = cancel;
+        ctx
+    }
+
+    /// Renews the job's lease at a third of its length while the executor runs.
+    fn keep_lease(&self, job: &ClaimedJob) -> tokio::task::JoinHandle<()> {
+        let queue = self.queue.clone();
+        let job = job.clone();
+        tokio::spawn(async move {
+            let every = (job.lease / 3).max(Duration::from_millis(10));
+            loop {
+                tokio::time::sleep(every).await;
+                match queue.renew(&job).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(node = %job.node_id, "lease lost while the executor runs");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+                }
+            }
+        })
+    }
+
+    /// Commits, retrying while the backend is unavailable (the commit is idempotent: a repeat
+    /// after a lost reply is refused as stale), then records history.
+    async fn commit(&self, job: &ClaimedJob, commit: NodeCommit) {
+        let mut backoff = Duration::from_millis(50);
+        let outcome = loop {
+            match self.queue.commit(job, commit.clone()).await {
+                Ok(o) => break o,
+                Err(QueueError::Unavailable { reason }) => {
+                    tracing::warn!(%reason, node = %job.node_id, "commit failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, node = %job.node_id, "commit rejected");
+                    return;
+                }
+            }
+        };
+        let CommitOutcome::Applied { finished } = outcome else {
+            return;
+        };
+        self.record_history(job, &commit, finished.is_some()).await;
+    }
+
+    async fn record_history(&self, job: &ClaimedJob, commit: &NodeCommit, finished: bool) {
+        let result = match commit {
+            NodeCommit::Completed { data, .. } => Some(NodeResult {
+                node_id: job.node_id.clone(),
+                status: NodeStatus::Completed,
+                data: Some(data.clone()),
+                error: None,
+                attempts: job.attempt,
+                continued: false,
+                started_at: None,
+                finished_at: Some(now_millis()),
+            }),
+            NodeCommit::Failed {
+                error,
+                continue_on_fail,
+            } => Some(NodeResult {
+                node_id: job.node_id.clone(),
+                status: NodeStatus::Failed,
+                data: None,
+                error: Some(error.clone()),
+                attempts: job.attempt,
+                continued: *continue_on_fail,
+                started_at: None,
+                finished_at: Some(now_millis()),
+            }),
+            _ => None,
+        };
+        if finished {
+            // The queue's record is complete (skips included): write it whole.
+            match self.queue.execution(job.execution_id).await {
+                Ok(Some(record)) => {
+                    if let Err(e) = self.store.save_execution(&record).await {
+                        tracing::error!(error = %e, "writing execution history failed");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "reading the finished execution failed"),
+            }
+        } else if let Some(result) = result
+            && let Err(e) = self.store.save_node_result(job.execution_id, &result).await
+        {
+            tracing::error!(error = %e, "writing node history failed");
+        }
+    }
+}
+
+/// A delay node: first claim starts the wait, the claim after it passes the data through.
+fn delay_step(job: &ClaimedJob, node: &CompiledNode) -> NodeCommit {
+    let delay = node.settings.delay.unwrap_or_default();
+    if job.delay_elapsed || delay.is_zero() {
+        NodeCommit::Completed {
+            data: job.input.clone(),
+            next_nodes: None,
+        }
+    } else {
+        NodeCommit::Delay { delay }
+    }
+}
+
+/// Runs the executor on its own task, so a panic fails the attempt instead of the worker.
+async fn run_guarded(
+    executor: Arc<dyn spane_core::NodeExecutor>,
+    ctx: ExecutionContext,
+    timeout: Option<Duration>,
+) -> Result<NodeOutput, NodeError> {
+    let task = tokio::spawn(async move { executor.execute(ctx).await });
+    let abort = task.abort_handle();
+    let joined = match timeout {
+        None => task.await,
+        Some(limit) => match tokio::time::timeout(limit, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                abort.abort();
+                return Err(NodeError::retryable(format!(
+                    "timed out after {} ms",
+                    limit.as_millis()
+                )));
+            }
+        },
+    };
+    match joined {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(NodeError::retryable(format!("executor panicked: {msg}")))
+        }
+        Err(_) => Err(NodeError::retryable("executor task was cancelled")),
+    }
+}
+
+/// A number in `[0, 1)` for backoff jitter, from a fresh ULID's random bits.
+fn jitter_sample() -> f64 {
+    let bits = (ulid::Ulid::new().random() & ((1u128 << 53) - 1)) as u64;
+    bits as f64 / (1u64 << 53) as f64
+}
