@@ -20,7 +20,7 @@ impl ExecutionId {
     pub fn new() -> Self {
         static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
         let mut generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
-        // `generate` only fails when 2^80 ids were made in one millisecond.
+        // `generate` fails only if the random part overflows within one millisecond.
         Self(generator.generate().unwrap_or_else(|_| Ulid::new()))
     }
 

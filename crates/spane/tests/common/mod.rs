@@ -1,0 +1,105 @@
+//! Shared helpers for the engine tests. Every scenario builds its engine through [`engine`],
+//! so the same scenarios run on every backend as backends are added.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use spane::prelude::*;
+
+/// How long a scenario may take before the test fails (never a sleep: a deadline).
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// An engine on the embedded backends with `registry`, workers started.
+pub fn engine(registry: NodeRegistry, concurrency: usize) -> WorkflowEngine {
+    let engine = WorkflowEngine::builder()
+        .registry(registry)
+        .config(spane::EngineConfig {
+            claim_wait: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(5),
+        })
+        .build();
+    engine.start_workers(concurrency).expect("workers start");
+    engine
+}
+
+/// Counts calls per node id.
+#[derive(Default, Clone)]
+pub struct Calls(Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
+impl Calls {
+    pub fn hit(&self, node: &str) {
+        *self.0.lock().unwrap().entry(node.to_owned()).or_default() += 1;
+    }
+    pub fn count(&self, node: &str) -> usize {
+        self.0.lock().unwrap().get(node).copied().unwrap_or(0)
+    }
+    pub fn total(&self) -> usize {
+        self.0.lock().unwrap().values().sum()
+    }
+}
+
+/// A registry with `pass` (returns its input plus its node id in a `path` list, counting calls).
+pub fn pass_registry(calls: &Calls) -> NodeRegistry {
+    let mut r = NodeRegistry::new();
+    let c = calls.clone();
+    r.register(
+        "pass",
+        executor_fn(move |ctx| {
+            let c = c.clone();
+            async move {
+                c.hit(&ctx.node_id);
+                Ok(NodeOutput::new(
+                    json!({ "node": ctx.node_id, "input": ctx.input_data }),
+                ))
+            }
+        }),
+    );
+    r
+}
+
+/// A workflow of `pass` nodes with the given edges.
+pub fn graph(id: &str, nodes: &[&str], edges: &[(&str, &str)]) -> WorkflowDefinition {
+    let mut wf = WorkflowDefinition::new(id, id);
+    for n in nodes {
+        wf = wf.node(NodeDefinition::new(*n, "pass"));
+    }
+    for (a, b) in edges {
+        wf = wf.edge(a, b);
+    }
+    wf
+}
+
+/// Registers, enqueues and waits for the end.
+pub async fn run(engine: &WorkflowEngine, wf: WorkflowDefinition, input: Value) -> ExecutionRecord {
+    let id = wf.id.clone();
+    engine.register_workflow(wf).await.expect("valid workflow");
+    let exec = engine.enqueue_workflow(&id, input).await.expect("enqueued");
+    engine
+        .wait_for_execution(exec, DEADLINE)
+        .await
+        .expect("execution ends before the deadline")
+}
+
+/// Tracks how many executors run at once.
+#[derive(Default, Clone)]
+pub struct Overlap {
+    now: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+}
+
+impl Overlap {
+    pub fn enter(&self) {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+    }
+    pub fn exit(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+}

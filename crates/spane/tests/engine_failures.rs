@@ -1,0 +1,289 @@
+//! Failures: failing for good, retries, continueOnFail, panics, timeouts.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::*;
+use futures::StreamExt;
+use serde_json::json;
+use spane::core::{NodeEventStatus, WorkflowEventStatus};
+use spane::prelude::*;
+use tokio::sync::Notify;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_fails_once_lets_the_running_sibling_finish_and_starts_nothing_new() {
+    let calls = Calls::default();
+    let release_slow = Arc::new(Notify::new());
+    let mut r = pass_registry(&calls);
+    r.register(
+        "boom",
+        executor_fn(|_ctx| async move { Err(NodeError::fatal("card declined")) }),
+    );
+    let (c, gate) = (calls.clone(), release_slow.clone());
+    r.register(
+        "slow",
+        executor_fn(move |ctx| {
+            let (c, gate) = (c.clone(), gate.clone());
+            async move {
+                c.hit(&ctx.node_id);
+                gate.notified().await;
+                Ok(NodeOutput::new(json!("slow done")))
+            }
+        }),
+    );
+    let engine = engine(r, 4);
+    let wf = WorkflowDefinition::new("fail-once", "fail once")
+        .node(NodeDefinition::new("root", "pass"))
+        .node(NodeDefinition::new("boom", "boom"))
+        .node(NodeDefinition::new("slow", "slow"))
+        .node(NodeDefinition::new("after-slow", "pass"))
+        .node(NodeDefinition::new("after-boom", "pass"))
+        .edge("root", "boom")
+        .edge("root", "slow")
+        .edge("slow", "after-slow")
+        .edge("boom", "after-boom");
+    engine.register_workflow(wf).await.unwrap();
+    engine
+        .register_workflow(graph("sentinel", &["s"], &[]))
+        .await
+        .unwrap();
+
+    let mut events = engine.subscribe(EventFilter::All).await.unwrap();
+    let id = engine
+        .enqueue_workflow("fail-once", json!({}))
+        .await
+        .unwrap();
+
+    // Wait for the execution to fail while `slow` is still running, then let `slow` finish.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("workflow failed event before the deadline")
+            .unwrap()
+            .unwrap();
+        let failed =
+            matches!(&e, EngineEvent::Workflow(w) if w.status == WorkflowEventStatus::Failed);
+        seen.push(e);
+        if failed {
+            break;
+        }
+    }
+    assert_eq!(
+        calls.count("slow"),
+        1,
+        "slow was running when the execution failed"
+    );
+    release_slow.notify_one();
+
+    // A later, independent execution completing proves the queue moved past anything that
+    // the slow node's commit could have enqueued (the ready queue is FIFO).
+    let slow_done = loop {
+        let e = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if matches!(&e, EngineEvent::Node(n) if n.node_id == "slow" && n.status == NodeEventStatus::Completed)
+        {
+            break e;
+        }
+        seen.push(e);
+    };
+    seen.push(slow_done);
+    let sentinel = engine
+        .enqueue_workflow("sentinel", json!({}))
+        .await
+        .unwrap();
+    engine.wait_for_execution(sentinel, DEADLINE).await.unwrap();
+    while let Ok(Some(Ok(e))) = tokio::time::timeout(std::time::Duration::ZERO, events.next()).await
+    {
+        seen.push(e);
+    }
+
+    let rec = engine.get_execution(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert!(rec.error.as_deref().unwrap().contains("card declined"));
+    assert_eq!(
+        rec.node_results["slow"].status,
+        NodeStatus::Completed,
+        "the sibling is recorded"
+    );
+    assert!(
+        !rec.node_results.contains_key("after-slow"),
+        "nothing new starts"
+    );
+    assert!(!rec.node_results.contains_key("after-boom"));
+    assert_eq!(calls.count("after-slow"), 0);
+    let failed_events = seen
+        .iter()
+        .filter(|e| matches!(e, EngineEvent::Workflow(w) if w.execution_id == id && w.status == WorkflowEventStatus::Failed))
+        .count();
+    assert_eq!(failed_events, 1, "the execution fails exactly once");
+    assert!(!seen.iter().any(|e| matches!(e, EngineEvent::Workflow(w) if w.execution_id == id && w.status == WorkflowEventStatus::Completed)));
+    engine.shutdown().await;
+}
+
+fn flaky_registry(
+    fail_times: u32,
+    error: fn(String) -> NodeError,
+) -> (NodeRegistry, Arc<AtomicU32>) {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let mut r = NodeRegistry::new();
+    let a = attempts.clone();
+    r.register(
+        "flaky",
+        executor_fn(move |ctx| {
+            let a = a.clone();
+            async move {
+                let n = a.fetch_add(1, Ordering::SeqCst) + 1;
+                assert_eq!(ctx.attempt, n, "the context carries the attempt number");
+                if n <= fail_times {
+                    Err(error(format!("failure {n}")))
+                } else {
+                    Ok(NodeOutput::new(json!({ "succeededOn": n })))
+                }
+            }
+        }),
+    );
+    r.register(
+        "pass",
+        executor_fn(|ctx| async move { Ok(NodeOutput::new(ctx.input_data)) }),
+    );
+    (r, attempts)
+}
+
+fn flaky_workflow(id: &str, retry: serde_json::Value) -> WorkflowDefinition {
+    WorkflowDefinition::new(id, id)
+        .node(NodeDefinition::new("flaky", "flaky").with_config(json!({ "retryPolicy": retry })))
+        .node(NodeDefinition::new("after", "pass"))
+        .edge("flaky", "after")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_failing_twice_then_succeeding_completes_with_three_attempts() {
+    let (r, attempts) = flaky_registry(2, NodeError::retryable);
+    let engine = engine(r, 2);
+    let retry = json!({"maxAttempts": 3, "backoff": {"type": "exponential", "delay": 5}});
+    let rec = run(&engine, flaky_workflow("retry-ok", retry), json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Completed);
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(rec.node_results["flaky"].attempts, 3);
+    assert_eq!(rec.output("after"), Some(&json!({ "succeededOn": 3 })));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_exhausted_fail_the_execution_with_the_last_error() {
+    let (r, attempts) = flaky_registry(2, NodeError::retryable);
+    let engine = engine(r, 2);
+    let retry = json!({"maxAttempts": 2, "backoff": {"type": "fixed", "delay": 5}});
+    let rec = run(&engine, flaky_workflow("retry-exhausted", retry), json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        rec.node_results["flaky"].error.as_deref(),
+        Some("failure 2")
+    );
+    assert!(
+        rec.error.unwrap().contains("\"flaky\""),
+        "the execution error names the node"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_retryable_error_skips_remaining_attempts() {
+    let (r, attempts) = flaky_registry(5, NodeError::fatal);
+    let engine = engine(r, 2);
+    let retry = json!({"maxAttempts": 5, "backoff": {"delay": 5}});
+    let rec = run(&engine, flaky_workflow("fatal", retry), json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_on_fail_runs_the_children_with_an_error_object() {
+    let (r, _) = flaky_registry(9, NodeError::fatal);
+    let engine = engine(r, 2);
+    let retry = json!({"maxAttempts": 1, "continueOnFail": true});
+    let rec = run(&engine, flaky_workflow("continue", retry), json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Completed);
+    let flaky = &rec.node_results["flaky"];
+    assert_eq!(flaky.status, NodeStatus::Failed);
+    assert!(flaky.continued);
+    let after = rec.output("after").unwrap();
+    assert_eq!(after["error"], json!("failure 1"));
+    assert_eq!(after["failed"], json!(true));
+    assert_eq!(after["nodeId"], json!("flaky"));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_executor_fails_its_attempt_and_the_worker_keeps_going() {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let mut r = NodeRegistry::new();
+    let a = attempts.clone();
+    r.register(
+        "panicky",
+        executor_fn(move |_ctx| {
+            let a = a.clone();
+            async move {
+                if a.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("executor bug");
+                }
+                Ok(NodeOutput::new(json!("recovered")))
+            }
+        }),
+    );
+    let engine = engine(r, 1);
+    let retry = json!({"retryPolicy": {"maxAttempts": 2, "backoff": {"delay": 1}}});
+    let wf = WorkflowDefinition::new("panic", "panic")
+        .node(NodeDefinition::new("p", "panicky").with_config(retry));
+    let rec = run(&engine, wf.clone(), json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Completed);
+    assert_eq!(rec.node_results["p"].attempts, 2);
+
+    // Without retries the panic fails the execution with a message that says so.
+    attempts.store(0, Ordering::SeqCst);
+    let mut once = wf;
+    once.id = "panic-once".into();
+    once.nodes[0].config = json!({});
+    let rec = run(&engine, once, json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    let err = rec.node_results["p"].error.clone().unwrap();
+    assert!(
+        err.contains("panicked") && err.contains("executor bug"),
+        "{err}"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_over_its_timeout_fails_as_timed_out() {
+    let mut r = NodeRegistry::new();
+    r.register(
+        "hang",
+        executor_fn(|ctx| async move {
+            ctx.cancellation.cancelled().await;
+            Ok(NodeOutput::new(json!("never")))
+        }),
+    );
+    let engine = engine(r, 1);
+    let wf = WorkflowDefinition::new("timeout", "timeout")
+        .node(NodeDefinition::new("h", "hang").with_config(json!({"timeout": 50})));
+    let rec = run(&engine, wf, json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert!(
+        rec.node_results["h"]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out after 50 ms")
+    );
+    engine.shutdown().await;
+}
