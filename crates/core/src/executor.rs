@@ -73,8 +73,9 @@ pub struct ExecutionContext {
     pub depth: u32,
     /// This attempt's number, starting at 1.
     pub attempt: u32,
-    /// Cancelled when the execution is cancelled or the worker shuts down; long-running
-    /// executors should watch it (`ctx.cancellation.cancelled().await`).
+    /// Cancelled when the worker stops this attempt (graceful shutdown past its deadline; and
+    /// execution cancel, once that lands); long-running executors should watch it
+    /// (`ctx.cancellation.cancelled().await`).
     pub cancellation: CancellationToken,
     results: Option<Arc<dyn ResultsSource>>,
 }

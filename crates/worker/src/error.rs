@@ -26,7 +26,4 @@ pub enum WorkerError {
         /// The version.
         version: u32,
     },
-    /// Workers are already running in this engine.
-    #[error("workers are already running")]
-    AlreadyRunning,
 }
