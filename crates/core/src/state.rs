@@ -10,8 +10,10 @@
 //!   parent's edges are dead.
 //! - A node whose parents have all resolved is ready if at least one edge into it is live, and
 //!   skipped otherwise; skips cascade.
-//! - A node that fails for good fails the execution once: nothing new becomes ready, nodes
-//!   already running finish and are recorded.
+//! - A node that fails for good fails the execution once: nothing new becomes ready (nodes that
+//!   would have are *dropped*), nodes already running finish and are recorded.
+//! - A node that failed for good can be revived (a dead-letter retry): it is ready again, the
+//!   execution runs again, and the dropped nodes are ready too.
 //! - The execution completes when every node is resolved, decided by the transition that resolves
 //!   the last one: exactly one `completed` or `failed`.
 
@@ -37,6 +39,9 @@ pub enum NodeState {
     },
     /// Not run.
     Skipped,
+    /// Became ready after the execution had ended, so it was not run; a dead-letter retry that
+    /// revives the execution runs it.
+    Dropped,
 }
 
 impl NodeState {
@@ -79,6 +84,17 @@ pub enum TransitionError {
         node: String,
         /// Its current state.
         state: NodeState,
+    },
+    /// Only a node that failed for good, in an execution that is failed or running, can be
+    /// revived.
+    #[error("node {node:?} cannot be revived (state {state:?}, execution {status})")]
+    NotRevivable {
+        /// The node id.
+        node: String,
+        /// Its state.
+        state: NodeState,
+        /// The execution's status.
+        status: ExecutionStatus,
     },
     /// `next_nodes` names a node that is not a child of the node.
     #[error("node {node:?}: next_nodes names {target:?}, which is not one of its outputs")]
@@ -191,15 +207,60 @@ impl ExecutionState {
     ) -> Result<Transition, TransitionError> {
         self.check_ready(dag, node)?;
         self.nodes[node] = NodeState::Failed { continued };
-        if !continued && self.status == ExecutionStatus::Running {
-            self.unresolved -= 1;
+        if continued {
+            return Ok(self.resolve(dag, node));
+        }
+        // Failed for good: the node stays unresolved (it can be revived) and the execution
+        // fails, once.
+        if self.status == ExecutionStatus::Running {
             self.status = ExecutionStatus::Failed;
             return Ok(Transition {
                 finished: Some(ExecutionStatus::Failed),
                 ..Transition::default()
             });
         }
-        Ok(self.resolve(dag, node))
+        Ok(Transition::default())
+    }
+
+    /// Records that a ready node was not handed out because the execution had ended.
+    pub fn drop_ready(&mut self, node: NodeIndex) {
+        if self.nodes[node] == NodeState::Ready && self.status.is_terminal() {
+            self.nodes[node] = NodeState::Dropped;
+        }
+    }
+
+    /// Revives a node that failed for good (a dead-letter retry): the node is ready again, a
+    /// failed execution runs again, and the nodes dropped meanwhile are ready too.
+    pub fn revive(
+        &mut self,
+        dag: &CompiledWorkflow,
+        node: NodeIndex,
+    ) -> Result<Transition, TransitionError> {
+        if self.nodes[node] != (NodeState::Failed { continued: false })
+            || !matches!(
+                self.status,
+                ExecutionStatus::Failed | ExecutionStatus::Running
+            )
+        {
+            return Err(TransitionError::NotRevivable {
+                node: dag.node(node).id.clone(),
+                state: self.nodes[node].clone(),
+                status: self.status,
+            });
+        }
+        self.status = ExecutionStatus::Running;
+        self.nodes[node] = NodeState::Ready;
+        let mut t = Transition {
+            ready: vec![node],
+            ..Transition::default()
+        };
+        for (i, s) in self.nodes.iter_mut().enumerate() {
+            if *s == NodeState::Dropped {
+                *s = NodeState::Ready;
+                t.ready.push(i);
+            }
+        }
+        Ok(t)
     }
 
     /// Ends a running execution as cancelled. Returns `None` when it had already ended.
@@ -228,10 +289,9 @@ impl ExecutionState {
     fn resolve(&mut self, dag: &CompiledWorkflow, node: NodeIndex) -> Transition {
         let mut t = Transition::default();
         self.unresolved -= 1;
-        if self.status.is_terminal() {
-            // Failed or cancelled: record what finished in flight, start nothing new.
-            return t;
-        }
+        // When the execution has ended, propagation still runs (so a revived execution can
+        // finish) but nothing new is handed out.
+        let running = self.status == ExecutionStatus::Running;
         let mut work = vec![node];
         while let Some(parent) = work.pop() {
             for &child in &dag.node(parent).children {
@@ -240,9 +300,11 @@ impl ExecutionState {
                     self.live[child] += 1;
                 }
                 if self.remaining[child] == 0 && self.nodes[child] == NodeState::Waiting {
-                    if self.live[child] > 0 {
+                    if self.live[child] > 0 && running {
                         self.nodes[child] = NodeState::Ready;
                         t.ready.push(child);
+                    } else if self.live[child] > 0 {
+                        self.nodes[child] = NodeState::Dropped;
                     } else {
                         self.nodes[child] = NodeState::Skipped;
                         self.unresolved -= 1;
@@ -252,7 +314,7 @@ impl ExecutionState {
                 }
             }
         }
-        if self.unresolved == 0 {
+        if self.unresolved == 0 && running {
             self.status = ExecutionStatus::Completed;
             t.finished = Some(ExecutionStatus::Completed);
         }

@@ -389,8 +389,16 @@ fn a_failure_fails_the_execution_once_and_starts_nothing_new() {
         run.state_of("C"),
         NodeState::Completed { routes: None }
     ));
-    assert_eq!(run.state_of("D"), &NodeState::Waiting);
-    assert_eq!(run.state_of("E"), &NodeState::Waiting);
+    assert_eq!(
+        run.state_of("D"),
+        &NodeState::Waiting,
+        "D still waits for B"
+    );
+    assert_eq!(
+        run.state_of("E"),
+        &NodeState::Dropped,
+        "E would run now, but the execution has failed"
+    );
     assert_eq!(run.state.status(), ExecutionStatus::Failed);
     assert_eq!(run.finishes, [ExecutionStatus::Failed]);
     assert!(run.in_flight.is_empty());
@@ -553,7 +561,7 @@ fn cancel_ends_once_and_in_flight_nodes_start_nothing() {
     let t = run.complete("a");
     assert_eq!(t, Transition::default());
     assert!(matches!(run.state_of("a"), NodeState::Completed { .. }));
-    assert_eq!(run.state_of("b"), &NodeState::Waiting);
+    assert_eq!(run.state_of("b"), &NodeState::Dropped);
     assert_eq!(run.state.status(), ExecutionStatus::Cancelled);
     assert_eq!(run.finishes, [ExecutionStatus::Cancelled]);
 }
@@ -576,4 +584,38 @@ fn a_single_node_workflow_completes_on_its_only_node() {
     assert_eq!(run.input("only"), &json!("hello"));
     let t = run.complete("only");
     assert_eq!(t.finished, Some(ExecutionStatus::Completed));
+}
+
+#[test]
+fn reviving_a_failed_node_runs_it_and_the_dropped_nodes_and_completes() {
+    let d = dag(
+        &["A", "B", "C", "D", "E"],
+        &[("A", "B"), ("A", "C"), ("B", "D"), ("C", "D"), ("C", "E")],
+    );
+    let (mut state, _) = ExecutionState::start(&d);
+    let idx = |id: &str| d.index_of(id).unwrap();
+    state.complete(&d, idx("A"), None).unwrap();
+    assert_eq!(
+        state.fail(&d, idx("B"), false).unwrap().finished,
+        Some(ExecutionStatus::Failed)
+    );
+    state.complete(&d, idx("C"), None).unwrap();
+    assert_eq!(state.node(idx("E")), &NodeState::Dropped);
+
+    let t = state.revive(&d, idx("B")).unwrap();
+    assert_eq!(t.ready, vec![idx("B"), idx("E")]);
+    assert_eq!(state.status(), ExecutionStatus::Running);
+    assert!(matches!(
+        state.revive(&d, idx("B")),
+        Err(TransitionError::NotRevivable { .. })
+    ));
+    assert_eq!(state.complete(&d, idx("E"), None).unwrap().finished, None);
+    let t = state.complete(&d, idx("B"), None).unwrap();
+    assert_eq!(t.ready, vec![idx("D")]);
+    let t = state.complete(&d, idx("D"), None).unwrap();
+    assert_eq!(
+        t.finished,
+        Some(ExecutionStatus::Completed),
+        "completes exactly once"
+    );
 }

@@ -7,9 +7,8 @@
 //!   the in-memory queue publishes into it inside its commit step (events of one execution
 //!   arrive in causal order).
 //!
-//! A Redis bus (pub/sub for live fan-out to every engine instance, plus a capped stream per
-//! execution so that a client that reconnects resumes from its last event id) comes with the
-//! Redis backend.
+//! - [`RedisBus`] — tails the capped event stream that the Redis queue's scripts append to,
+//!   so every engine instance sees every event, in the order the transitions were committed.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -38,6 +37,10 @@ use async_trait::async_trait;
 use futures::{Stream, StreamExt};
 use spane_core::{EngineEvent, EventSink, ExecutionId};
 use tokio::sync::broadcast;
+
+mod redis;
+
+pub use redis::RedisBus;
 
 /// Errors of the event bus.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +110,12 @@ impl LocalBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self { tx }
+    }
+}
+
+impl LocalBus {
+    pub(crate) fn sender(&self) -> broadcast::Sender<EngineEvent> {
+        self.tx.clone()
     }
 }
 

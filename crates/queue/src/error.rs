@@ -12,6 +12,19 @@ pub enum QueueError {
     /// No execution with this id is known to the backend (never created, or expired).
     #[error("execution {0} not found")]
     ExecutionNotFound(ExecutionId),
+    /// The backend is set up in a way the queue refuses to run on (the reason says what to
+    /// change).
+    #[error("queue backend misconfigured: {reason}")]
+    Misconfigured {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The backend answered with an error that retrying will not fix (a bug or corrupt data).
+    #[error("queue backend error: {reason}")]
+    Backend {
+        /// What went wrong.
+        reason: String,
+    },
     /// The backend cannot be reached; the operation may be retried.
     #[error("queue backend unavailable: {reason}")]
     Unavailable {

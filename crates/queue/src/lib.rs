@@ -8,15 +8,19 @@
 //! [`spane_core::ExecutionState`] atomically and emits the events of the transition.
 //!
 //! - [`MemoryQueue`] — in-process, no services: the embedded default.
-//! - The Redis backend (many worker processes sharing one Redis, one server-side script per
-//!   commit) comes next and implements the same trait.
+//! - [`RedisQueue`] — Redis 7: any number of worker processes share one Redis; claim and
+//!   commit are one server-side script each (Lua in `lua/*.lua`).
 
+mod dlq;
 mod error;
 mod job;
 mod memory;
 mod queue;
+mod redis;
 
+pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;
 pub use job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 pub use memory::{MemoryQueue, MemoryQueueConfig};
 pub use queue::ExecutionQueue;
+pub use redis::{RedisConfig, RedisQueue};

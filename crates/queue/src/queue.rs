@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use spane_core::{ExecutionId, ExecutionRecord};
+use spane_core::{ExecutionId, ExecutionRecord, WorkflowDefinition};
 
+use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 
@@ -51,4 +52,17 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
 
     /// Outputs of every node of `id` that has one so far.
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError>;
+
+    /// The definition that executions of `workflow_id` at `version` run, when this backend
+    /// holds it (so that worker processes that never registered the workflow can run it).
+    async fn definition(
+        &self,
+        workflow_id: &str,
+        version: u32,
+    ) -> Result<Option<WorkflowDefinition>, QueueError>;
+
+    /// The dead-letter queue, when this backend keeps one.
+    fn dead_letters(&self) -> Option<&dyn DeadLetterQueue> {
+        None
+    }
 }

@@ -10,8 +10,11 @@ use spane_core::{
     EngineEvent, ExecutionId, ExecutionRecord, ExecutionStatus, NodeRegistry, WorkflowDefinition,
     now_millis,
 };
-use spane_events::{EventBus, EventFilter, EventStream, LocalBus};
-use spane_queue::{ExecutionQueue, MemoryQueue, StartExecution};
+use spane_events::{EventBus, EventFilter, EventStream, LocalBus, RedisBus};
+use spane_queue::{
+    DeadLetter, DeadLetterQueue, ExecutionQueue, MemoryQueue, RedisConfig, RedisQueue,
+    StartExecution,
+};
 use spane_store::{MemoryStore, Store};
 use spane_worker::{Definitions, NodeProcessor, ShutdownReport, WorkerConfig, WorkerManager};
 use tokio::time::Instant;
@@ -98,6 +101,31 @@ impl EngineBuilder {
         self
     }
 
+    /// Runs on Redis: connects a [`RedisQueue`] with `config` and a [`RedisBus`] on its event
+    /// stream, so that any number of processes share executions, workers and events.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), spane::Error> {
+    /// use spane::{NodeRegistry, WorkflowEngine};
+    /// use spane::queue::RedisConfig;
+    ///
+    /// let engine = WorkflowEngine::builder()
+    ///     .registry(NodeRegistry::new())
+    ///     .redis(RedisConfig::new("redis://127.0.0.1:6379").prefix("myapp"))
+    ///     .await?
+    ///     .build();
+    /// # let _ = engine; Ok(()) }
+    /// ```
+    pub async fn redis(mut self, config: RedisConfig) -> Result<Self, Error> {
+        let url = config.url().to_owned();
+        let queue = RedisQueue::connect(config).await?;
+        let stream = queue.event_streams().remove(0);
+        let bus = RedisBus::connect(&url, stream).await?;
+        self.queue = Some(Arc::new(queue));
+        self.bus = Some(Arc::new(bus));
+        Ok(self)
+    }
+
     /// Engine settings.
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
@@ -112,7 +140,11 @@ impl EngineBuilder {
             .queue
             .unwrap_or_else(|| Arc::new(MemoryQueue::new(bus.clone())));
         let store: Arc<dyn Store> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let definitions = Arc::new(Definitions::new(registry.clone(), store.clone()));
+        let definitions = Arc::new(Definitions::new(
+            registry.clone(),
+            store.clone(),
+            queue.clone(),
+        ));
         let processor = Arc::new(NodeProcessor::new(
             queue.clone(),
             store.clone(),
@@ -342,6 +374,58 @@ impl WorkflowEngine {
                 }
             }
         }
+    }
+
+    fn dlq(&self) -> Result<&dyn DeadLetterQueue, Error> {
+        self.inner.queue.dead_letters().ok_or(Error::Unsupported {
+            what: "a dead-letter queue",
+        })
+    }
+
+    /// Dead-letter items (nodes that failed for good), oldest first, a page at a time.
+    pub async fn dead_letters(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        Ok(self.dlq()?.list_dead_letters(offset, limit).await?)
+    }
+
+    /// How many dead-letter items there are.
+    pub async fn dead_letter_count(&self) -> Result<usize, Error> {
+        Ok(self.dlq()?.count_dead_letters().await?)
+    }
+
+    /// One dead-letter item.
+    pub async fn dead_letter(
+        &self,
+        execution: ExecutionId,
+        node_id: &str,
+    ) -> Result<Option<DeadLetter>, Error> {
+        Ok(self.dlq()?.get_dead_letter(execution, node_id).await?)
+    }
+
+    /// Retries one dead-letter item with fresh attempts: the execution runs again and can
+    /// still complete. `false` when there is no such item.
+    pub async fn retry_dead_letter(
+        &self,
+        execution: ExecutionId,
+        node_id: &str,
+    ) -> Result<bool, Error> {
+        Ok(self.dlq()?.retry_dead_letter(execution, node_id).await?)
+    }
+
+    /// Retries every dead-letter item of one execution; returns how many.
+    pub async fn retry_execution_dead_letters(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<usize, Error> {
+        Ok(self.dlq()?.retry_execution_dead_letters(execution).await?)
+    }
+
+    /// Deletes every dead-letter item; their executions stay failed. Returns how many.
+    pub async fn purge_dead_letters(&self) -> Result<usize, Error> {
+        Ok(self.dlq()?.purge_dead_letters().await?)
     }
 
     /// Live events: all of them, or one execution's. Events of one execution arrive in

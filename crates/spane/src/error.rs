@@ -35,6 +35,12 @@ pub enum Error {
         /// How long the caller waited.
         waited: Duration,
     },
+    /// The backend in use does not offer this feature.
+    #[error("the queue backend in use does not provide {what}")]
+    Unsupported {
+        /// The missing capability.
+        what: &'static str,
+    },
     /// The queue backend failed.
     #[error(transparent)]
     Queue(#[from] QueueError),

@@ -12,8 +12,7 @@ use spane::core::{NodeEventStatus, WorkflowEventStatus};
 use spane::prelude::*;
 use tokio::sync::Notify;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failure_fails_once_lets_the_running_sibling_finish_and_starts_nothing_new() {
+async fn failure_fails_once_lets_the_running_sibling_finish_and_starts_nothing_new(b: Backend) {
     let calls = Calls::default();
     let release_slow = Arc::new(Notify::new());
     let mut r = pass_registry(&calls);
@@ -33,7 +32,7 @@ async fn failure_fails_once_lets_the_running_sibling_finish_and_starts_nothing_n
             }
         }),
     );
-    let engine = engine(r, 4);
+    let engine = engine(b, r, 4).await;
     let wf = WorkflowDefinition::new("fail-once", "fail once")
         .node(NodeDefinition::new("root", "pass"))
         .node(NodeDefinition::new("boom", "boom"))
@@ -140,11 +139,12 @@ fn flaky_registry(
             let a = a.clone();
             async move {
                 let n = a.fetch_add(1, Ordering::SeqCst) + 1;
-                assert_eq!(ctx.attempt, n, "the context carries the attempt number");
                 if n <= fail_times {
                     Err(error(format!("failure {n}")))
                 } else {
-                    Ok(NodeOutput::new(json!({ "succeededOn": n })))
+                    Ok(NodeOutput::new(
+                        json!({ "succeededOn": n, "attempt": ctx.attempt }),
+                    ))
                 }
             }
         }),
@@ -163,23 +163,25 @@ fn flaky_workflow(id: &str, retry: serde_json::Value) -> WorkflowDefinition {
         .edge("flaky", "after")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn root_failing_twice_then_succeeding_completes_with_three_attempts() {
+async fn root_failing_twice_then_succeeding_completes_with_three_attempts(b: Backend) {
     let (r, attempts) = flaky_registry(2, NodeError::retryable);
-    let engine = engine(r, 2);
+    let engine = engine(b, r, 2).await;
     let retry = json!({"maxAttempts": 3, "backoff": {"type": "exponential", "delay": 5}});
     let rec = run(&engine, flaky_workflow("retry-ok", retry), json!({})).await;
     assert_eq!(rec.status, ExecutionStatus::Completed);
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
     assert_eq!(rec.node_results["flaky"].attempts, 3);
-    assert_eq!(rec.output("after"), Some(&json!({ "succeededOn": 3 })));
+    assert_eq!(
+        rec.output("after"),
+        Some(&json!({ "succeededOn": 3, "attempt": 3 })),
+        "the context carries the attempt number"
+    );
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_exhausted_fail_the_execution_with_the_last_error() {
+async fn retries_exhausted_fail_the_execution_with_the_last_error(b: Backend) {
     let (r, attempts) = flaky_registry(2, NodeError::retryable);
-    let engine = engine(r, 2);
+    let engine = engine(b, r, 2).await;
     let retry = json!({"maxAttempts": 2, "backoff": {"type": "fixed", "delay": 5}});
     let rec = run(&engine, flaky_workflow("retry-exhausted", retry), json!({})).await;
     assert_eq!(rec.status, ExecutionStatus::Failed);
@@ -195,10 +197,9 @@ async fn retries_exhausted_fail_the_execution_with_the_last_error() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn non_retryable_error_skips_remaining_attempts() {
+async fn non_retryable_error_skips_remaining_attempts(b: Backend) {
     let (r, attempts) = flaky_registry(5, NodeError::fatal);
-    let engine = engine(r, 2);
+    let engine = engine(b, r, 2).await;
     let retry = json!({"maxAttempts": 5, "backoff": {"delay": 5}});
     let rec = run(&engine, flaky_workflow("fatal", retry), json!({})).await;
     assert_eq!(rec.status, ExecutionStatus::Failed);
@@ -206,10 +207,9 @@ async fn non_retryable_error_skips_remaining_attempts() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn continue_on_fail_runs_the_children_with_an_error_object() {
+async fn continue_on_fail_runs_the_children_with_an_error_object(b: Backend) {
     let (r, _) = flaky_registry(9, NodeError::fatal);
-    let engine = engine(r, 2);
+    let engine = engine(b, r, 2).await;
     let retry = json!({"maxAttempts": 1, "continueOnFail": true});
     let rec = run(&engine, flaky_workflow("continue", retry), json!({})).await;
     assert_eq!(rec.status, ExecutionStatus::Completed);
@@ -223,8 +223,7 @@ async fn continue_on_fail_runs_the_children_with_an_error_object() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_executor_fails_its_attempt_and_the_worker_keeps_going() {
+async fn a_panicking_executor_fails_its_attempt_and_the_worker_keeps_going(b: Backend) {
     let attempts = Arc::new(AtomicU32::new(0));
     let mut r = NodeRegistry::new();
     let a = attempts.clone();
@@ -240,7 +239,7 @@ async fn a_panicking_executor_fails_its_attempt_and_the_worker_keeps_going() {
             }
         }),
     );
-    let engine = engine(r, 1);
+    let engine = engine(b, r, 1).await;
     let retry = json!({"retryPolicy": {"maxAttempts": 2, "backoff": {"delay": 1}}});
     let wf = WorkflowDefinition::new("panic", "panic")
         .node(NodeDefinition::new("p", "panicky").with_config(retry));
@@ -263,8 +262,7 @@ async fn a_panicking_executor_fails_its_attempt_and_the_worker_keeps_going() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_over_its_timeout_fails_as_timed_out() {
+async fn a_node_over_its_timeout_fails_as_timed_out(b: Backend) {
     let mut r = NodeRegistry::new();
     r.register(
         "hang",
@@ -273,7 +271,7 @@ async fn a_node_over_its_timeout_fails_as_timed_out() {
             Ok(NodeOutput::new(json!("never")))
         }),
     );
-    let engine = engine(r, 1);
+    let engine = engine(b, r, 1).await;
     let wf = WorkflowDefinition::new("timeout", "timeout")
         .node(NodeDefinition::new("h", "hang").with_config(json!({"timeout": 50})));
     let rec = run(&engine, wf, json!({})).await;
@@ -287,3 +285,118 @@ async fn a_node_over_its_timeout_fails_as_timed_out() {
     );
     engine.shutdown().await;
 }
+
+on_every_backend!(
+    failure_fails_once_lets_the_running_sibling_finish_and_starts_nothing_new,
+    root_failing_twice_then_succeeding_completes_with_three_attempts,
+    retries_exhausted_fail_the_execution_with_the_last_error,
+    non_retryable_error_skips_remaining_attempts,
+    continue_on_fail_runs_the_children_with_an_error_object,
+    a_panicking_executor_fails_its_attempt_and_the_worker_keeps_going,
+    a_node_over_its_timeout_fails_as_timed_out,
+);
+
+async fn exhausted_node_lands_in_the_dlq_and_a_retry_completes_the_execution(b: Backend) {
+    let (r, attempts) = flaky_registry(2, NodeError::retryable);
+    let engine = engine(b, r, 2).await;
+    let retry = json!({"maxAttempts": 2, "backoff": {"type": "fixed", "delay": 5}});
+    let rec = run(&engine, flaky_workflow("dlq", retry), json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+
+    assert_eq!(engine.dead_letter_count().await.unwrap(), 1);
+    let items = engine.dead_letters(0, 10).await.unwrap();
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item.execution_id, rec.execution_id);
+    assert_eq!(item.node_id, "flaky");
+    assert_eq!(item.workflow_id, "dlq");
+    assert_eq!(item.attempts, 2);
+    assert_eq!(item.error, "failure 2");
+    assert_eq!(item.reason, spane::queue::DeadLetterReason::Failed);
+    assert!(item.failed_at > 0);
+    assert_eq!(
+        engine
+            .dead_letter(rec.execution_id, "flaky")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(item)
+    );
+    assert!(
+        engine.dead_letters(1, 10).await.unwrap().is_empty(),
+        "pagination"
+    );
+
+    // The third call succeeds: the retried node runs with fresh attempts and the execution,
+    // including the child that never started, completes.
+    assert!(
+        engine
+            .retry_dead_letter(rec.execution_id, "flaky")
+            .await
+            .unwrap()
+    );
+    let done = engine
+        .wait_for_execution(rec.execution_id, DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{done:?}");
+    assert_eq!(
+        done.output("after"),
+        Some(&json!({ "succeededOn": 3, "attempt": 1 })),
+        "a retried dead letter starts with fresh attempts"
+    );
+    assert_eq!(engine.dead_letter_count().await.unwrap(), 0);
+    assert!(
+        !engine
+            .retry_dead_letter(rec.execution_id, "flaky")
+            .await
+            .unwrap()
+    );
+    engine.shutdown().await;
+}
+
+async fn purging_the_dlq_leaves_executions_failed(b: Backend) {
+    let (r, _) = flaky_registry(9, NodeError::fatal);
+    let engine = engine(b, r, 2).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let rec = run(
+            &engine,
+            flaky_workflow(&format!("purge-{i}"), json!({"maxAttempts": 1})),
+            json!({}),
+        )
+        .await;
+        assert_eq!(rec.status, ExecutionStatus::Failed);
+        ids.push(rec.execution_id);
+    }
+    assert_eq!(engine.dead_letter_count().await.unwrap(), 3);
+    let page: Vec<_> = engine
+        .dead_letters(0, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.execution_id)
+        .collect();
+    assert_eq!(page, ids[..2], "oldest first");
+    assert_eq!(
+        engine.retry_execution_dead_letters(ids[2]).await.unwrap(),
+        1
+    );
+    // It fails again (fatal every time) and is back in the queue.
+    let again = engine.wait_for_execution(ids[2], DEADLINE).await.unwrap();
+    assert_eq!(again.status, ExecutionStatus::Failed);
+    assert_eq!(engine.dead_letter_count().await.unwrap(), 3);
+    assert_eq!(engine.purge_dead_letters().await.unwrap(), 3);
+    assert_eq!(engine.dead_letter_count().await.unwrap(), 0);
+    assert_eq!(
+        engine.get_execution(ids[0]).await.unwrap().unwrap().status,
+        ExecutionStatus::Failed
+    );
+    engine.shutdown().await;
+}
+
+on_every_backend!(
+    exhausted_node_lands_in_the_dlq_and_a_retry_completes_the_execution,
+    purging_the_dlq_leaves_executions_failed,
+);

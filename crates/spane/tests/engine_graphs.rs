@@ -7,10 +7,9 @@ use common::*;
 use serde_json::json;
 use spane::prelude::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_node_chain_passes_data_down_the_chain() {
+async fn ten_node_chain_passes_data_down_the_chain(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(pass_registry(&calls), 4);
+    let engine = engine(b, pass_registry(&calls), 4).await;
     let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
     let nodes: Vec<&str> = names.iter().map(String::as_str).collect();
     let edges: Vec<(&str, &str)> = nodes.windows(2).map(|w| (w[0], w[1])).collect();
@@ -29,10 +28,9 @@ async fn ten_node_chain_passes_data_down_the_chain() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn diamond_join_runs_once_with_both_parents() {
+async fn diamond_join_runs_once_with_both_parents(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(pass_registry(&calls), 4);
+    let engine = engine(b, pass_registry(&calls), 4).await;
     let wf = graph(
         "diamond",
         &["a", "b", "c", "d"],
@@ -48,10 +46,9 @@ async fn diamond_join_runs_once_with_both_parents() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fan_out_fifty_and_join_receives_fifty_keys() {
+async fn fan_out_fifty_and_join_receives_fifty_keys(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(pass_registry(&calls), 16);
+    let engine = engine(b, pass_registry(&calls), 16).await;
     let mids: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     let mut nodes = vec!["start", "join"];
     nodes.extend(mids.iter().map(String::as_str));
@@ -73,10 +70,9 @@ async fn fan_out_fifty_and_join_receives_fifty_keys() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_roots_both_get_the_initial_data_and_feed_a_join() {
+async fn two_roots_both_get_the_initial_data_and_feed_a_join(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(pass_registry(&calls), 4);
+    let engine = engine(b, pass_registry(&calls), 4).await;
     let wf = graph("roots", &["r1", "r2", "j"], &[("r1", "j"), ("r2", "j")]);
     let rec = run(&engine, wf, json!({"x": 1})).await;
     assert_eq!(rec.status, ExecutionStatus::Completed);
@@ -119,10 +115,9 @@ fn branching_graph() -> WorkflowDefinition {
     wf.edge("A", "B").edge("A", "C")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn branch_skips_the_other_side_and_the_join_gets_only_the_live_parent() {
+async fn branch_skips_the_other_side_and_the_join_gets_only_the_live_parent(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(branching_registry(&calls, Some(vec!["B"])), 4);
+    let engine = engine(b, branching_registry(&calls, Some(vec!["B"])), 4).await;
     let rec = run(&engine, branching_graph(), json!({})).await;
 
     assert_eq!(rec.status, ExecutionStatus::Completed);
@@ -147,10 +142,9 @@ async fn branch_skips_the_other_side_and_the_join_gets_only_the_live_parent() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn empty_next_nodes_skips_every_child_and_completes() {
+async fn empty_next_nodes_skips_every_child_and_completes(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(branching_registry(&calls, Some(vec![])), 4);
+    let engine = engine(b, branching_registry(&calls, Some(vec![])), 4).await;
     let rec = run(&engine, branching_graph(), json!({})).await;
     assert_eq!(rec.status, ExecutionStatus::Completed);
     assert_eq!(calls.total(), 1, "only the router ran");
@@ -160,10 +154,9 @@ async fn empty_next_nodes_skips_every_child_and_completes() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn next_nodes_naming_a_non_child_fails_the_node_with_a_clear_error() {
+async fn next_nodes_naming_a_non_child_fails_the_node_with_a_clear_error(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(branching_registry(&calls, Some(vec!["J"])), 4);
+    let engine = engine(b, branching_registry(&calls, Some(vec!["J"])), 4).await;
     let rec = run(&engine, branching_graph(), json!({})).await;
     assert_eq!(rec.status, ExecutionStatus::Failed);
     let err = rec.node_results["A"].error.clone().unwrap();
@@ -173,3 +166,13 @@ async fn next_nodes_naming_a_non_child_fails_the_node_with_a_clear_error() {
     );
     engine.shutdown().await;
 }
+
+on_every_backend!(
+    ten_node_chain_passes_data_down_the_chain,
+    diamond_join_runs_once_with_both_parents,
+    fan_out_fifty_and_join_receives_fifty_keys,
+    two_roots_both_get_the_initial_data_and_feed_a_join,
+    branch_skips_the_other_side_and_the_join_gets_only_the_live_parent,
+    empty_next_nodes_skips_every_child_and_completes,
+    next_nodes_naming_a_non_child_fails_the_node_with_a_clear_error,
+);

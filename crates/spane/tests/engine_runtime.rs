@@ -14,8 +14,7 @@ use spane::core::{NodeEventStatus, WorkflowEventStatus};
 use spane::prelude::*;
 use tokio::sync::Notify;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_slow_nodes_overlap_with_concurrency_fifty() {
+async fn fifty_slow_nodes_overlap_with_concurrency_fifty(b: Backend) {
     let overlap = Overlap::default();
     let mut r = NodeRegistry::new();
     let o = overlap.clone();
@@ -32,7 +31,7 @@ async fn fifty_slow_nodes_overlap_with_concurrency_fifty() {
             }
         }),
     );
-    let engine = engine(r, 50);
+    let engine = engine(b, r, 50).await;
     let mut wf = WorkflowDefinition::new("wide", "wide")
         .node(NodeDefinition::new("start", "work"))
         .node(NodeDefinition::new("join", "work"));
@@ -53,10 +52,9 @@ async fn fifty_slow_nodes_overlap_with_concurrency_fifty() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_event_per_transition_in_causal_order() {
+async fn one_event_per_transition_in_causal_order(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(pass_registry(&calls), 4);
+    let engine = engine(b, pass_registry(&calls), 4).await;
     let wf = graph(
         "events",
         &["a", "b", "c", "d"],
@@ -119,8 +117,7 @@ async fn one_event_per_transition_in_causal_order() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filtered_subscription_sees_only_its_execution() {
+async fn filtered_subscription_sees_only_its_execution(b: Backend) {
     let gate = Arc::new(Notify::new());
     let mut r = NodeRegistry::new();
     let g = gate.clone();
@@ -136,7 +133,7 @@ async fn filtered_subscription_sees_only_its_execution() {
             }
         }),
     );
-    let engine = engine(r, 4);
+    let engine = engine(b, r, 4).await;
     engine
         .register_workflow(
             WorkflowDefinition::new("single", "single").node(NodeDefinition::new("x", "gate")),
@@ -175,10 +172,9 @@ async fn filtered_subscription_sees_only_its_execution() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delay_node_waits_then_passes_its_input_through() {
+async fn delay_node_waits_then_passes_its_input_through(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(pass_registry(&calls), 2);
+    let engine = engine(b, pass_registry(&calls), 2).await;
     let wf = WorkflowDefinition::new("delayed", "delayed")
         .node(NodeDefinition::new("a", "pass"))
         .node(NodeDefinition::new("wait", "delay").with_config(json!({"durationSeconds": 0.05})))
@@ -213,8 +209,7 @@ async fn delay_node_waits_then_passes_its_input_through() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_execution_keeps_its_definition_version() {
+async fn a_running_execution_keeps_its_definition_version(b: Backend) {
     let gate = Arc::new(Notify::new());
     let mut r = NodeRegistry::new();
     let g = gate.clone();
@@ -232,7 +227,7 @@ async fn a_running_execution_keeps_its_definition_version() {
         "pass",
         executor_fn(|ctx| async move { Ok(NodeOutput::new(json!({"ran": ctx.node_id}))) }),
     );
-    let engine = engine(r, 2);
+    let engine = engine(b, r, 2).await;
     let v1 = WorkflowDefinition::new("pinned", "pinned")
         .node(NodeDefinition::new("root", "gate"))
         .node(NodeDefinition::new("old-child", "pass"))
@@ -262,8 +257,7 @@ async fn a_running_execution_keeps_its_definition_version() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_gives_unfinished_jobs_back_and_another_worker_finishes_them() {
+async fn shutdown_gives_unfinished_jobs_back_and_another_worker_finishes_them(b: Backend) {
     let attempts = Arc::new(AtomicU32::new(0));
     let started = Arc::new(Notify::new());
     let mut r = NodeRegistry::new();
@@ -282,13 +276,15 @@ async fn shutdown_gives_unfinished_jobs_back_and_another_worker_finishes_them() 
             }
         }),
     );
-    let engine = WorkflowEngine::builder()
-        .registry(r)
-        .config(spane::EngineConfig {
+    let engine = engine_with(
+        b,
+        r,
+        spane::EngineConfig {
             claim_wait: Duration::from_millis(100),
             shutdown_timeout: Duration::from_millis(100),
-        })
-        .build();
+        },
+    )
+    .await;
     engine.start_workers(2).unwrap();
     engine
         .register_workflow(
@@ -319,10 +315,9 @@ async fn shutdown_gives_unfinished_jobs_back_and_another_worker_finishes_them() 
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_errors_name_what_is_wrong() {
+async fn api_errors_name_what_is_wrong(b: Backend) {
     let calls = Calls::default();
-    let engine = engine(pass_registry(&calls), 1);
+    let engine = engine(b, pass_registry(&calls), 1).await;
 
     let err = engine
         .enqueue_workflow("nope", json!({}))
@@ -366,7 +361,7 @@ async fn api_errors_name_what_is_wrong() {
             }
         }),
     );
-    let gated = common::engine(r, 1);
+    let gated = common::engine(b, r, 1).await;
     gated
         .register_workflow(WorkflowDefinition::new("g", "g").node(NodeDefinition::new("n", "gate")))
         .await
@@ -389,3 +384,13 @@ async fn api_errors_name_what_is_wrong() {
     gated.shutdown().await;
     engine.shutdown().await;
 }
+
+on_every_backend!(
+    fifty_slow_nodes_overlap_with_concurrency_fifty,
+    one_event_per_transition_in_causal_order,
+    filtered_subscription_sees_only_its_execution,
+    delay_node_waits_then_passes_its_input_through,
+    a_running_execution_keeps_its_definition_version,
+    shutdown_gives_unfinished_jobs_back_and_another_worker_finishes_them,
+    api_errors_name_what_is_wrong,
+);

@@ -5,17 +5,21 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use spane_core::{CompiledWorkflow, NodeRegistry};
+use spane_queue::ExecutionQueue;
 use spane_store::WorkflowStore;
 
 use crate::error::WorkerError;
 
-/// Resolves the definition version an execution is pinned to, from memory or from the store.
+/// Resolves the definition version an execution is pinned to: from memory, else from the queue
+/// backend (which holds the definitions of the executions it runs, so a worker process that
+/// never registered the workflow can run it), else from the store.
 ///
 /// A version never changes once saved, so every worker process can cache it forever; this is
 /// what makes running executions immune to re-registration.
 pub struct Definitions {
     registry: Arc<NodeRegistry>,
     store: Arc<dyn WorkflowStore>,
+    queue: Arc<dyn ExecutionQueue>,
     cache: RwLock<HashMap<(String, u32), Arc<CompiledWorkflow>>>,
 }
 
@@ -28,11 +32,16 @@ impl fmt::Debug for Definitions {
 }
 
 impl Definitions {
-    /// Definitions read from `store`, compiled against `registry`.
-    pub fn new(registry: Arc<NodeRegistry>, store: Arc<dyn WorkflowStore>) -> Self {
+    /// Definitions read from `queue` or `store`, compiled against `registry`.
+    pub fn new(
+        registry: Arc<NodeRegistry>,
+        store: Arc<dyn WorkflowStore>,
+        queue: Arc<dyn ExecutionQueue>,
+    ) -> Self {
         Self {
             registry,
             store,
+            queue,
             cache: RwLock::new(HashMap::new()),
         }
     }
@@ -66,15 +75,20 @@ impl Definitions {
         {
             return Ok(hit.clone());
         }
-        let stored = self
-            .store
-            .get_workflow(workflow_id, Some(version))
-            .await?
-            .ok_or_else(|| WorkerError::DefinitionNotFound {
-                workflow_id: workflow_id.to_owned(),
-                version,
-            })?;
-        let compiled = Arc::new(stored.definition.compile(self.registry.as_ref())?);
+        let definition = match self.queue.definition(workflow_id, version).await? {
+            Some(d) => d,
+            None => {
+                self.store
+                    .get_workflow(workflow_id, Some(version))
+                    .await?
+                    .ok_or_else(|| WorkerError::DefinitionNotFound {
+                        workflow_id: workflow_id.to_owned(),
+                        version,
+                    })?
+                    .definition
+            }
+        };
+        let compiled = Arc::new(definition.compile(self.registry.as_ref())?);
         self.insert(version, compiled.clone());
         Ok(compiled)
     }

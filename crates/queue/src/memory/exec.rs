@@ -8,9 +8,10 @@ use serde_json::Value;
 use spane_core::{
     CompiledWorkflow, EngineEvent, ExecutionId, ExecutionRecord, ExecutionState, ExecutionStatus,
     NodeEvent, NodeEventStatus, NodeIndex, NodeResult, NodeStatus, Transition, TransitionError,
-    WorkflowEvent, WorkflowEventStatus, failure_output, node_input, now_millis,
+    WorkflowDefinition, WorkflowEvent, WorkflowEventStatus, failure_output, node_input, now_millis,
 };
 
+use crate::dlq::{DeadLetter, DeadLetterReason};
 use crate::job::{ClaimedJob, NodeCommit, StartExecution};
 
 /// Per-node bookkeeping beside the state machine.
@@ -41,11 +42,14 @@ pub(super) struct Exec {
     created_at: i64,
     finished_at: Option<i64>,
     error: Option<String>,
+    /// The dead letter the last failure produced, until the queue takes it.
+    dead: Option<DeadLetter>,
 }
 
 /// What a commit changed, for the queue to act on.
 pub(super) struct Applied {
     pub(super) ready: Vec<NodeIndex>,
+    pub(super) dead_letter: Option<DeadLetter>,
     pub(super) reschedule: Option<Duration>,
     pub(super) finished: Option<ExecutionStatus>,
 }
@@ -71,6 +75,7 @@ impl Exec {
             created_at: now_millis(),
             finished_at: None,
             error: None,
+            dead: None,
         };
         let events = vec![exec.workflow_event(WorkflowEventStatus::Started, None)];
         (exec, t.ready, events)
@@ -110,6 +115,8 @@ impl Exec {
         events: &mut Vec<EngineEvent>,
     ) -> Option<ClaimedJob> {
         if self.state.status().is_terminal() {
+            self.state.drop_ready(node);
+            self.slots[node].status = Some(NodeStatus::Pending);
             return None;
         }
         let now = now_millis();
@@ -227,6 +234,7 @@ impl Exec {
                 events.push(EngineEvent::Node(e));
                 return Applied {
                     ready: Vec::new(),
+                    dead_letter: None,
                     reschedule: Some(delay),
                     finished: None,
                 };
@@ -240,6 +248,7 @@ impl Exec {
                 events.push(EngineEvent::Node(e));
                 return Applied {
                     ready: Vec::new(),
+                    dead_letter: None,
                     reschedule: Some(delay),
                     finished: None,
                 };
@@ -273,8 +282,20 @@ impl Exec {
         if continued {
             slot.output = Some(failure_output(&node_id, &error, attempt));
         }
-        if !continued && self.error.is_none() {
-            self.error = Some(format!("node {node_id:?} failed: {error}"));
+        if !continued {
+            if self.state.status() == ExecutionStatus::Failed && t.finished.is_some() {
+                self.error = Some(format!("node {node_id:?} failed: {error}"));
+            }
+            self.dead = Some(DeadLetter {
+                execution_id: self.id,
+                workflow_id: self.dag.id().to_owned(),
+                workflow_version: self.version,
+                node_id,
+                reason: DeadLetterReason::Failed,
+                error: error.clone(),
+                attempts: attempt,
+                failed_at: now_millis(),
+            });
         }
         let mut e = self.node_event(node, NodeEventStatus::Failed);
         e.error = Some(error);
@@ -305,9 +326,43 @@ impl Exec {
         }
         Applied {
             ready: t.ready,
+            dead_letter: self.dead.take(),
             reschedule: None,
             finished: t.finished,
         }
+    }
+
+    /// Revives `node` after a dead-letter retry; returns the nodes to enqueue.
+    pub(super) fn revive(
+        &mut self,
+        node: NodeIndex,
+        events: &mut Vec<EngineEvent>,
+    ) -> Option<Vec<NodeIndex>> {
+        let was = self.state.status();
+        let t = self.state.revive(&self.dag, node).ok()?;
+        let slot = &mut self.slots[node];
+        slot.next_attempt = 1;
+        slot.status = Some(NodeStatus::Pending);
+        slot.finished_at = None;
+        for &r in &t.ready[1..] {
+            self.slots[r].status = Some(NodeStatus::Pending);
+        }
+        if was != ExecutionStatus::Running {
+            self.error = None;
+            self.finished_at = None;
+            events.push(self.workflow_event(WorkflowEventStatus::Resumed, None));
+        }
+        Some(t.ready)
+    }
+
+    /// The index of node `id`.
+    pub(super) fn index_of(&self, id: &str) -> Option<NodeIndex> {
+        self.dag.index_of(id)
+    }
+
+    pub(super) fn definition(&self, workflow_id: &str, version: u32) -> Option<WorkflowDefinition> {
+        (self.dag.id() == workflow_id && self.version == version)
+            .then(|| self.dag.definition().clone())
     }
 
     pub(super) fn outputs(&self) -> BTreeMap<String, Value> {

@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use spane_core::{EngineEvent, EventSink, ExecutionId, ExecutionRecord, NoEvents, NodeIndex};
+use spane_core::{
+    EngineEvent, EventSink, ExecutionId, ExecutionRecord, NoEvents, NodeIndex, WorkflowDefinition,
+};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::queue::ExecutionQueue;
@@ -74,6 +77,7 @@ struct Inner {
     leases: HashMap<JobKey, Lease>,
     next_token: u64,
     finished: VecDeque<(Instant, ExecutionId)>,
+    dlq: Vec<DeadLetter>,
 }
 
 impl fmt::Debug for MemoryQueue {
@@ -168,6 +172,11 @@ impl Inner {
                 break;
             }
             self.finished.pop_front();
+            // Executions with dead letters stay retryable until the items are purged.
+            if self.dlq.iter().any(|d| d.execution_id == id) {
+                self.finished.push_back((now, id));
+                break;
+            }
             self.executions.remove(&id);
         }
     }
@@ -310,6 +319,9 @@ impl ExecutionQueue for MemoryQueue {
             if applied.finished.is_some() {
                 inner.finished.push_back((now, key.execution));
             }
+            if let Some(dead) = applied.dead_letter.clone() {
+                inner.dlq.push(dead);
+            }
             self.emit(events);
             applied
         };
@@ -346,6 +358,22 @@ impl ExecutionQueue for MemoryQueue {
         Ok(self.lock().executions.get(&id).map(Exec::record))
     }
 
+    async fn definition(
+        &self,
+        workflow_id: &str,
+        version: u32,
+    ) -> Result<Option<WorkflowDefinition>, QueueError> {
+        Ok(self
+            .lock()
+            .executions
+            .values()
+            .find_map(|e| e.definition(workflow_id, version)))
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterQueue> {
+        Some(self)
+    }
+
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError> {
         let inner = self.lock();
         let exec = inner
@@ -353,5 +381,103 @@ impl ExecutionQueue for MemoryQueue {
             .get(&id)
             .ok_or(QueueError::ExecutionNotFound(id))?;
         Ok(exec.outputs())
+    }
+}
+
+impl MemoryQueue {
+    /// Revives the dead letters of `execution` selected by `node_id` (all when `None`).
+    fn revive(&self, execution: ExecutionId, node_id: Option<&str>) -> usize {
+        let mut revived = 0;
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            let mut events = Vec::new();
+            let mut keep = Vec::with_capacity(inner.dlq.len());
+            for dead in std::mem::take(&mut inner.dlq) {
+                let selected =
+                    dead.execution_id == execution && node_id.is_none_or(|n| n == dead.node_id);
+                let exec = inner.executions.get_mut(&execution);
+                let ready = match (selected, exec) {
+                    (true, Some(exec)) => exec
+                        .index_of(&dead.node_id)
+                        .and_then(|i| exec.revive(i, &mut events)),
+                    _ => None,
+                };
+                match ready {
+                    Some(nodes) => {
+                        revived += 1;
+                        for node in nodes {
+                            inner.ready.push_back(JobKey { execution, node });
+                        }
+                    }
+                    None if selected => {}
+                    None => keep.push(dead),
+                }
+            }
+            inner.dlq = keep;
+            inner.finished.retain(|(_, id)| *id != execution);
+            self.emit(events);
+        }
+        if revived > 0 {
+            self.shared.notify.notify_waiters();
+        }
+        revived
+    }
+}
+
+#[async_trait]
+impl DeadLetterQueue for MemoryQueue {
+    async fn list_dead_letters(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        Ok(self
+            .lock()
+            .dlq
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn count_dead_letters(&self) -> Result<usize, QueueError> {
+        Ok(self.lock().dlq.len())
+    }
+
+    async fn get_dead_letter(
+        &self,
+        execution: ExecutionId,
+        node_id: &str,
+    ) -> Result<Option<DeadLetter>, QueueError> {
+        Ok(self
+            .lock()
+            .dlq
+            .iter()
+            .find(|d| d.execution_id == execution && d.node_id == node_id)
+            .cloned())
+    }
+
+    async fn retry_dead_letter(
+        &self,
+        execution: ExecutionId,
+        node_id: &str,
+    ) -> Result<bool, QueueError> {
+        Ok(self.revive(execution, Some(node_id)) > 0)
+    }
+
+    async fn retry_execution_dead_letters(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<usize, QueueError> {
+        Ok(self.revive(execution, None))
+    }
+
+    async fn purge_dead_letters(&self) -> Result<usize, QueueError> {
+        let mut inner = self.lock();
+        let n = inner.dlq.len();
+        inner.dlq.clear();
+        Ok(n)
     }
 }

@@ -13,17 +13,90 @@ use spane::prelude::*;
 /// How long a scenario may take before the test fails (never a sleep: a deadline).
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// An engine on the embedded backends with `registry`, workers started.
-pub fn engine(registry: NodeRegistry, concurrency: usize) -> WorkflowEngine {
-    let engine = WorkflowEngine::builder()
-        .registry(registry)
-        .config(spane::EngineConfig {
+/// The backends every scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// In-memory queue, store and bus.
+    Embedded,
+    /// Redis queue and bus (each test its own key prefix).
+    Redis,
+}
+
+/// The Redis the tests use: `REDIS_URL` / `SPANE_REDIS_URL`, or the standard local port.
+pub fn redis_url() -> String {
+    std::env::var("SPANE_REDIS_URL")
+        .or_else(|_| std::env::var("REDIS_URL"))
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!(
+        "spane-test-{}",
+        ExecutionId::new().to_string().to_lowercase()
+    )
+}
+
+/// The test settings of the Redis backend: short lease and retention, fast reclaim.
+pub fn redis_config() -> spane::queue::RedisConfig {
+    spane::queue::RedisConfig::new(redis_url())
+        .prefix(unique_prefix())
+        .retention(Duration::from_secs(120))
+}
+
+/// An engine on `backend` with `registry` and `config`, workers not started.
+pub async fn engine_with(
+    backend: Backend,
+    registry: NodeRegistry,
+    config: spane::EngineConfig,
+) -> WorkflowEngine {
+    let builder = WorkflowEngine::builder().registry(registry).config(config);
+    match backend {
+        Backend::Embedded => builder.build(),
+        Backend::Redis => builder
+            .redis(redis_config())
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
+            .build(),
+    }
+}
+
+/// An engine on `backend` with `registry`, workers started.
+pub async fn engine(
+    backend: Backend,
+    registry: NodeRegistry,
+    concurrency: usize,
+) -> WorkflowEngine {
+    let engine = engine_with(
+        backend,
+        registry,
+        spane::EngineConfig {
             claim_wait: Duration::from_millis(200),
             shutdown_timeout: Duration::from_secs(5),
-        })
-        .build();
+        },
+    )
+    .await;
     engine.start_workers(concurrency).expect("workers start");
     engine
+}
+
+/// Instantiates each scenario `fn name(b: Backend)` as `name::embedded` and `name::redis`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    super::$name(super::Backend::Embedded).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn redis() {
+                    super::$name(super::Backend::Redis).await
+                }
+            }
+        )*
+    };
 }
 
 /// Counts calls per node id.

@@ -1,0 +1,201 @@
+//! Event bus on a Redis stream: the queue's scripts append each transition's events to a capped
+//! stream; every engine instance tails it and fans the events out to its local subscribers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use spane_core::{EngineEvent, EventSink};
+use tokio::sync::broadcast;
+
+use crate::{EventBus, EventError, EventFilter, EventStream, LocalBus};
+
+/// Delivers the events that the Redis queue appends to its streams to every subscriber of this
+/// process. Create one per process with the streams of the queue
+/// (`RedisQueue::event_streams`).
+#[derive(Clone)]
+pub struct RedisBus {
+    local: LocalBus,
+    client: Client,
+    stream: String,
+    cap: u64,
+    reader: Arc<tokio::task::AbortHandle>,
+}
+
+impl fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.reader) == 1 {
+            self.reader.abort();
+        }
+    }
+}
+
+fn unavailable(e: impl fmt::Display) -> EventError {
+    EventError::Unavailable {
+        reason: e.to_string(),
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, EventError> {
+    let config = Config::from_url(url).map_err(unavailable)?;
+    let client = Builder::from_config(config)
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
+        .build()
+        .map_err(unavailable)?;
+    client.init().await.map_err(unavailable)?;
+    Ok(client)
+}
+
+impl RedisBus {
+    /// Connects to `url` and starts tailing `stream` from its current end.
+    pub async fn connect(url: &str, stream: impl Into<String>) -> Result<Self, EventError> {
+        let stream = stream.into();
+        let client = connect(url).await?;
+        let reader_client = connect(url).await?;
+        // Start after the newest entry, so that subscribers see what happens from now on.
+        let newest: Value = client
+            .xrevrange(&stream, "+", "-", Some(1))
+            .await
+            .map_err(unavailable)?;
+        let start = newest
+            .into_array()
+            .into_iter()
+            .next()
+            .and_then(|e| e.into_array().into_iter().next())
+            .and_then(|id| id.as_string())
+            .unwrap_or_else(|| "0-0".to_owned());
+        let local = LocalBus::default();
+        let tx = local.sender();
+        let task = tokio::spawn(tail(reader_client, stream.clone(), start, tx));
+        Ok(Self {
+            local,
+            client,
+            stream,
+            cap: 100_000,
+            reader: Arc::new(task.abort_handle()),
+        })
+    }
+}
+
+async fn tail(
+    client: Client,
+    stream: String,
+    mut last: String,
+    tx: broadcast::Sender<EngineEvent>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let reply: Result<Value, _> = client
+            .xread(Some(1000), Some(1000), stream.as_str(), last.as_str())
+            .await;
+        match reply {
+            Ok(value) => {
+                backoff = Duration::from_millis(50);
+                for (id, events) in entries(value) {
+                    last = id;
+                    for e in events {
+                        let _ = tx.send(e);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %stream, "reading events failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Entries of an XREAD reply (RESP2 arrays or RESP3 maps), each with its decoded events.
+fn entries(value: Value) -> Vec<(String, Vec<EngineEvent>)> {
+    let streams: Vec<Value> = match value {
+        Value::Map(m) => m.inner().into_values().collect(),
+        Value::Array(a) => a
+            .into_iter()
+            .filter_map(|s| s.into_array().into_iter().nth(1))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for s in streams {
+        for entry in s.into_array() {
+            let mut parts = entry.into_array().into_iter();
+            let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Some(id) = id.as_string() else { continue };
+            let fields: Vec<String> = match fields {
+                Value::Map(m) => m
+                    .inner()
+                    .into_iter()
+                    .flat_map(|(k, v)| [k.as_str().map(|s| s.to_string()), v.as_string()])
+                    .flatten()
+                    .collect(),
+                other => other
+                    .into_array()
+                    .iter()
+                    .filter_map(Value::as_string)
+                    .collect(),
+            };
+            let events = fields
+                .chunks(2)
+                .filter(|kv| kv.len() == 2 && kv[0] == "e")
+                .filter_map(
+                    |kv| match serde_json::from_str::<Vec<EngineEvent>>(&kv[1]) {
+                        Ok(e) => Some(e),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "undecodable event entry skipped");
+                            None
+                        }
+                    },
+                )
+                .flatten()
+                .collect();
+            out.push((id, events));
+        }
+    }
+    out
+}
+
+impl EventSink for RedisBus {
+    fn emit(&self, events: Vec<EngineEvent>) {
+        let Ok(json) = serde_json::to_string(&events) else {
+            return;
+        };
+        let client = self.client.clone();
+        let stream = self.stream.clone();
+        let cap = self.cap;
+        tokio::spawn(async move {
+            let r: Result<Value, _> = client
+                .xadd(
+                    stream,
+                    false,
+                    ("MAXLEN", "~", cap as i64),
+                    "*",
+                    vec![("e", json)],
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "publishing events failed");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl EventBus for RedisBus {
+    async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, EventError> {
+        self.local.subscribe(filter).await
+    }
+}

@@ -1,0 +1,207 @@
+-- Shared by every SPANE script (prepended to each one).
+--
+-- One execution lives in one hash, SP .. 'x:' .. E, where SP is the shard prefix that carries
+-- the hash tag (for example 'spane:{0}:'), so that an execution and its shard's queues share a
+-- slot. Fields:
+--   st        execution status: running | completed | failed | cancelled
+--   wf, wfj   workflow id, and the same as a JSON string
+--   ver, par, dep, init, ca, fa, err   version, parent, depth, initial JSON, created, finished, error
+--   un        nodes not resolved yet;  n  node count;  tok  last fencing token handed out
+-- per node i:
+--   id:i      node id as a JSON string;  p:i / c:i  parents / children (comma-separated indices)
+--   cof:i     '1' when continueOnFail
+--   k:i       remaining parents + 65536 * parents whose data flows in
+--   s:i       W (absent) | R ready | C completed | K failed-and-continued | F failed | S skipped | D dropped
+--   ns:i      status shown to users: pending | running | delayed | completed | failed | skipped
+--   o:i rt:i e:i  output JSON, routes (comma-separated child indices; absent = all), last error
+--   a:i na:i  attempt running / attempt the next claim runs;  t:i  current lease token
+--   ts:i tf:i de:i sc:i  started, finished, delay elapsed, stall count;  dlq:i  DLQ item JSON
+
+local ENC = 65536
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function istr(n)
+  return string.format('%d', n)
+end
+
+local function split(s)
+  local out = {}
+  if s and s ~= '' then
+    for v in string.gmatch(s, '[^,]+') do
+      out[#out + 1] = tonumber(v)
+    end
+  end
+  return out
+end
+
+local function contains(csv, n)
+  for _, v in ipairs(split(csv)) do
+    if v == n then
+      return true
+    end
+  end
+  return false
+end
+
+local EV = {}
+
+local function node_event(E, wfj, idj, status, extra, now)
+  EV[#EV + 1] = '{"type":"node:progress","executionId":"' .. E .. '","workflowId":' .. wfj ..
+    ',"nodeId":' .. idj .. ',"status":"' .. status .. '"' .. (extra or '') ..
+    ',"timestamp":' .. istr(now) .. '}'
+end
+
+local function wf_event(E, wfj, status, err, now)
+  local e = ''
+  if err then
+    e = ',"error":' .. cjson.encode(err)
+  end
+  EV[#EV + 1] = '{"type":"workflow:status","executionId":"' .. E .. '","workflowId":' .. wfj ..
+    ',"status":"' .. status .. '"' .. e .. ',"timestamp":' .. istr(now) .. '}'
+end
+
+local function flush_events(stream, cap)
+  if #EV > 0 then
+    redis.call('XADD', stream, 'MAXLEN', '~', cap, '*', 'e', '[' .. table.concat(EV, ',') .. ']')
+    EV = {}
+  end
+end
+
+-- Applies the end of an attempt of node i: kind is 'complete' (routes: nil for all children, or
+-- a comma-separated list of child indices), 'continue' (failed with continueOnFail) or 'fail'.
+-- `c` carries the execution: X, E, SP, st, un, wfj, now, ready key, H (fields to write).
+local function settle(c, i, kind, routes, data, err, attempt, idj)
+  local function set(k, v)
+    c.H[#c.H + 1] = k
+    c.H[#c.H + 1] = v
+  end
+  local now = c.now
+  set('t:' .. i, '')
+  set('tf:' .. i, istr(now))
+  if kind == 'complete' then
+    set('s:' .. i, 'C')
+    set('ns:' .. i, 'completed')
+    set('o:' .. i, data)
+    if routes then
+      set('rt:' .. i, routes)
+    end
+    node_event(c.E, c.wfj, idj, 'completed', ',"data":' .. data .. ',"attempt":' .. attempt, now)
+  else
+    local continued = kind == 'continue'
+    set('s:' .. i, continued and 'K' or 'F')
+    set('ns:' .. i, 'failed')
+    set('e:' .. i, err)
+    local extra = ',"error":' .. cjson.encode(err) .. ',"attempt":' .. attempt
+    if continued then
+      set('o:' .. i, '{"error":' .. cjson.encode(err) .. ',"failed":true,"nodeId":' .. idj ..
+        ',"attempts":' .. attempt .. '}')
+      extra = extra .. ',"continued":true'
+    end
+    node_event(c.E, c.wfj, idj, 'failed', extra, now)
+    if not continued then
+      -- Failed for good: the node stays unresolved (a DLQ retry revives it) and the execution
+      -- fails once.
+      redis.call('ZADD', c.SP .. 'dlq', now, c.E .. '|' .. i)
+      set('dlq:' .. i, cjson.encode({
+        reason = c.reason or 'failed', error = err, attempts = tonumber(attempt), failedAt = now
+      }))
+      if c.st == 'running' then
+        c.st = 'failed'
+        c.finished = 'failed'
+        local msg = 'node ' .. idj .. ' failed: ' .. err
+        set('st', 'failed')
+        set('err', msg)
+        set('fa', istr(now))
+        wf_event(c.E, c.wfj, 'failed', msg, now)
+      end
+      return
+    end
+  end
+
+  -- Resolved: propagate to the descendants.
+  c.un = c.un - 1
+  local counters = {}
+  local work = { { i, kind, routes } }
+  local push = {}
+  while #work > 0 do
+    local item = table.remove(work)
+    local p, pkind, proutes = item[1], item[2], item[3]
+    local children
+    if p == i then
+      children = split(c.children)
+    else
+      children = split(redis.call('HGET', c.X, 'c:' .. p))
+    end
+    if #children > 0 then
+      local need, fields = {}, {}
+      for _, ch in ipairs(children) do
+        if counters[ch] == nil then
+          need[#need + 1] = ch
+          fields[#fields + 1] = 'k:' .. ch
+        end
+      end
+      if #fields > 0 then
+        local vals = redis.call('HMGET', c.X, unpack(fields))
+        for j, ch in ipairs(need) do
+          counters[ch] = tonumber(vals[j]) or 0
+        end
+      end
+      for _, ch in ipairs(children) do
+        local feeds = (pkind == 'complete' and (proutes == nil or contains(proutes, ch)))
+          or pkind == 'continue'
+        local v = counters[ch] - 1
+        if feeds then
+          v = v + ENC
+        end
+        counters[ch] = v
+        set('k:' .. ch, istr(v))
+        if v % ENC == 0 then
+          if v >= ENC then
+            push[#push + 1] = ch
+          else
+            c.un = c.un - 1
+            set('s:' .. ch, 'S')
+            set('ns:' .. ch, 'skipped')
+            set('tf:' .. ch, istr(now))
+            node_event(c.E, c.wfj, redis.call('HGET', c.X, 'id:' .. ch), 'skipped', nil, now)
+            work[#work + 1] = { ch, 'skip', nil }
+          end
+        end
+      end
+    end
+  end
+  local members = {}
+  for _, ch in ipairs(push) do
+    if c.st == 'running' then
+      set('s:' .. ch, 'R')
+      members[#members + 1] = c.E .. '|' .. ch
+    else
+      -- The execution has ended: record that the node would have run; a DLQ retry requeues it.
+      set('s:' .. ch, 'D')
+    end
+  end
+  if #members > 0 then
+    redis.call('RPUSH', c.ready, unpack(members))
+  end
+  if c.st == 'running' and c.un == 0 then
+    c.st = 'completed'
+    c.finished = 'completed'
+    set('st', 'completed')
+    set('fa', istr(now))
+    wf_event(c.E, c.wfj, 'completed', nil, now)
+  end
+end
+
+-- Writes what settle collected and sets the expiry of a finished execution.
+local function write_back(c, retention)
+  c.H[#c.H + 1] = 'un'
+  c.H[#c.H + 1] = istr(c.un)
+  redis.call('HSET', c.X, unpack(c.H))
+  if c.finished == 'completed' then
+    redis.call('PEXPIRE', c.X, retention)
+  end
+end

@@ -1,0 +1,33 @@
+-- Stalled-job recovery: jobs whose lease expired are claimable again; a job that stalled more
+-- than `max stalled` times fails with the reason "stalled" and goes to the dead-letter queue.
+-- KEYS: ready, leases, events
+-- ARGV: SP, max stalled, retention ms, events cap
+-- Reply: number of jobs reclaimed or failed
+local SP, maxst = ARGV[1], tonumber(ARGV[2])
+local now = now_ms()
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, m in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], m)
+  local sep = string.find(m, '|', 1, true)
+  local E, i = string.sub(m, 1, sep - 1), tonumber(string.sub(m, sep + 1))
+  local X = SP .. 'x:' .. E
+  local f = redis.call('HMGET', X, 'st', 's:' .. i, 'c:' .. i, 'un', 'wfj', 'id:' .. i, 'a:' .. i,
+    'sc:' .. i)
+  if f[1] and f[2] == 'R' then
+    local stalls = (tonumber(f[8]) or 0) + 1
+    if stalls > maxst or f[1] ~= 'running' then
+      local c = { X = X, E = E, SP = SP, st = f[1], un = tonumber(f[4]), wfj = f[5], now = now,
+        ready = KEYS[1], children = f[3], H = { 'sc:' .. i, istr(stalls) }, finished = '',
+        reason = 'stalled' }
+      local msg = 'stalled: the lease expired ' .. stalls .. ' times (worker died or hung)'
+      settle(c, i, 'fail', nil, nil, msg, f[7] or '1', f[6])
+      write_back(c, tonumber(ARGV[3]))
+    else
+      redis.call('HSET', X, 'sc:' .. i, istr(stalls), 't:' .. i, '', 'ns:' .. i, 'pending',
+        'na:' .. i, istr(tonumber(f[7] or '1') + 1))
+      redis.call('LPUSH', KEYS[1], m)
+    end
+  end
+end
+flush_events(KEYS[3], ARGV[4])
+return #expired

@@ -1,0 +1,38 @@
+-- Creates an execution and makes its roots ready.
+-- KEYS: ready, events
+-- ARGV: SP, E, events cap, wf, wfj, ver, par, dep, init, n, then per node: idj, parents, children, cof
+local SP, E, cap = ARGV[1], ARGV[2], ARGV[3]
+local X = SP .. 'x:' .. E
+if redis.call('EXISTS', X) == 1 then
+  return 'duplicate'
+end
+local now = now_ms()
+local n = tonumber(ARGV[10])
+local wfj = ARGV[5]
+local H = { 'st', 'running', 'wf', ARGV[4], 'wfj', wfj, 'ver', ARGV[6], 'par', ARGV[7],
+  'dep', ARGV[8], 'init', ARGV[9], 'ca', istr(now), 'un', istr(n), 'n', istr(n), 'tok', '0' }
+local roots = {}
+for i = 0, n - 1 do
+  local b = 11 + i * 4
+  local parents = ARGV[b + 1]
+  local np = #split(parents)
+  H[#H + 1] = 'id:' .. i; H[#H + 1] = ARGV[b]
+  H[#H + 1] = 'p:' .. i; H[#H + 1] = parents
+  H[#H + 1] = 'c:' .. i; H[#H + 1] = ARGV[b + 2]
+  H[#H + 1] = 'k:' .. i; H[#H + 1] = istr(np)
+  H[#H + 1] = 'na:' .. i; H[#H + 1] = '1'
+  if ARGV[b + 3] == '1' then
+    H[#H + 1] = 'cof:' .. i; H[#H + 1] = '1'
+  end
+  if np == 0 then
+    H[#H + 1] = 's:' .. i; H[#H + 1] = 'R'
+    roots[#roots + 1] = E .. '|' .. i
+  end
+end
+redis.call('HSET', X, unpack(H))
+if #roots > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(roots))
+end
+wf_event(E, wfj, 'started', nil, now)
+flush_events(KEYS[2], cap)
+return 'ok'

@@ -1,0 +1,100 @@
+//! Settings of the Redis backend.
+
+use std::time::Duration;
+
+/// Settings of a [`RedisQueue`](super::RedisQueue), with a builder-style API.
+///
+/// ```
+/// use std::time::Duration;
+/// use spane_queue::RedisConfig;
+///
+/// let config = RedisConfig::new("redis://127.0.0.1:6379")
+///     .prefix("myapp")
+///     .lease(Duration::from_secs(10));
+/// assert_eq!(config.prefix_str(), "myapp");
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+    pub(crate) lease: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) max_stalled: u32,
+    pub(crate) events_cap: u64,
+    pub(crate) allow_eviction: bool,
+    pub(crate) reclaim_every: Duration,
+}
+
+impl RedisConfig {
+    /// Settings for the Redis at `url` (`redis://[user:pass@]host:port[/db]`), with defaults:
+    /// prefix `spane`, lease 30 s, retention of finished executions 24 h, at most 1 stall
+    /// before the dead-letter queue, event stream capped at about 100,000 entries.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "spane".to_owned(),
+            lease: Duration::from_secs(30),
+            retention: Duration::from_secs(24 * 3600),
+            max_stalled: 1,
+            events_cap: 100_000,
+            allow_eviction: false,
+            reclaim_every: Duration::from_millis(500),
+        }
+    }
+
+    /// Key prefix; every key the backend writes starts with it (default `spane`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The Redis URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The prefix in use.
+    pub fn prefix_str(&self) -> &str {
+        &self.prefix
+    }
+
+    /// How long a claim is valid without renewal (default 30 s). Workers renew at a third of
+    /// it while the executor runs; a job whose lease expires is claimed by another worker.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long a completed execution's state stays in Redis (default 24 h). Failed executions
+    /// stay while their dead-letter items exist.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many times a job may lose its lease before it fails as "stalled" and goes to the
+    /// dead-letter queue (default 1).
+    pub fn max_stalled(mut self, times: u32) -> Self {
+        self.max_stalled = times;
+        self
+    }
+
+    /// Approximate cap of the event stream (default 100,000 entries).
+    pub fn events_cap(mut self, entries: u64) -> Self {
+        self.events_cap = entries.max(1);
+        self
+    }
+
+    /// How often a worker looks for expired leases (default 500 ms).
+    pub fn reclaim_every(mut self, every: Duration) -> Self {
+        self.reclaim_every = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Start even when Redis may evict keys (`maxmemory-policy` other than `noeviction`).
+    /// Evicted keys are lost jobs: only for throwaway setups.
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
+    }
+}

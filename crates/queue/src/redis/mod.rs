@@ -1,0 +1,553 @@
+//! The Redis backend: any number of worker processes share one Redis; every transition is one
+//! server-side script over keys that share a hash tag.
+//!
+//! Layout (prefix `P`, shard tag `{0}`): `P:{0}:x:<execution>` one hash per execution (state,
+//! results, graph), `P:{0}:ready` list of ready jobs, `P:{0}:delayed` sorted set by due time,
+//! `P:{0}:leases` sorted set by lease expiry, `P:{0}:dlq` sorted set of dead-letter items,
+//! `P:{0}:events` capped stream of events, `P:def:<workflow>:<version>` definitions.
+//! Every per-execution key and its shard's queues share one hash tag, so the layout can be
+//! spread over shards (and Redis Cluster slots) later without changing the scripts.
+
+mod config;
+mod dlq;
+mod record;
+mod scripts;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::lists::LMoveDirection;
+use serde_json::Value as Json;
+use spane_core::{ExecutionId, ExecutionRecord, WorkflowDefinition};
+use tokio::time::Instant;
+
+use crate::error::QueueError;
+use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
+use crate::queue::ExecutionQueue;
+
+pub use config::RedisConfig;
+use scripts::Scripts;
+
+/// Queue backend on Redis 7 (fred client, Lua scripts).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), spane_queue::QueueError> {
+/// use spane_queue::{RedisConfig, RedisQueue};
+///
+/// let queue = RedisQueue::connect(RedisConfig::new("redis://127.0.0.1:6379").prefix("myapp")).await?;
+/// # let _ = queue; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    blocker: tokio::sync::Mutex<Client>,
+    scripts: Scripts,
+    config: RedisConfig,
+    keys: Keys,
+    published: Mutex<HashSet<(String, u32)>>,
+    last_reclaim: Mutex<Option<Instant>>,
+}
+
+struct Keys {
+    shard: String,
+    ready: String,
+    delayed: String,
+    leases: String,
+    events: String,
+    dlq: String,
+    definitions: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let shard = format!("{prefix}:{{0}}:");
+        Self {
+            ready: format!("{shard}ready"),
+            delayed: format!("{shard}delayed"),
+            leases: format!("{shard}leases"),
+            events: format!("{shard}events"),
+            dlq: format!("{shard}dlq"),
+            definitions: format!("{prefix}:def:"),
+            shard,
+        }
+    }
+
+    fn execution(&self, id: ExecutionId) -> String {
+        format!("{}x:{id}", self.shard)
+    }
+}
+
+impl fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("prefix", &self.inner.config.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn unavailable(e: fred::error::Error) -> QueueError {
+    use fred::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Routing => {
+            QueueError::Unavailable {
+                reason: e.to_string(),
+            }
+        }
+        _ => QueueError::Backend {
+            reason: e.to_string(),
+        },
+    }
+}
+
+async fn connect_client(config: &RedisConfig) -> Result<Client, QueueError> {
+    let redis_config = Config::from_url(&config.url).map_err(|e| QueueError::Misconfigured {
+        reason: format!("invalid Redis URL {:?}: {e}", config.url),
+    })?;
+    let client = Builder::from_config(redis_config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(5);
+            c.max_command_attempts = 3;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
+        .build()
+        .map_err(unavailable)?;
+    client.init().await.map_err(unavailable)?;
+    Ok(client)
+}
+
+impl RedisQueue {
+    /// Connects, checks that Redis will not evict keys, and loads the scripts.
+    ///
+    /// Fails with [`QueueError::Misconfigured`] when `maxmemory-policy` is not `noeviction`
+    /// (evicted keys are lost jobs) unless [`RedisConfig::allow_eviction`] is set.
+    pub async fn connect(config: RedisConfig) -> Result<Self, QueueError> {
+        let client = connect_client(&config).await?;
+        let blocker = connect_client(&config).await?;
+        let policy: Vec<String> = client
+            .config_get("maxmemory-policy")
+            .await
+            .map_err(unavailable)?;
+        let policy = policy.get(1).cloned().unwrap_or_default();
+        if policy != "noeviction" {
+            if config.allow_eviction {
+                tracing::warn!(%policy, "Redis may evict keys (maxmemory-policy is not noeviction): evicted keys are lost jobs");
+            } else {
+                return Err(QueueError::Misconfigured {
+                    reason: format!(
+                        "Redis maxmemory-policy is {policy:?}: evicted keys would be lost jobs; set it to noeviction (CONFIG SET maxmemory-policy noeviction) or opt out with RedisConfig::allow_eviction(true)"
+                    ),
+                });
+            }
+        }
+        let scripts = Scripts::new();
+        for s in scripts.all() {
+            s.load(&client).await.map_err(unavailable)?;
+        }
+        let keys = Keys::new(&config.prefix);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                blocker: tokio::sync::Mutex::new(blocker),
+                scripts,
+                config,
+                keys,
+                published: Mutex::new(HashSet::new()),
+                last_reclaim: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The stream keys the events are appended to, for an event bus to read.
+    pub fn event_streams(&self) -> Vec<String> {
+        vec![self.inner.keys.events.clone()]
+    }
+
+    fn queue_keys(&self) -> Vec<String> {
+        let k = &self.inner.keys;
+        vec![
+            k.ready.clone(),
+            k.delayed.clone(),
+            k.leases.clone(),
+            k.events.clone(),
+        ]
+    }
+
+    async fn publish_definition(&self, start: &StartExecution) -> Result<(), QueueError> {
+        let key = (start.workflow.id().to_owned(), start.workflow_version);
+        if self
+            .inner
+            .published
+            .lock()
+            .map(|p| p.contains(&key))
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        let json = serde_json::to_string(start.workflow.definition()).map_err(|e| {
+            QueueError::Backend {
+                reason: format!("serializing the definition: {e}"),
+            }
+        })?;
+        let redis_key = format!("{}{}:{}", self.inner.keys.definitions, key.0, key.1);
+        let _: Option<String> = self
+            .inner
+            .client
+            .set(redis_key, json, None, Some(SetOptions::NX), false)
+            .await
+            .map_err(unavailable)?;
+        if let Ok(mut p) = self.inner.published.lock() {
+            p.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Runs stalled-job recovery if this process has not done so recently.
+    async fn maybe_reclaim(&self) -> Result<(), QueueError> {
+        {
+            let mut last = self
+                .inner
+                .last_reclaim
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            if last.is_some_and(|l| now.duration_since(l) < self.inner.config.reclaim_every) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let k = &self.inner.keys;
+        let c = &self.inner.config;
+        let n: i64 = self
+            .inner
+            .scripts
+            .reclaim
+            .evalsha_with_reload(
+                &self.inner.client,
+                vec![k.ready.clone(), k.leases.clone(), k.events.clone()],
+                vec![
+                    k.shard.clone(),
+                    c.max_stalled.to_string(),
+                    millis(c.retention),
+                    c.events_cap.to_string(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        if n > 0 {
+            tracing::warn!(jobs = n, "reclaimed jobs whose lease expired");
+        }
+        Ok(())
+    }
+
+    async fn claim_once(&self, max: usize) -> Result<(Vec<ClaimedJob>, i64), QueueError> {
+        let k = &self.inner.keys;
+        let reply: Value = self
+            .inner
+            .scripts
+            .claim
+            .evalsha_with_reload(
+                &self.inner.client,
+                self.queue_keys(),
+                vec![
+                    k.shard.clone(),
+                    max.max(1).to_string(),
+                    millis(self.inner.config.lease),
+                    self.inner.config.events_cap.to_string(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut parts = reply.into_array().into_iter();
+        let jobs = parts.next().map(Value::into_array).unwrap_or_default();
+        let next_due = parts.next().and_then(|v| v.as_i64()).unwrap_or(-1);
+        let lease = self.inner.config.lease;
+        let jobs = jobs
+            .into_iter()
+            .map(|j| record::claimed_job(j, lease))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((jobs, next_due))
+    }
+
+    async fn hgetall(&self, id: ExecutionId) -> Result<BTreeMap<String, String>, QueueError> {
+        self.inner
+            .client
+            .hgetall(self.inner.keys.execution(id))
+            .await
+            .map_err(unavailable)
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().max(1).to_string()
+}
+
+fn epoch_millis() -> i64 {
+    spane_core::now_millis()
+}
+
+#[async_trait]
+impl ExecutionQueue for RedisQueue {
+    async fn start_execution(&self, start: StartExecution) -> Result<(), QueueError> {
+        self.publish_definition(&start).await?;
+        let k = &self.inner.keys;
+        let dag = &start.workflow;
+        let json_str = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
+        let csv = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+        let mut args: Vec<String> = vec![
+            k.shard.clone(),
+            start.execution_id.to_string(),
+            self.inner.config.events_cap.to_string(),
+            dag.id().to_owned(),
+            json_str(dag.id()),
+            start.workflow_version.to_string(),
+            start
+                .parent_execution_id
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            start.depth.to_string(),
+            start.initial_data.to_string(),
+            dag.nodes().len().to_string(),
+        ];
+        for n in dag.nodes() {
+            args.push(json_str(&n.id));
+            args.push(csv(&n.parents));
+            args.push(csv(&n.children));
+            args.push(
+                if n.settings.continue_on_fail {
+                    "1"
+                } else {
+                    "0"
+                }
+                .to_owned(),
+            );
+        }
+        let reply: String = self
+            .inner
+            .scripts
+            .start
+            .evalsha_with_reload(
+                &self.inner.client,
+                vec![k.ready.clone(), k.events.clone()],
+                args,
+            )
+            .await
+            .map_err(unavailable)?;
+        if reply == "duplicate" {
+            return Err(QueueError::DuplicateExecution(start.execution_id));
+        }
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        _worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ClaimedJob>, QueueError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            self.maybe_reclaim().await?;
+            let (jobs, next_due) = self.claim_once(max).await?;
+            if !jobs.is_empty() {
+                return Ok(jobs);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let mut block = (deadline - now).min(self.inner.config.reclaim_every);
+            if next_due >= 0 {
+                let until_due = Duration::from_millis((next_due - epoch_millis()).max(0) as u64);
+                block = block.min(until_due);
+            }
+            let block = block.max(Duration::from_millis(10));
+            // Wait until the ready list is non-empty: rotating it onto itself moves nothing.
+            let blocker = self.inner.blocker.lock().await;
+            let woke: Result<Option<String>, _> = blocker
+                .blmove(
+                    &self.inner.keys.ready,
+                    &self.inner.keys.ready,
+                    LMoveDirection::Left,
+                    LMoveDirection::Left,
+                    block.as_secs_f64(),
+                )
+                .await;
+            match woke {
+                Ok(_) => {}
+                // fred reports the blocking timeout (a nil reply) as a timeout error.
+                Err(e) if *e.kind() == fred::error::ErrorKind::Timeout => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+
+    async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
+        let k = &self.inner.keys;
+        let renewed: i64 = self
+            .inner
+            .scripts
+            .renew
+            .evalsha_with_reload(
+                &self.inner.client,
+                vec![k.leases.clone()],
+                vec![
+                    k.shard.clone(),
+                    job.execution_id.to_string(),
+                    job.node.to_string(),
+                    job.token.to_string(),
+                    millis(self.inner.config.lease),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(renewed == 1)
+    }
+
+    async fn commit(
+        &self,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+    ) -> Result<CommitOutcome, QueueError> {
+        let k = &self.inner.keys;
+        let (kind, payload, next, cont, delay, consume) = match commit {
+            NodeCommit::Completed { data, next_nodes } => (
+                "complete",
+                data.to_string(),
+                next_nodes.map_or_else(|| "*".to_owned(), |n| n.join("\n")),
+                false,
+                Duration::ZERO,
+                false,
+            ),
+            NodeCommit::Failed {
+                error,
+                continue_on_fail,
+            } => (
+                "fail",
+                error,
+                "*".to_owned(),
+                continue_on_fail,
+                Duration::ZERO,
+                false,
+            ),
+            NodeCommit::Retry {
+                error,
+                delay,
+                consume_attempt,
+            } => (
+                "retry",
+                error,
+                "*".to_owned(),
+                false,
+                delay,
+                consume_attempt,
+            ),
+            NodeCommit::Delay { delay } => {
+                ("delay", String::new(), "*".to_owned(), false, delay, false)
+            }
+        };
+        let reply: Value = self
+            .inner
+            .scripts
+            .commit
+            .evalsha_with_reload(
+                &self.inner.client,
+                self.queue_keys(),
+                vec![
+                    k.shard.clone(),
+                    job.execution_id.to_string(),
+                    job.node.to_string(),
+                    job.token.to_string(),
+                    kind.to_owned(),
+                    payload,
+                    next,
+                    if cont { "1" } else { "0" }.to_owned(),
+                    delay.as_millis().to_string(),
+                    if consume { "1" } else { "0" }.to_owned(),
+                    millis(self.inner.config.retention),
+                    self.inner.config.events_cap.to_string(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let parts = reply.into_array();
+        let tag = parts.first().and_then(Value::as_string).unwrap_or_default();
+        if tag != "applied" {
+            tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
+            return Ok(CommitOutcome::Stale);
+        }
+        let finished = parts
+            .get(1)
+            .and_then(Value::as_string)
+            .and_then(|s| record::execution_status(&s));
+        Ok(CommitOutcome::Applied { finished })
+    }
+
+    async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {
+        let k = &self.inner.keys;
+        let _: i64 = self
+            .inner
+            .scripts
+            .release
+            .evalsha_with_reload(
+                &self.inner.client,
+                vec![k.ready.clone(), k.leases.clone()],
+                vec![
+                    k.shard.clone(),
+                    job.execution_id.to_string(),
+                    job.node.to_string(),
+                    job.token.to_string(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, QueueError> {
+        let fields = self.hgetall(id).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        record::execution_record(id, &fields).map(Some)
+    }
+
+    async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Json>, QueueError> {
+        let fields = self.hgetall(id).await?;
+        if fields.is_empty() {
+            return Err(QueueError::ExecutionNotFound(id));
+        }
+        Ok(record::outputs(&fields))
+    }
+
+    fn dead_letters(&self) -> Option<&dyn crate::dlq::DeadLetterQueue> {
+        Some(self)
+    }
+
+    async fn definition(
+        &self,
+        workflow_id: &str,
+        version: u32,
+    ) -> Result<Option<WorkflowDefinition>, QueueError> {
+        let key = format!("{}{workflow_id}:{version}", self.inner.keys.definitions);
+        let json: Option<String> = self.inner.client.get(key).await.map_err(unavailable)?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| QueueError::Backend {
+                reason: format!("stored definition {workflow_id:?} v{version} is unreadable: {e}"),
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,182 @@
+//! Decoding script replies and execution hashes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fred::types::Value;
+use serde_json::Value as Json;
+use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, NodeStatus};
+
+use crate::error::QueueError;
+use crate::job::ClaimedJob;
+
+fn corrupt(what: impl Into<String>) -> QueueError {
+    QueueError::Backend {
+        reason: format!("unexpected data in Redis: {}", what.into()),
+    }
+}
+
+fn json(text: &str, what: &str) -> Result<Json, QueueError> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("{what}: {e}")))
+}
+
+fn text(v: &Value) -> String {
+    v.as_string().unwrap_or_default()
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+/// One job of a claim reply (see `claim.lua`).
+pub(super) fn claimed_job(value: Value, lease: Duration) -> Result<ClaimedJob, QueueError> {
+    let f = value.into_array();
+    if f.len() < 13 {
+        return Err(corrupt(format!("claim reply with {} fields", f.len())));
+    }
+    let execution_id: ExecutionId = text(&f[0])
+        .parse()
+        .map_err(|e| corrupt(format!("execution id: {e}")))?;
+    let declared_parents = int(&f[4]);
+    let previous = json(&text(&f[5]), "previous results")?;
+    let previous_results: BTreeMap<String, Json> = match &previous {
+        Json::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => BTreeMap::new(),
+    };
+    let input = match declared_parents {
+        0 => json(&text(&f[6]), "initial data")?,
+        1 => previous
+            .as_object()
+            .and_then(|m| m.values().next().cloned())
+            .unwrap_or(Json::Null),
+        _ => previous,
+    };
+    let parent = text(&f[10]);
+    let node_id = match json(&text(&f[12]), "node id")? {
+        Json::String(s) => s,
+        other => return Err(corrupt(format!("node id {other}"))),
+    };
+    Ok(ClaimedJob {
+        execution_id,
+        workflow_id: text(&f[8]),
+        workflow_version: text(&f[9]).parse().unwrap_or(1),
+        node: int(&f[1]) as usize,
+        node_id,
+        attempt: int(&f[3]) as u32,
+        token: int(&f[2]) as u64,
+        input,
+        previous_results,
+        parent_execution_id: if parent.is_empty() {
+            None
+        } else {
+            parent.parse().ok()
+        },
+        depth: text(&f[11]).parse().unwrap_or(0),
+        delay_elapsed: int(&f[7]) == 1,
+        lease,
+    })
+}
+
+/// An execution status by its wire name.
+pub(super) fn execution_status(name: &str) -> Option<ExecutionStatus> {
+    Some(match name {
+        "pending" => ExecutionStatus::Pending,
+        "running" => ExecutionStatus::Running,
+        "paused" => ExecutionStatus::Paused,
+        "completed" => ExecutionStatus::Completed,
+        "failed" => ExecutionStatus::Failed,
+        "cancelled" => ExecutionStatus::Cancelled,
+        _ => return None,
+    })
+}
+
+fn node_status(name: &str) -> Option<NodeStatus> {
+    Some(match name {
+        "pending" => NodeStatus::Pending,
+        "running" => NodeStatus::Running,
+        "delayed" => NodeStatus::Delayed,
+        "completed" => NodeStatus::Completed,
+        "failed" => NodeStatus::Failed,
+        "skipped" => NodeStatus::Skipped,
+        _ => return None,
+    })
+}
+
+fn node_id(fields: &BTreeMap<String, String>, i: usize) -> Option<String> {
+    fields
+        .get(&format!("id:{i}"))
+        .and_then(|j| serde_json::from_str::<String>(j).ok())
+}
+
+fn count(fields: &BTreeMap<String, String>) -> usize {
+    fields.get("n").and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+fn millis(fields: &BTreeMap<String, String>, key: &str) -> Option<i64> {
+    fields.get(key).and_then(|v| v.parse().ok())
+}
+
+/// Outputs of the nodes that have one, by node id.
+pub(super) fn outputs(fields: &BTreeMap<String, String>) -> BTreeMap<String, Json> {
+    (0..count(fields))
+        .filter_map(|i| {
+            let out = fields.get(&format!("o:{i}"))?;
+            Some((node_id(fields, i)?, serde_json::from_str(out).ok()?))
+        })
+        .collect()
+}
+
+/// The record of an execution from its hash.
+pub(super) fn execution_record(
+    id: ExecutionId,
+    fields: &BTreeMap<String, String>,
+) -> Result<ExecutionRecord, QueueError> {
+    let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
+    let mut node_results = BTreeMap::new();
+    for i in 0..count(fields) {
+        let Some(status) = fields.get(&format!("ns:{i}")).and_then(|s| node_status(s)) else {
+            continue;
+        };
+        let Some(node) = node_id(fields, i) else {
+            continue;
+        };
+        let data = match fields.get(&format!("o:{i}")) {
+            Some(o) => Some(json(o, "node output")?),
+            None => None,
+        };
+        node_results.insert(
+            node.clone(),
+            NodeResult {
+                node_id: node,
+                status,
+                data,
+                error: fields.get(&format!("e:{i}")).cloned(),
+                attempts: fields
+                    .get(&format!("a:{i}"))
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(0),
+                continued: fields.get(&format!("s:{i}")).map(String::as_str) == Some("K"),
+                started_at: millis(fields, &format!("ts:{i}")),
+                finished_at: millis(fields, &format!("tf:{i}")),
+            },
+        );
+    }
+    let parent = get("par");
+    Ok(ExecutionRecord {
+        execution_id: id,
+        workflow_id: get("wf").to_owned(),
+        workflow_version: get("ver").parse().unwrap_or(1),
+        status: execution_status(get("st")).ok_or_else(|| corrupt("execution status"))?,
+        initial_data: json(get("init"), "initial data")?,
+        parent_execution_id: if parent.is_empty() {
+            None
+        } else {
+            parent.parse().ok()
+        },
+        depth: get("dep").parse().unwrap_or(0),
+        error: fields.get("err").filter(|e| !e.is_empty()).cloned(),
+        created_at: millis(fields, "ca").unwrap_or(0),
+        finished_at: millis(fields, "fa"),
+        node_results,
+    })
+}

@@ -1,0 +1,53 @@
+//! The Lua scripts, each prefixed with the shared library.
+
+use fred::types::scripts::Script;
+
+macro_rules! script {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../lua/lib.lua"),
+            "\n",
+            include_str!(concat!("../../lua/", $file))
+        )
+    };
+}
+
+/// The loaded scripts.
+pub(super) struct Scripts {
+    pub(super) start: Script,
+    pub(super) claim: Script,
+    pub(super) commit: Script,
+    pub(super) renew: Script,
+    pub(super) release: Script,
+    pub(super) reclaim: Script,
+    pub(super) revive: Script,
+    pub(super) purge: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            start: Script::from_lua(script!("start.lua")),
+            claim: Script::from_lua(script!("claim.lua")),
+            commit: Script::from_lua(script!("commit.lua")),
+            renew: Script::from_lua(script!("renew.lua")),
+            release: Script::from_lua(script!("release.lua")),
+            reclaim: Script::from_lua(script!("reclaim.lua")),
+            revive: Script::from_lua(script!("revive.lua")),
+            purge: Script::from_lua(script!("purge.lua")),
+        }
+    }
+
+    pub(super) fn all(&self) -> [&Script; 8] {
+        [
+            &self.revive,
+            &self.purge,
+            &self.start,
+            &self.claim,
+            &self.commit,
+            &self.renew,
+            &self.release,
+            &self.reclaim,
+        ]
+    }
+}
