@@ -12,6 +12,14 @@ use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 
+/// Counters of one queue client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Requests this client sent to a remote backend (0 for in-process backends).
+    pub round_trips: u64,
+}
+
 /// The coordination backend: it holds the hot state of running executions, hands node jobs to
 /// workers under a lease, and applies each node's outcome in one atomic commit (store the result,
 /// update joins and skips, enqueue the children that became ready, decide completion, emit the
@@ -60,6 +68,11 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
         workflow_id: &str,
         version: u32,
     ) -> Result<Option<WorkflowDefinition>, QueueError>;
+
+    /// Counters of this queue client, for measurements.
+    fn stats(&self) -> QueueStats {
+        QueueStats::default()
+    }
 
     /// The dead-letter queue, when this backend keeps one.
     fn dead_letters(&self) -> Option<&dyn DeadLetterQueue> {

@@ -230,6 +230,11 @@ impl WorkflowEngine {
         Self::builder().registry(registry).build()
     }
 
+    /// The queue backend (for its capabilities and counters).
+    pub fn queue(&self) -> &Arc<dyn ExecutionQueue> {
+        &self.inner.queue
+    }
+
     /// The node registry.
     pub fn registry(&self) -> &NodeRegistry {
         &self.inner.registry

@@ -15,6 +15,7 @@ mod scripts;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
-use crate::queue::ExecutionQueue;
+use crate::queue::{ExecutionQueue, QueueStats};
 
 pub use config::RedisConfig;
 use scripts::Scripts;
@@ -54,6 +55,7 @@ struct Inner {
     keys: Keys,
     published: Mutex<HashSet<(String, u32)>>,
     last_reclaim: Mutex<Option<Instant>>,
+    round_trips: AtomicU64,
 }
 
 struct Keys {
@@ -161,8 +163,14 @@ impl RedisQueue {
                 keys,
                 published: Mutex::new(HashSet::new()),
                 last_reclaim: Mutex::new(None),
+                round_trips: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Counts one request to Redis.
+    fn trip(&self) {
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The settings in use.
@@ -202,6 +210,7 @@ impl RedisQueue {
             }
         })?;
         let redis_key = format!("{}{}:{}", self.inner.keys.definitions, key.0, key.1);
+        self.trip();
         let _: Option<String> = self
             .inner
             .client
@@ -230,6 +239,7 @@ impl RedisQueue {
         }
         let k = &self.inner.keys;
         let c = &self.inner.config;
+        self.trip();
         let n: i64 = self
             .inner
             .scripts
@@ -254,6 +264,7 @@ impl RedisQueue {
 
     async fn claim_once(&self, max: usize) -> Result<(Vec<ClaimedJob>, i64), QueueError> {
         let k = &self.inner.keys;
+        self.trip();
         let reply: Value = self
             .inner
             .scripts
@@ -282,6 +293,7 @@ impl RedisQueue {
     }
 
     async fn hgetall(&self, id: ExecutionId) -> Result<BTreeMap<String, String>, QueueError> {
+        self.trip();
         self.inner
             .client
             .hgetall(self.inner.keys.execution(id))
@@ -334,6 +346,7 @@ impl ExecutionQueue for RedisQueue {
                 .to_owned(),
             );
         }
+        self.trip();
         let reply: String = self
             .inner
             .scripts
@@ -375,6 +388,7 @@ impl ExecutionQueue for RedisQueue {
             }
             let block = block.max(Duration::from_millis(10));
             // Wait until the ready list is non-empty: rotating it onto itself moves nothing.
+            self.trip();
             let blocker = self.inner.blocker.lock().await;
             let woke: Result<Option<String>, _> = blocker
                 .blmove(
@@ -396,6 +410,7 @@ impl ExecutionQueue for RedisQueue {
 
     async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
         let k = &self.inner.keys;
+        self.trip();
         let renewed: i64 = self
             .inner
             .scripts
@@ -458,6 +473,7 @@ impl ExecutionQueue for RedisQueue {
                 ("delay", String::new(), "*".to_owned(), false, delay, false)
             }
         };
+        self.trip();
         let reply: Value = self
             .inner
             .scripts
@@ -497,6 +513,7 @@ impl ExecutionQueue for RedisQueue {
 
     async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {
         let k = &self.inner.keys;
+        self.trip();
         let _: i64 = self
             .inner
             .scripts
@@ -532,6 +549,12 @@ impl ExecutionQueue for RedisQueue {
         Ok(record::outputs(&fields))
     }
 
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            round_trips: self.inner.round_trips.load(Ordering::Relaxed),
+        }
+    }
+
     fn dead_letters(&self) -> Option<&dyn crate::dlq::DeadLetterQueue> {
         Some(self)
     }
@@ -542,6 +565,7 @@ impl ExecutionQueue for RedisQueue {
         version: u32,
     ) -> Result<Option<WorkflowDefinition>, QueueError> {
         let key = format!("{}{workflow_id}:{version}", self.inner.keys.definitions);
+        self.trip();
         let json: Option<String> = self.inner.client.get(key).await.map_err(unavailable)?;
         json.map(|j| {
             serde_json::from_str(&j).map_err(|e| QueueError::Backend {
