@@ -14,14 +14,18 @@ use crate::{EventBus, EventError, EventFilter, EventStream, LocalBus};
 
 /// Delivers the events that the Redis queue appends to its streams to every subscriber of this
 /// process. Create one per process with the streams of the queue
-/// (`RedisQueue::event_streams`).
+/// (`RedisQueue::event_streams`). The first subscription starts a reader at the current end
+/// of the stream; a process that never subscribes costs Redis nothing.
 #[derive(Clone)]
 pub struct RedisBus {
     local: LocalBus,
     client: Client,
+    url: String,
     stream: String,
     cap: u64,
-    reader: Arc<tokio::task::AbortHandle>,
+    /// The reader task, started by the first subscription (a process that never subscribes
+    /// costs Redis nothing).
+    reader: Arc<tokio::sync::Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 impl fmt::Debug for RedisBus {
@@ -34,8 +38,11 @@ impl fmt::Debug for RedisBus {
 
 impl Drop for RedisBus {
     fn drop(&mut self) {
-        if Arc::strong_count(&self.reader) == 1 {
-            self.reader.abort();
+        if Arc::strong_count(&self.reader) == 1
+            && let Ok(reader) = self.reader.try_lock()
+            && let Some(task) = reader.as_ref()
+        {
+            task.abort();
         }
     }
 }
@@ -57,33 +64,46 @@ async fn connect(url: &str) -> Result<Client, EventError> {
 }
 
 impl RedisBus {
-    /// Connects to `url` and starts tailing `stream` from its current end.
+    /// Connects to `url`; the first subscription starts tailing `stream`.
     pub async fn connect(url: &str, stream: impl Into<String>) -> Result<Self, EventError> {
         let stream = stream.into();
         let client = connect(url).await?;
-        let reader_client = connect(url).await?;
-        // Start after the newest entry, so that subscribers see what happens from now on.
-        let newest: Value = client
-            .xrevrange(&stream, "+", "-", Some(1))
-            .await
-            .map_err(unavailable)?;
-        let start = newest
-            .into_array()
-            .into_iter()
-            .next()
-            .and_then(|e| e.into_array().into_iter().next())
-            .and_then(|id| id.as_string())
-            .unwrap_or_else(|| "0-0".to_owned());
-        let local = LocalBus::default();
-        let tx = local.sender();
-        let task = tokio::spawn(tail(reader_client, stream.clone(), start, tx));
         Ok(Self {
-            local,
+            local: LocalBus::default(),
             client,
+            url: url.to_owned(),
             stream,
             cap: 100_000,
-            reader: Arc::new(task.abort_handle()),
+            reader: Arc::new(tokio::sync::Mutex::new(None)),
         })
+    }
+
+    async fn ensure_reader(&self) -> Result<(), EventError> {
+        let mut reader = self.reader.lock().await;
+        if reader.is_none() {
+            // Start after the newest entry: subscribers see what happens from now on.
+            let newest: Value = self
+                .client
+                .xrevrange(&self.stream, "+", "-", Some(1))
+                .await
+                .map_err(unavailable)?;
+            let start = newest
+                .into_array()
+                .into_iter()
+                .next()
+                .and_then(|e| e.into_array().into_iter().next())
+                .and_then(|id| id.as_string())
+                .unwrap_or_else(|| "0-0".to_owned());
+            let client = connect(&self.url).await?;
+            let task = tokio::spawn(tail(
+                client,
+                self.stream.clone(),
+                start,
+                self.local.sender(),
+            ));
+            *reader = Some(task.abort_handle());
+        }
+        Ok(())
     }
 }
 
@@ -196,6 +216,9 @@ impl EventSink for RedisBus {
 #[async_trait]
 impl EventBus for RedisBus {
     async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, EventError> {
-        self.local.subscribe(filter).await
+        // Subscribe locally first, so nothing the reader delivers from now on is missed.
+        let stream = self.local.subscribe(filter).await?;
+        self.ensure_reader().await?;
+        Ok(stream)
     }
 }

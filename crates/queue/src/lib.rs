@@ -22,5 +22,5 @@ pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;
 pub use job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 pub use memory::{MemoryQueue, MemoryQueueConfig};
-pub use queue::{ExecutionQueue, QueueStats};
-pub use redis::{RedisConfig, RedisQueue};
+pub use queue::{ExecutionQueue, QueueStats, ServerStats};
+pub use redis::{RedisConfig, RedisQueue, StoredDefinition};

@@ -20,6 +20,16 @@ pub struct QueueStats {
     pub round_trips: u64,
 }
 
+/// Counters of a backend server since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Commands the server ran, including those run inside scripts (Redis `INFO commandstats`).
+    pub commands: u64,
+    /// CPU time the server used, user plus system, in microseconds (Redis `INFO cpu`).
+    pub cpu_micros: u64,
+}
+
 /// The coordination backend: it holds the hot state of running executions, hands node jobs to
 /// workers under a lease, and applies each node's outcome in one atomic commit (store the result,
 /// update joins and skips, enqueue the children that became ready, decide completion, emit the
@@ -72,6 +82,12 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
     /// Counters of this queue client, for measurements.
     fn stats(&self) -> QueueStats {
         QueueStats::default()
+    }
+
+    /// Counters of the backend server (all clients), for measurements; `None` for in-process
+    /// backends.
+    async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
+        Ok(None)
     }
 
     /// The dead-letter queue, when this backend keeps one.

@@ -20,6 +20,7 @@ use spane_worker::{Definitions, NodeProcessor, ShutdownReport, WorkerConfig, Wor
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::redis_store::RedisDefinitionStore;
 
 /// Engine settings, with documented defaults.
 #[derive(Debug, Clone)]
@@ -102,7 +103,10 @@ impl EngineBuilder {
     }
 
     /// Runs on Redis: connects a [`RedisQueue`] with `config` and a [`RedisBus`] on its event
-    /// stream, so that any number of processes share executions, workers and events.
+    /// stream, so that any number of processes share executions, workers and events. Unless a
+    /// store was given, definitions are kept in Redis too ([`RedisDefinitionStore`]), so every
+    /// process agrees on versions; execution history is then the live state in Redis, kept for
+    /// the configured retention.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), spane::Error> {
@@ -121,6 +125,9 @@ impl EngineBuilder {
         let queue = RedisQueue::connect(config).await?;
         let stream = queue.event_streams().remove(0);
         let bus = RedisBus::connect(&url, stream).await?;
+        if self.store.is_none() {
+            self.store = Some(Arc::new(RedisDefinitionStore::new(queue.clone())));
+        }
         self.queue = Some(Arc::new(queue));
         self.bus = Some(Arc::new(bus));
         Ok(self)

@@ -35,9 +35,11 @@
 
 mod engine;
 mod error;
+mod redis_store;
 
 pub use engine::{EngineBuilder, EngineConfig, WorkflowEngine};
 pub use error::Error;
+pub use redis_store::RedisDefinitionStore;
 
 pub use spane_core as core;
 pub use spane_events as events;

@@ -33,7 +33,7 @@ impl Default for WorkerConfig {
 /// What [`WorkerManager::shutdown`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ShutdownReport {
-    /// Jobs that finished within the deadline.
+    /// Jobs that were running when shutdown began and finished within the deadline.
     pub drained: usize,
     /// Jobs still running at the deadline: their executors were cancelled and the jobs given
     /// back to the queue for another worker.
@@ -98,6 +98,11 @@ impl WorkerManager {
     /// gives their jobs back to the queue so that another worker takes them at once.
     pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
         self.stop.cancel();
+        let running_at_stop = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
         let mut tasks = match self.claim_loop.await {
             Ok(tasks) => tasks,
             Err(e) => {
@@ -106,11 +111,7 @@ impl WorkerManager {
             }
         };
         let mut report = ShutdownReport::default();
-        let drain = async {
-            while tasks.join_next().await.is_some() {
-                report.drained += 1;
-            }
-        };
+        let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(deadline, drain).await.is_err() {
             self.executors_cancel.cancel();
             tasks.abort_all();
@@ -129,6 +130,7 @@ impl WorkerManager {
                 report.released += 1;
             }
         }
+        report.drained = running_at_stop.saturating_sub(report.released);
         tracing::info!(worker = %self.worker, drained = report.drained, released = report.released, "worker stopped");
         report
     }

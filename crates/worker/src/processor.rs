@@ -11,7 +11,7 @@ use spane_core::{
     NodeResult, NodeStatus, ResultsSource, now_millis,
 };
 use spane_queue::{ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, QueueError};
-use spane_store::ExecutionStore;
+use spane_store::{ExecutionStore, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -232,10 +232,17 @@ impl NodeProcessor {
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "reading the finished execution failed"),
             }
-        } else if let Some(result) = result
-            && let Err(e) = self.store.save_node_result(job.execution_id, &result).await
-        {
-            tracing::error!(error = %e, "writing node history failed");
+        } else if let Some(result) = result {
+            match self.store.save_node_result(job.execution_id, &result).await {
+                Ok(()) => {}
+                // Another process created the execution in a store this one does not share.
+                Err(StoreError::ExecutionNotFound(_)) => {
+                    tracing::debug!(
+                        "execution unknown to this process's store; history not written"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "writing node history failed"),
+            }
         }
     }
 }

@@ -4,11 +4,13 @@
 //! Layout (prefix `P`, shard tag `{0}`): `P:{0}:x:<execution>` one hash per execution (state,
 //! results, graph), `P:{0}:ready` list of ready jobs, `P:{0}:delayed` sorted set by due time,
 //! `P:{0}:leases` sorted set by lease expiry, `P:{0}:dlq` sorted set of dead-letter items,
-//! `P:{0}:events` capped stream of events, `P:def:<workflow>:<version>` definitions.
+//! `P:{0}:events` capped stream of events; `P:wf:{<workflow>}` and
+//! `P:def:{<workflow>}:<version>` versioned definitions.
 //! Every per-execution key and its shard's queues share one hash tag, so the layout can be
 //! spread over shards (and Redis Cluster slots) later without changing the scripts.
 
 mod config;
+mod definitions;
 mod dlq;
 mod record;
 mod scripts;
@@ -28,9 +30,10 @@ use tokio::time::Instant;
 
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
-use crate::queue::{ExecutionQueue, QueueStats};
+use crate::queue::{ExecutionQueue, QueueStats, ServerStats};
 
 pub use config::RedisConfig;
+pub use definitions::StoredDefinition;
 use scripts::Scripts;
 
 /// Queue backend on Redis 7 (fred client, Lua scripts).
@@ -65,7 +68,6 @@ struct Keys {
     leases: String,
     events: String,
     dlq: String,
-    definitions: String,
 }
 
 impl Keys {
@@ -77,7 +79,6 @@ impl Keys {
             leases: format!("{shard}leases"),
             events: format!("{shard}events"),
             dlq: format!("{shard}dlq"),
-            definitions: format!("{prefix}:def:"),
             shard,
         }
     }
@@ -209,7 +210,7 @@ impl RedisQueue {
                 reason: format!("serializing the definition: {e}"),
             }
         })?;
-        let redis_key = format!("{}{}:{}", self.inner.keys.definitions, key.0, key.1);
+        let redis_key = self.definition_key(&key.0, key.1);
         self.trip();
         let _: Option<String> = self
             .inner
@@ -555,6 +556,16 @@ impl ExecutionQueue for RedisQueue {
         }
     }
 
+    async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
+        let info: String = self
+            .inner
+            .client
+            .custom(fred::cmd!("INFO"), vec!["commandstats", "cpu"])
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(record::server_stats(&info)))
+    }
+
     fn dead_letters(&self) -> Option<&dyn crate::dlq::DeadLetterQueue> {
         Some(self)
     }
@@ -564,7 +575,7 @@ impl ExecutionQueue for RedisQueue {
         workflow_id: &str,
         version: u32,
     ) -> Result<Option<WorkflowDefinition>, QueueError> {
-        let key = format!("{}{workflow_id}:{version}", self.inner.keys.definitions);
+        let key = self.definition_key(workflow_id, version);
         self.trip();
         let json: Option<String> = self.inner.client.get(key).await.map_err(unavailable)?;
         json.map(|j| {

@@ -9,6 +9,7 @@ use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, Node
 
 use crate::error::QueueError;
 use crate::job::ClaimedJob;
+use crate::queue::ServerStats;
 
 fn corrupt(what: impl Into<String>) -> QueueError {
     QueueError::Backend {
@@ -179,4 +180,43 @@ pub(super) fn execution_record(
         finished_at: millis(fields, "fa"),
         node_results,
     })
+}
+
+/// Parses `INFO commandstats` and `INFO cpu`.
+pub(super) fn server_stats(info: &str) -> ServerStats {
+    let mut stats = ServerStats::default();
+    let mut cpu = 0.0f64;
+    for line in info.lines() {
+        if line.starts_with("cmdstat_") {
+            if let Some(calls) = line
+                .split([':', ','])
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                stats.commands += calls;
+            }
+        } else if let Some(v) = line
+            .strip_prefix("used_cpu_sys:")
+            .or_else(|| line.strip_prefix("used_cpu_user:"))
+        {
+            cpu += v.trim().parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    stats.cpu_micros = (cpu * 1e6) as u64;
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_stats_sum_commands_and_cpu() {
+        let info = "# Commandstats\r\ncmdstat_get:calls=10,usec=5,usec_per_call=0.5\r\n\
+                    cmdstat_evalsha:calls=3,usec=9\r\n# CPU\r\nused_cpu_sys:1.5\r\n\
+                    used_cpu_user:0.25\r\nused_cpu_sys_children:9.0\r\n";
+        let s = server_stats(info);
+        assert_eq!(s.commands, 13);
+        assert_eq!(s.cpu_micros, 1_750_000);
+    }
 }

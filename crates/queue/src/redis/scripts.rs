@@ -22,6 +22,7 @@ pub(super) struct Scripts {
     pub(super) reclaim: Script,
     pub(super) revive: Script,
     pub(super) purge: Script,
+    pub(super) define: Script,
 }
 
 impl Scripts {
@@ -35,11 +36,13 @@ impl Scripts {
             reclaim: Script::from_lua(script!("reclaim.lua")),
             revive: Script::from_lua(script!("revive.lua")),
             purge: Script::from_lua(script!("purge.lua")),
+            define: Script::from_lua(concat!(include_str!("../../lua/define.lua"))),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 8] {
+    pub(super) fn all(&self) -> [&Script; 9] {
         [
+            &self.define,
             &self.revive,
             &self.purge,
             &self.start,
