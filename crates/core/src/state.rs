@@ -11,9 +11,12 @@
 //! - A node whose parents have all resolved is ready if at least one edge into it is live, and
 //!   skipped otherwise; skips cascade.
 //! - A node that fails for good fails the execution once: nothing new becomes ready (nodes that
-//!   would have are *dropped*), nodes already running finish and are recorded.
+//!   would have are *held*), nodes already running finish and are recorded.
 //! - A node that failed for good can be revived (a dead-letter retry): it is ready again, the
-//!   execution runs again, and the dropped nodes are ready too.
+//!   execution runs again, and the held nodes are ready too.
+//! - Pause holds every node that has not started (in-flight ones finish and are recorded, their
+//!   children are held); resume makes the held nodes ready again. Cancel ends the execution:
+//!   nothing not yet started will run.
 //! - The execution completes when every node is resolved, decided by the transition that resolves
 //!   the last one: exactly one `completed` or `failed`.
 
@@ -39,9 +42,9 @@ pub enum NodeState {
     },
     /// Not run.
     Skipped,
-    /// Became ready after the execution had ended, so it was not run; a dead-letter retry that
-    /// revives the execution runs it.
-    Dropped,
+    /// Ready, but not handed out because the execution was paused, failed or cancelled; resume
+    /// (or a dead-letter retry that revives the execution) makes it ready again.
+    Held,
 }
 
 impl NodeState {
@@ -222,11 +225,49 @@ impl ExecutionState {
         Ok(Transition::default())
     }
 
-    /// Records that a ready node was not handed out because the execution had ended.
-    pub fn drop_ready(&mut self, node: NodeIndex) {
-        if self.nodes[node] == NodeState::Ready && self.status.is_terminal() {
-            self.nodes[node] = NodeState::Dropped;
+    /// Records that a ready node was not handed out because the execution is not running
+    /// (paused, failed or cancelled).
+    pub fn hold(&mut self, node: NodeIndex) {
+        if self.nodes[node] == NodeState::Ready && self.status != ExecutionStatus::Running {
+            self.nodes[node] = NodeState::Held;
         }
+    }
+
+    /// Pauses a running execution. `Ok(true)` when this call paused it, `Ok(false)` when it
+    /// was already paused.
+    pub fn pause(&mut self) -> Result<bool, ExecutionStatus> {
+        match self.status {
+            ExecutionStatus::Running => {
+                self.status = ExecutionStatus::Paused;
+                Ok(true)
+            }
+            ExecutionStatus::Paused => Ok(false),
+            other => Err(other),
+        }
+    }
+
+    /// Resumes a paused execution and returns the held nodes, now ready again (`Ok(None)`
+    /// when it was already running). A finished, failed or cancelled execution cannot resume.
+    pub fn resume(&mut self) -> Result<Option<Vec<NodeIndex>>, ExecutionStatus> {
+        match self.status {
+            ExecutionStatus::Paused => {
+                self.status = ExecutionStatus::Running;
+                Ok(Some(self.release_held()))
+            }
+            ExecutionStatus::Running => Ok(None),
+            other => Err(other),
+        }
+    }
+
+    fn release_held(&mut self) -> Vec<NodeIndex> {
+        let mut ready = Vec::new();
+        for (i, s) in self.nodes.iter_mut().enumerate() {
+            if *s == NodeState::Held {
+                *s = NodeState::Ready;
+                ready.push(i);
+            }
+        }
+        ready
     }
 
     /// Revives a node that failed for good (a dead-letter retry): the node is ready again, a
@@ -250,20 +291,16 @@ impl ExecutionState {
         }
         self.status = ExecutionStatus::Running;
         self.nodes[node] = NodeState::Ready;
-        let mut t = Transition {
-            ready: vec![node],
+        let mut ready = vec![node];
+        ready.extend(self.release_held());
+        Ok(Transition {
+            ready,
             ..Transition::default()
-        };
-        for (i, s) in self.nodes.iter_mut().enumerate() {
-            if *s == NodeState::Dropped {
-                *s = NodeState::Ready;
-                t.ready.push(i);
-            }
-        }
-        Ok(t)
+        })
     }
 
-    /// Ends a running execution as cancelled. Returns `None` when it had already ended.
+    /// Ends a running or paused execution as cancelled. Returns `None` when it had already
+    /// ended.
     pub fn cancel(&mut self) -> Option<Transition> {
         if self.status.is_terminal() {
             return None;
@@ -289,9 +326,10 @@ impl ExecutionState {
     fn resolve(&mut self, dag: &CompiledWorkflow, node: NodeIndex) -> Transition {
         let mut t = Transition::default();
         self.unresolved -= 1;
-        // When the execution has ended, propagation still runs (so a revived execution can
-        // finish) but nothing new is handed out.
+        // When the execution is paused or has ended, propagation still runs (so a resumed or
+        // revived execution can finish) but nothing new is handed out.
         let running = self.status == ExecutionStatus::Running;
+        let live = running || self.status == ExecutionStatus::Paused;
         let mut work = vec![node];
         while let Some(parent) = work.pop() {
             for &child in &dag.node(parent).children {
@@ -304,7 +342,7 @@ impl ExecutionState {
                         self.nodes[child] = NodeState::Ready;
                         t.ready.push(child);
                     } else if self.live[child] > 0 {
-                        self.nodes[child] = NodeState::Dropped;
+                        self.nodes[child] = NodeState::Held;
                     } else {
                         self.nodes[child] = NodeState::Skipped;
                         self.unresolved -= 1;
@@ -314,7 +352,7 @@ impl ExecutionState {
                 }
             }
         }
-        if self.unresolved == 0 && running {
+        if self.unresolved == 0 && live {
             self.status = ExecutionStatus::Completed;
             t.finished = Some(ExecutionStatus::Completed);
         }

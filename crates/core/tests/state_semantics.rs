@@ -396,7 +396,7 @@ fn a_failure_fails_the_execution_once_and_starts_nothing_new() {
     );
     assert_eq!(
         run.state_of("E"),
-        &NodeState::Dropped,
+        &NodeState::Held,
         "E would run now, but the execution has failed"
     );
     assert_eq!(run.state.status(), ExecutionStatus::Failed);
@@ -561,7 +561,7 @@ fn cancel_ends_once_and_in_flight_nodes_start_nothing() {
     let t = run.complete("a");
     assert_eq!(t, Transition::default());
     assert!(matches!(run.state_of("a"), NodeState::Completed { .. }));
-    assert_eq!(run.state_of("b"), &NodeState::Dropped);
+    assert_eq!(run.state_of("b"), &NodeState::Held);
     assert_eq!(run.state.status(), ExecutionStatus::Cancelled);
     assert_eq!(run.finishes, [ExecutionStatus::Cancelled]);
 }
@@ -600,7 +600,7 @@ fn reviving_a_failed_node_runs_it_and_the_dropped_nodes_and_completes() {
         Some(ExecutionStatus::Failed)
     );
     state.complete(&d, idx("C"), None).unwrap();
-    assert_eq!(state.node(idx("E")), &NodeState::Dropped);
+    assert_eq!(state.node(idx("E")), &NodeState::Held);
 
     let t = state.revive(&d, idx("B")).unwrap();
     assert_eq!(t.ready, vec![idx("B"), idx("E")]);
@@ -617,5 +617,61 @@ fn reviving_a_failed_node_runs_it_and_the_dropped_nodes_and_completes() {
         t.finished,
         Some(ExecutionStatus::Completed),
         "completes exactly once"
+    );
+}
+
+#[test]
+fn pause_holds_what_becomes_ready_and_resume_releases_it() {
+    let d = dag(&["a", "b", "c"], &[("a", "b"), ("b", "c")]);
+    let idx = |id: &str| d.index_of(id).unwrap();
+    let (mut state, _) = ExecutionState::start(&d);
+    assert_eq!(state.pause(), Ok(true));
+    assert_eq!(state.pause(), Ok(false), "pausing twice is harmless");
+    assert_eq!(state.status(), ExecutionStatus::Paused);
+
+    // `a` was running: it finishes and is recorded; its child is held.
+    let t = state.complete(&d, idx("a"), None).unwrap();
+    assert!(t.ready.is_empty() && t.finished.is_none());
+    assert_eq!(state.node(idx("b")), &NodeState::Held);
+
+    assert_eq!(state.resume(), Ok(Some(vec![idx("b")])));
+    assert_eq!(
+        state.resume(),
+        Ok(None),
+        "resuming a running execution is harmless"
+    );
+    assert_eq!(
+        state.complete(&d, idx("b"), None).unwrap().ready,
+        vec![idx("c")]
+    );
+    let t = state.complete(&d, idx("c"), None).unwrap();
+    assert_eq!(t.finished, Some(ExecutionStatus::Completed));
+}
+
+#[test]
+fn a_paused_execution_whose_last_node_finishes_completes() {
+    let d = dag(&["only"], &[]);
+    let (mut state, _) = ExecutionState::start(&d);
+    state.pause().unwrap();
+    let t = state.complete(&d, 0, None).unwrap();
+    assert_eq!(t.finished, Some(ExecutionStatus::Completed));
+}
+
+#[test]
+fn cancelled_and_finished_executions_cannot_resume_or_pause() {
+    let d = dag(&["a", "b"], &[("a", "b")]);
+    let (mut state, _) = ExecutionState::start(&d);
+    state.pause().unwrap();
+    assert!(
+        state.cancel().is_some(),
+        "a paused execution can be cancelled"
+    );
+    assert_eq!(state.resume(), Err(ExecutionStatus::Cancelled));
+    assert_eq!(state.pause(), Err(ExecutionStatus::Cancelled));
+    state.hold(0);
+    assert_eq!(
+        state.node(0),
+        &NodeState::Held,
+        "a ready node of a cancelled execution is held"
     );
 }

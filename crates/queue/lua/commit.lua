@@ -20,7 +20,7 @@ local c = { X = X, E = E, SP = SP, st = f[1], un = tonumber(f[5]), wfj = f[6], n
 local idj, attempt = f[7], f[8] or '1'
 local payload = ARGV[6]
 
-if (kind == 'retry' or kind == 'delay') and c.st ~= 'running' then
+if (kind == 'retry' or kind == 'delay') and c.st ~= 'running' and c.st ~= 'paused' then
   -- The execution ended while this attempt ran: start nothing new.
   if kind == 'delay' then
     payload = 'the execution ended before the delay started'

@@ -11,7 +11,7 @@
 --   id:i      node id as a JSON string;  p:i / c:i  parents / children (comma-separated indices)
 --   cof:i     '1' when continueOnFail
 --   k:i       remaining parents + 65536 * parents whose data flows in
---   s:i       W (absent) | R ready | C completed | K failed-and-continued | F failed | S skipped | D dropped
+--   s:i       W (absent) | R ready | C completed | K failed-and-continued | F failed | S skipped | D held
 --   ns:i      status shown to users: pending | running | delayed | completed | failed | skipped
 --   o:i rt:i e:i  output JSON, routes (comma-separated child indices; absent = all), last error
 --   a:i na:i  attempt running / attempt the next claim runs;  t:i  current lease token
@@ -105,10 +105,12 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
     if not continued then
       -- Failed for good: the node stays unresolved (a DLQ retry revives it) and the execution
       -- fails once.
-      redis.call('ZADD', c.SP .. 'dlq', now, c.E .. '|' .. i)
-      set('dlq:' .. i, cjson.encode({
-        reason = c.reason or 'failed', error = err, attempts = tonumber(attempt), failedAt = now
-      }))
+      if c.st ~= 'cancelled' then
+        redis.call('ZADD', c.SP .. 'dlq', now, c.E .. '|' .. i)
+        set('dlq:' .. i, cjson.encode({
+          reason = c.reason or 'failed', error = err, attempts = tonumber(attempt), failedAt = now
+        }))
+      end
       if c.st == 'running' then
         c.st = 'failed'
         c.finished = 'failed'
@@ -180,14 +182,14 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
       set('s:' .. ch, 'R')
       members[#members + 1] = c.E .. '|' .. ch
     else
-      -- The execution has ended: record that the node would have run; a DLQ retry requeues it.
+      -- Paused or ended: the node is held; resume or a DLQ retry requeues it.
       set('s:' .. ch, 'D')
     end
   end
   if #members > 0 then
     redis.call('RPUSH', c.ready, unpack(members))
   end
-  if c.st == 'running' and c.un == 0 then
+  if (c.st == 'running' or c.st == 'paused') and c.un == 0 then
     c.st = 'completed'
     c.finished = 'completed'
     set('st', 'completed')

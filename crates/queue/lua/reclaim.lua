@@ -13,9 +13,12 @@ for _, m in ipairs(expired) do
   local X = SP .. 'x:' .. E
   local f = redis.call('HMGET', X, 'st', 's:' .. i, 'c:' .. i, 'un', 'wfj', 'id:' .. i, 'a:' .. i,
     'sc:' .. i)
-  if f[1] and f[2] == 'R' then
+  if f[1] and f[2] == 'R' and f[1] ~= 'running' and f[1] ~= 'paused' then
+    -- The execution ended while the job was out: hold it, no dead letter.
+    redis.call('HSET', X, 't:' .. i, '', 's:' .. i, 'D', 'ns:' .. i, 'pending')
+  elseif f[1] and f[2] == 'R' then
     local stalls = (tonumber(f[8]) or 0) + 1
-    if stalls > maxst or f[1] ~= 'running' then
+    if stalls > maxst then
       local c = { X = X, E = E, SP = SP, st = f[1], un = tonumber(f[4]), wfj = f[5], now = now,
         ready = KEYS[1], children = f[3], H = { 'sc:' .. i, istr(stalls) }, finished = '',
         reason = 'stalled' }

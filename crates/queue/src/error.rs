@@ -1,6 +1,6 @@
 //! Queue errors.
 
-use spane_core::ExecutionId;
+use spane_core::{ExecutionId, ExecutionStatus};
 
 /// Errors of a queue backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,6 +12,17 @@ pub enum QueueError {
     /// No execution with this id is known to the backend (never created, or expired).
     #[error("execution {0} not found")]
     ExecutionNotFound(ExecutionId),
+    /// The execution's status does not allow the action (for example resuming a cancelled
+    /// execution).
+    #[error("cannot {action} execution {execution}: it is {status}")]
+    NotAllowed {
+        /// The execution.
+        execution: ExecutionId,
+        /// `pause`, `resume` or `cancel`.
+        action: &'static str,
+        /// Its status.
+        status: ExecutionStatus,
+    },
     /// The backend is set up in a way the queue refuses to run on (the reason says what to
     /// change).
     #[error("queue backend misconfigured: {reason}")]

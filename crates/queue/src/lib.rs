@@ -11,6 +11,7 @@
 //! - [`RedisQueue`] — Redis 7: any number of worker processes share one Redis; claim and
 //!   commit are one server-side script each (Lua in `lua/*.lua`).
 
+mod control;
 mod dlq;
 mod error;
 mod job;
@@ -18,6 +19,7 @@ mod memory;
 mod queue;
 mod redis;
 
+pub use control::{CancelStream, ExecutionControl};
 pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;
 pub use job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use spane_core::{ExecutionId, ExecutionRecord, WorkflowDefinition};
 
+use crate::control::ExecutionControl;
 use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
@@ -88,6 +89,11 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
     /// backends.
     async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
         Ok(None)
+    }
+
+    /// Pause, resume and cancel, when this backend offers them.
+    fn control(&self) -> Option<&dyn ExecutionControl> {
+        None
     }
 
     /// The dead-letter queue, when this backend keeps one.

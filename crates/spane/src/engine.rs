@@ -12,8 +12,8 @@ use spane_core::{
 };
 use spane_events::{EventBus, EventFilter, EventStream, LocalBus, RedisBus};
 use spane_queue::{
-    DeadLetter, DeadLetterQueue, ExecutionQueue, MemoryQueue, RedisConfig, RedisQueue,
-    StartExecution,
+    DeadLetter, DeadLetterQueue, ExecutionControl, ExecutionQueue, MemoryQueue, RedisConfig,
+    RedisQueue, StartExecution,
 };
 use spane_store::{MemoryStore, Store};
 use spane_worker::{Definitions, NodeProcessor, ShutdownReport, WorkerConfig, WorkerManager};
@@ -386,6 +386,67 @@ impl WorkflowEngine {
                 }
             }
         }
+    }
+
+    fn control(&self) -> Result<&dyn ExecutionControl, Error> {
+        self.inner.queue.control().ok_or(Error::Unsupported {
+            what: "pause, resume and cancel",
+        })
+    }
+
+    /// Pauses an execution: nodes not yet started are held (a delay that elapses meanwhile
+    /// waits too); nodes already running finish and are recorded, and their children are held.
+    /// Returns the new status; pausing a paused execution is harmless.
+    pub async fn pause_execution(&self, id: ExecutionId) -> Result<ExecutionStatus, Error> {
+        Ok(self.control()?.pause(id).await?)
+    }
+
+    /// Resumes a paused execution: everything held runs. A finished, failed or cancelled
+    /// execution cannot be resumed ([`QueueError::NotAllowed`](spane_queue::QueueError)).
+    pub async fn resume_execution(&self, id: ExecutionId) -> Result<ExecutionStatus, Error> {
+        Ok(self.control()?.resume(id).await?)
+    }
+
+    /// Cancels a running or paused execution: nothing that has not started will run, and the
+    /// executors still running are told through `ctx.cancellation` (in every process).
+    pub async fn cancel_execution(&self, id: ExecutionId) -> Result<ExecutionStatus, Error> {
+        Ok(self.control()?.cancel(id).await?)
+    }
+
+    /// Pauses several executions; one result per id, in order.
+    pub async fn pause_executions(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Vec<Result<ExecutionStatus, Error>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            out.push(self.pause_execution(id).await);
+        }
+        out
+    }
+
+    /// Resumes several executions; one result per id, in order.
+    pub async fn resume_executions(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Vec<Result<ExecutionStatus, Error>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            out.push(self.resume_execution(id).await);
+        }
+        out
+    }
+
+    /// Cancels several executions; one result per id, in order.
+    pub async fn cancel_executions(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Vec<Result<ExecutionStatus, Error>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            out.push(self.cancel_execution(id).await);
+        }
+        out
     }
 
     fn dlq(&self) -> Result<&dyn DeadLetterQueue, Error> {

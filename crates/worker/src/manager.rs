@@ -45,9 +45,39 @@ pub struct WorkerManager {
     stop: CancellationToken,
     executors_cancel: CancellationToken,
     claim_loop: tokio::task::JoinHandle<JoinSet<()>>,
-    in_flight: Arc<Mutex<HashMap<(spane_core::ExecutionId, usize), ClaimedJob>>>,
+    in_flight: InFlight,
     queue: Arc<dyn ExecutionQueue>,
     worker: WorkerId,
+    cancel_watch: tokio::task::JoinHandle<()>,
+}
+
+/// Jobs being run, with the token that cancels each one's executor.
+type InFlight =
+    Arc<Mutex<HashMap<(spane_core::ExecutionId, usize), (ClaimedJob, CancellationToken)>>>;
+
+/// Cancels the executors of this manager's jobs whose execution gets cancelled (by any process).
+async fn watch_cancellations(queue: Arc<dyn ExecutionQueue>, in_flight: InFlight) {
+    let Some(control) = queue.control() else {
+        return;
+    };
+    let mut cancelled = match control.cancellations().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch cancellations; cancelled executors run to their end");
+            return;
+        }
+    };
+    while let Some(id) = futures::StreamExt::next(&mut cancelled).await {
+        let jobs = in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((execution, _), (job, token)) in jobs.iter() {
+            if *execution == id {
+                tracing::info!(node = %job.node_id, execution = %id, "execution cancelled, cancelling its executor");
+                token.cancel();
+            }
+        }
+    }
 }
 
 impl fmt::Debug for WorkerManager {
@@ -68,7 +98,8 @@ impl WorkerManager {
         let stop = CancellationToken::new();
         let executors_cancel = CancellationToken::new();
         let worker = WorkerId::new();
-        let in_flight = Arc::new(Mutex::new(HashMap::new()));
+        let in_flight: InFlight = Arc::new(Mutex::new(HashMap::new()));
+        let cancel_watch = tokio::spawn(watch_cancellations(queue.clone(), in_flight.clone()));
         let claim_loop = tokio::spawn(claim_loop(
             queue.clone(),
             processor,
@@ -86,6 +117,7 @@ impl WorkerManager {
             in_flight,
             queue,
             worker,
+            cancel_watch,
         }
     }
 
@@ -121,7 +153,7 @@ impl WorkerManager {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .drain()
-                .map(|(_, j)| j)
+                .map(|(_, (j, _))| j)
                 .collect();
             for job in left {
                 if let Err(e) = self.queue.release(&job).await {
@@ -130,6 +162,7 @@ impl WorkerManager {
                 report.released += 1;
             }
         }
+        self.cancel_watch.abort();
         report.drained = running_at_stop.saturating_sub(report.released);
         tracing::info!(worker = %self.worker, drained = report.drained, released = report.released, "worker stopped");
         report
@@ -143,7 +176,7 @@ async fn claim_loop(
     worker: WorkerId,
     stop: CancellationToken,
     executors_cancel: CancellationToken,
-    in_flight: Arc<Mutex<HashMap<(spane_core::ExecutionId, usize), ClaimedJob>>>,
+    in_flight: InFlight,
 ) -> JoinSet<()> {
     let concurrency = config.concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -191,12 +224,12 @@ async fn claim_loop(
                 continue;
             };
             let key = (job.execution_id, job.node);
+            let cancel = executors_cancel.child_token();
             in_flight
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(key, job.clone());
+                .insert(key, (job.clone(), cancel.clone()));
             let processor = processor.clone();
-            let cancel = executors_cancel.child_token();
             let in_flight = in_flight.clone();
             tasks.spawn(async move {
                 processor.process(job, cancel).await;

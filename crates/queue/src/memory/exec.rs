@@ -114,8 +114,9 @@ impl Exec {
         lease: Duration,
         events: &mut Vec<EngineEvent>,
     ) -> Option<ClaimedJob> {
-        if self.state.status().is_terminal() {
-            self.state.drop_ready(node);
+        if self.state.status() != ExecutionStatus::Running {
+            // Paused, failed or cancelled: the node is held (resume or a retry releases it).
+            self.state.hold(node);
             self.slots[node].status = Some(NodeStatus::Pending);
             return None;
         }
@@ -286,7 +287,9 @@ impl Exec {
             if self.state.status() == ExecutionStatus::Failed && t.finished.is_some() {
                 self.error = Some(format!("node {node_id:?} failed: {error}"));
             }
-            self.dead = Some(DeadLetter {
+            // A node of a cancelled execution is not worth retrying: no dead letter.
+            let cancelled = self.state.status() == ExecutionStatus::Cancelled;
+            self.dead = (!cancelled).then(|| DeadLetter {
                 execution_id: self.id,
                 workflow_id: self.dag.id().to_owned(),
                 workflow_version: self.version,
@@ -358,6 +361,47 @@ impl Exec {
     /// The index of node `id`.
     pub(super) fn index_of(&self, id: &str) -> Option<NodeIndex> {
         self.dag.index_of(id)
+    }
+
+    /// Pauses; `Err` carries a status that does not allow it.
+    pub(super) fn pause(&mut self, events: &mut Vec<EngineEvent>) -> Result<(), ExecutionStatus> {
+        if self.state.pause()? {
+            events.push(self.workflow_event(WorkflowEventStatus::Paused, None));
+        }
+        Ok(())
+    }
+
+    /// Resumes; returns the held nodes to enqueue.
+    pub(super) fn resume(
+        &mut self,
+        events: &mut Vec<EngineEvent>,
+    ) -> Result<Vec<NodeIndex>, ExecutionStatus> {
+        let Some(ready) = self.state.resume()? else {
+            return Ok(Vec::new());
+        };
+        events.push(self.workflow_event(WorkflowEventStatus::Resumed, None));
+        Ok(ready)
+    }
+
+    /// Cancels; `Ok(true)` when this call cancelled it.
+    pub(super) fn cancel(
+        &mut self,
+        events: &mut Vec<EngineEvent>,
+    ) -> Result<bool, ExecutionStatus> {
+        match self.state.status() {
+            ExecutionStatus::Cancelled => return Ok(false),
+            ExecutionStatus::Running | ExecutionStatus::Paused => {}
+            other => return Err(other),
+        }
+        if let Some(t) = self.state.cancel() {
+            self.apply(t, events);
+        }
+        Ok(true)
+    }
+
+    /// The execution's status.
+    pub(super) fn status(&self) -> ExecutionStatus {
+        self.state.status()
     }
 
     pub(super) fn definition(&self, workflow_id: &str, version: u32) -> Option<WorkflowDefinition> {

@@ -11,11 +11,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use spane_core::{
-    EngineEvent, EventSink, ExecutionId, ExecutionRecord, NoEvents, NodeIndex, WorkflowDefinition,
+    EngineEvent, EventSink, ExecutionId, ExecutionRecord, ExecutionStatus, NoEvents, NodeIndex,
+    WorkflowDefinition,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::control::{CancelStream, ExecutionControl};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
@@ -54,6 +56,7 @@ pub struct MemoryQueue {
 struct Shared {
     inner: Mutex<Inner>,
     notify: Notify,
+    cancels: tokio::sync::broadcast::Sender<ExecutionId>,
     sink: Arc<dyn EventSink>,
     config: MemoryQueueConfig,
 }
@@ -110,6 +113,7 @@ impl MemoryQueue {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner::default()),
                 notify: Notify::new(),
+                cancels: tokio::sync::broadcast::channel(1024).0,
                 sink,
                 config,
             }),
@@ -374,6 +378,10 @@ impl ExecutionQueue for MemoryQueue {
         Some(self)
     }
 
+    fn control(&self) -> Option<&dyn ExecutionControl> {
+        Some(self)
+    }
+
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError> {
         let inner = self.lock();
         let exec = inner
@@ -479,5 +487,88 @@ impl DeadLetterQueue for MemoryQueue {
         let n = inner.dlq.len();
         inner.dlq.clear();
         Ok(n)
+    }
+}
+
+fn not_allowed(
+    execution: ExecutionId,
+    action: &'static str,
+) -> impl Fn(ExecutionStatus) -> QueueError {
+    move |status| QueueError::NotAllowed {
+        execution,
+        action,
+        status,
+    }
+}
+
+#[async_trait]
+impl ExecutionControl for MemoryQueue {
+    async fn pause(&self, id: ExecutionId) -> Result<ExecutionStatus, QueueError> {
+        let mut inner = self.lock();
+        let exec = inner
+            .executions
+            .get_mut(&id)
+            .ok_or(QueueError::ExecutionNotFound(id))?;
+        let mut events = Vec::new();
+        exec.pause(&mut events).map_err(not_allowed(id, "pause"))?;
+        let status = exec.status();
+        self.emit(events);
+        Ok(status)
+    }
+
+    async fn resume(&self, id: ExecutionId) -> Result<ExecutionStatus, QueueError> {
+        let status = {
+            let mut inner = self.lock();
+            let exec = inner
+                .executions
+                .get_mut(&id)
+                .ok_or(QueueError::ExecutionNotFound(id))?;
+            let mut events = Vec::new();
+            let ready = exec
+                .resume(&mut events)
+                .map_err(not_allowed(id, "resume"))?;
+            let status = exec.status();
+            for node in ready {
+                inner.ready.push_back(JobKey {
+                    execution: id,
+                    node,
+                });
+            }
+            self.emit(events);
+            status
+        };
+        self.shared.notify.notify_waiters();
+        Ok(status)
+    }
+
+    async fn cancel(&self, id: ExecutionId) -> Result<ExecutionStatus, QueueError> {
+        let mut inner = self.lock();
+        let exec = inner
+            .executions
+            .get_mut(&id)
+            .ok_or(QueueError::ExecutionNotFound(id))?;
+        let mut events = Vec::new();
+        let changed = exec
+            .cancel(&mut events)
+            .map_err(not_allowed(id, "cancel"))?;
+        self.emit(events);
+        if changed {
+            inner.finished.push_back((Instant::now(), id));
+            let _ = self.shared.cancels.send(id);
+        }
+        Ok(ExecutionStatus::Cancelled)
+    }
+
+    async fn cancellations(&self) -> Result<CancelStream, QueueError> {
+        let rx = self.shared.cancels.subscribe();
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(id) => return Some((id, rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })))
     }
 }

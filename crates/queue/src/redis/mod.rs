@@ -10,6 +10,7 @@
 //! spread over shards (and Redis Cluster slots) later without changing the scripts.
 
 mod config;
+mod control;
 mod definitions;
 mod dlq;
 mod record;
@@ -59,6 +60,7 @@ struct Inner {
     published: Mutex<HashSet<(String, u32)>>,
     last_reclaim: Mutex<Option<Instant>>,
     round_trips: AtomicU64,
+    cancel_feed: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<ExecutionId>>>,
 }
 
 struct Keys {
@@ -165,6 +167,7 @@ impl RedisQueue {
                 published: Mutex::new(HashSet::new()),
                 last_reclaim: Mutex::new(None),
                 round_trips: AtomicU64::new(0),
+                cancel_feed: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -567,6 +570,10 @@ impl ExecutionQueue for RedisQueue {
     }
 
     fn dead_letters(&self) -> Option<&dyn crate::dlq::DeadLetterQueue> {
+        Some(self)
+    }
+
+    fn control(&self) -> Option<&dyn crate::control::ExecutionControl> {
         Some(self)
     }
 

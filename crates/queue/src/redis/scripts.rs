@@ -23,6 +23,7 @@ pub(super) struct Scripts {
     pub(super) revive: Script,
     pub(super) purge: Script,
     pub(super) define: Script,
+    pub(super) control: Script,
 }
 
 impl Scripts {
@@ -36,12 +37,14 @@ impl Scripts {
             reclaim: Script::from_lua(script!("reclaim.lua")),
             revive: Script::from_lua(script!("revive.lua")),
             purge: Script::from_lua(script!("purge.lua")),
+            control: Script::from_lua(script!("control.lua")),
             define: Script::from_lua(concat!(include_str!("../../lua/define.lua"))),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 9] {
+    pub(super) fn all(&self) -> [&Script; 10] {
         [
+            &self.control,
             &self.define,
             &self.revive,
             &self.purge,

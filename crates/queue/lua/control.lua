@@ -1,0 +1,64 @@
+-- Pause, resume or cancel one execution. Looks at that execution's own nodes only.
+-- KEYS: ready, events
+-- ARGV: SP, E, action (pause|resume|cancel), events cap, retention ms, cancel channel
+-- Reply: { 'ok', status } | { 'denied', status } | { 'missing' }
+local SP, E, action, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local X = SP .. 'x:' .. E
+local f = redis.call('HMGET', X, 'st', 'n', 'wfj')
+local st = f[1]
+if not st then
+  return { 'missing' }
+end
+local now = now_ms()
+if action == 'pause' then
+  if st == 'paused' then
+    return { 'ok', st }
+  end
+  if st ~= 'running' then
+    return { 'denied', st }
+  end
+  redis.call('HSET', X, 'st', 'paused')
+  wf_event(E, f[3], 'paused', nil, now)
+  flush_events(KEYS[2], cap)
+  return { 'ok', 'paused' }
+elseif action == 'resume' then
+  if st == 'running' then
+    return { 'ok', st }
+  end
+  if st ~= 'paused' then
+    return { 'denied', st }
+  end
+  local fields = {}
+  for i = 0, tonumber(f[2]) - 1 do
+    fields[#fields + 1] = 's:' .. i
+  end
+  local states = redis.call('HMGET', X, unpack(fields))
+  local H, push = { 'st', 'running' }, {}
+  for j, s in ipairs(states) do
+    if s == 'D' then
+      H[#H + 1] = 's:' .. (j - 1)
+      H[#H + 1] = 'R'
+      push[#push + 1] = E .. '|' .. (j - 1)
+    end
+  end
+  redis.call('HSET', X, unpack(H))
+  if #push > 0 then
+    redis.call('RPUSH', KEYS[1], unpack(push))
+  end
+  wf_event(E, f[3], 'resumed', nil, now)
+  flush_events(KEYS[2], cap)
+  return { 'ok', 'running' }
+else
+  if st == 'cancelled' then
+    return { 'ok', st }
+  end
+  if st ~= 'running' and st ~= 'paused' then
+    return { 'denied', st }
+  end
+  redis.call('HSET', X, 'st', 'cancelled', 'fa', istr(now))
+  redis.call('PEXPIRE', X, tonumber(ARGV[5]))
+  wf_event(E, f[3], 'cancelled', nil, now)
+  flush_events(KEYS[2], cap)
+  redis.call('PUBLISH', ARGV[6], E)
+  return { 'ok', 'cancelled' }
+end
