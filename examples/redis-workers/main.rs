@@ -286,6 +286,7 @@ async fn run_worker(args: Args) -> anyhow::Result<ExitCode> {
     let config = EngineConfig {
         claim_wait: Duration::from_millis(500),
         shutdown_timeout: DRAIN_TIMEOUT,
+        ..spane::EngineConfig::default()
     };
     let builder = WorkflowEngine::builder()
         .registry(registry(&name, ran.clone()))

@@ -31,6 +31,7 @@
 
 pub use async_trait::async_trait;
 
+mod breaker;
 mod dag;
 mod data;
 mod definition;
@@ -44,6 +45,7 @@ mod settings;
 mod state;
 mod status;
 
+pub use breaker::{BreakerDecision, BreakerState, BreakerStatus};
 pub use dag::{AnyNodeType, CompiledNode, CompiledWorkflow, NodeIndex, NodeTypes, parse_cron};
 pub use data::{failure_output, node_input};
 pub use definition::{
@@ -59,7 +61,7 @@ pub use executor::{
 };
 pub use id::{ExecutionId, InvalidExecutionId};
 pub use record::{ExecutionRecord, NodeResult};
-pub use registry::NodeRegistry;
+pub use registry::{KeyExtractor, NodeRegistry, RateLimit};
 pub use settings::{
     Backoff, BackoffKind, CircuitBreakerConfig, DELAY_NODE_TYPE, NodeSettings, RetryPolicy,
     SUB_WORKFLOW_NODE_TYPE, SubWorkflowConfig, parse_human_duration,

@@ -12,6 +12,7 @@ use crate::control::ExecutionControl;
 use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
+use crate::limits::SharedLimits;
 
 /// Counters of one queue client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,6 +90,11 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
     /// backends.
     async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
         Ok(None)
+    }
+
+    /// Circuit breakers and rate limits shared by this backend's workers, when it offers them.
+    fn limits(&self) -> Option<&dyn SharedLimits> {
+        None
     }
 
     /// Pause, resume and cancel, when this backend offers them.

@@ -7,13 +7,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::Value;
 use spane_core::{
-    EngineEvent, ExecutionId, ExecutionRecord, ExecutionStatus, NodeRegistry, WorkflowDefinition,
-    now_millis,
+    EngineEvent, ExecutionId, ExecutionRecord, ExecutionStatus, NodeRegistry, RateLimit,
+    WorkflowDefinition, now_millis,
 };
 use spane_events::{EventBus, EventFilter, EventStream, LocalBus, RedisBus};
 use spane_queue::{
-    DeadLetter, DeadLetterQueue, ExecutionControl, ExecutionQueue, MemoryQueue, RedisConfig,
-    RedisQueue, StartExecution,
+    BreakerInfo, DeadLetter, DeadLetterQueue, ExecutionControl, ExecutionQueue, MemoryQueue,
+    RedisConfig, RedisQueue, SharedLimits, StartExecution,
 };
 use spane_store::{MemoryStore, Store};
 use spane_worker::{Definitions, NodeProcessor, ShutdownReport, WorkerConfig, WorkerManager};
@@ -31,6 +31,12 @@ pub struct EngineConfig {
     /// How long [`WorkflowEngine::shutdown`] lets in-flight nodes finish before it cancels
     /// them and gives their jobs back to the queue (default 30 s).
     pub shutdown_timeout: Duration,
+    /// The global rate limiter: at most `max` node runs per `per` across every worker sharing
+    /// the backend (default none). Per-type limits are set on the registry.
+    pub rate_limit: Option<RateLimit>,
+    /// Threads of the pool that runs executors of CPU-heavy node types (default 2; the pool is
+    /// only started when the registry marks a type CPU-heavy).
+    pub cpu_threads: usize,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +44,20 @@ impl Default for EngineConfig {
         Self {
             claim_wait: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
+            rate_limit: None,
+            cpu_threads: 2,
+        }
+    }
+}
+
+/// A runtime for CPU-heavy executors; shut down in the background when the engine goes, so that
+/// dropping it inside async code is safe.
+struct CpuPool(Option<tokio::runtime::Runtime>);
+
+impl Drop for CpuPool {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -152,11 +172,26 @@ impl EngineBuilder {
             store.clone(),
             queue.clone(),
         ));
-        let processor = Arc::new(NodeProcessor::new(
-            queue.clone(),
-            store.clone(),
-            definitions.clone(),
-        ));
+        let cpu_pool = registry.has_cpu_heavy_types().then(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(self.config.cpu_threads.max(1))
+                .thread_name("spane-cpu")
+                .enable_time()
+                .build()
+        });
+        let cpu_pool = match cpu_pool {
+            Some(Ok(rt)) => CpuPool(Some(rt)),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot start the CPU pool; CPU-heavy executors run on the main runtime");
+                CpuPool(None)
+            }
+            None => CpuPool(None),
+        };
+        let processor = Arc::new(
+            NodeProcessor::new(queue.clone(), store.clone(), definitions.clone())
+                .with_global_rate_limit(self.config.rate_limit)
+                .with_cpu_pool(cpu_pool.0.as_ref().map(|rt| rt.handle().clone())),
+        );
         WorkflowEngine {
             inner: Arc::new(Inner {
                 registry,
@@ -167,6 +202,7 @@ impl EngineBuilder {
                 processor,
                 workers: Mutex::new(Vec::new()),
                 config: self.config,
+                _cpu_pool: cpu_pool,
             }),
         }
     }
@@ -213,6 +249,7 @@ struct Inner {
     processor: Arc<NodeProcessor>,
     workers: Mutex<Vec<WorkerManager>>,
     config: EngineConfig,
+    _cpu_pool: CpuPool,
 }
 
 impl fmt::Debug for WorkflowEngine {
@@ -447,6 +484,22 @@ impl WorkflowEngine {
             out.push(self.cancel_execution(id).await);
         }
         out
+    }
+
+    fn limits(&self) -> Result<&dyn SharedLimits, Error> {
+        self.inner.queue.limits().ok_or(Error::Unsupported {
+            what: "circuit breakers and rate limits",
+        })
+    }
+
+    /// Every circuit breaker that has state (`{type}:{key}`), as all workers share it.
+    pub async fn circuit_breakers(&self) -> Result<Vec<BreakerInfo>, Error> {
+        Ok(self.limits()?.breakers().await?)
+    }
+
+    /// Closes a circuit breaker by forgetting its state. `false` when it had none.
+    pub async fn reset_circuit_breaker(&self, key: &str) -> Result<bool, Error> {
+        Ok(self.limits()?.reset_breaker(key).await?)
     }
 
     fn dlq(&self) -> Result<&dyn DeadLetterQueue, Error> {

@@ -282,6 +282,7 @@ async fn shutdown_gives_unfinished_jobs_back_and_another_worker_finishes_them(b:
         spane::EngineConfig {
             claim_wait: Duration::from_millis(100),
             shutdown_timeout: Duration::from_millis(100),
+            ..spane::EngineConfig::default()
         },
     )
     .await;

@@ -10,10 +10,13 @@
 //!   version never changes.
 //! - [`decide`] — retry, backoff and `continueOnFail` rules as a pure function.
 //!
-//! Circuit breakers, rate limits and CPU-heavy isolation come with the execution-control work.
+//! Before an executor runs, the processor waits for the global and per-type rate limits and
+//! asks the circuit breaker of external node types (both shared through the queue backend);
+//! executors of CPU-heavy node types run on a separate pool.
 
 mod definitions;
 mod error;
+mod gate;
 mod manager;
 mod outcome;
 mod processor;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use spane_core::{
     CompiledNode, CompiledWorkflow, ExecutionContext, ExecutionId, NodeError, NodeOutput,
-    NodeResult, NodeStatus, ResultsSource, now_millis,
+    NodeResult, NodeStatus, RateLimit, ResultsSource, now_millis,
 };
 use spane_queue::{ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, QueueError};
 use spane_store::{ExecutionStore, StoreError};
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::definitions::Definitions;
+use crate::gate::Gate;
 use crate::outcome::decide;
 
 /// Runs claimed node jobs: resolve the pinned definition, build the context, run the executor
@@ -24,6 +25,8 @@ pub struct NodeProcessor {
     queue: Arc<dyn ExecutionQueue>,
     store: Arc<dyn ExecutionStore>,
     definitions: Arc<Definitions>,
+    gate: Gate,
+    cpu_pool: Option<tokio::runtime::Handle>,
 }
 
 impl fmt::Debug for NodeProcessor {
@@ -57,11 +60,31 @@ impl NodeProcessor {
         store: Arc<dyn ExecutionStore>,
         definitions: Arc<Definitions>,
     ) -> Self {
+        let gate = Gate {
+            queue: queue.clone(),
+            registry: definitions.registry().clone(),
+            global: None,
+        };
         Self {
             queue,
             store,
             definitions,
+            gate,
+            cpu_pool: None,
         }
+    }
+
+    /// Limits every node of every worker of the backend to `limit` (the global rate limiter).
+    pub fn with_global_rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.gate.global = limit;
+        self
+    }
+
+    /// Runs the executors of node types marked CPU-heavy on `pool` (see
+    /// [`NodeRegistry::mark_cpu_heavy`](spane_core::NodeRegistry::mark_cpu_heavy)).
+    pub fn with_cpu_pool(mut self, pool: Option<tokio::runtime::Handle>) -> Self {
+        self.cpu_pool = pool;
+        self
     }
 
     /// Processes one claimed job to its commit. `cancel` reaches the executor's context.
@@ -121,7 +144,20 @@ impl NodeProcessor {
         };
         let ctx = self.context(job, node, cancel);
         let renewal = self.keep_lease(job);
-        let result = run_guarded(executor, ctx, node.settings.timeout).await;
+        self.gate.wait_for_rate_limits(node).await;
+        let result = match self.gate.breaker(node, job.lease).await {
+            // An open breaker fails the attempt without calling the executor.
+            Err(open) => Err(open),
+            Ok(ticket) => {
+                let pool = self
+                    .cpu_pool
+                    .as_ref()
+                    .filter(|_| self.definitions.registry().is_cpu_heavy(&node.node_type));
+                let result = run_guarded(executor, ctx, node.settings.timeout, pool).await;
+                self.gate.report(ticket, result.is_ok()).await;
+                result
+            }
+        };
         renewal.abort();
         decide(&node.settings, job.attempt, result, jitter_sample())
     }
@@ -265,8 +301,13 @@ async fn run_guarded(
     executor: Arc<dyn spane_core::NodeExecutor>,
     ctx: ExecutionContext,
     timeout: Option<Duration>,
+    pool: Option<&tokio::runtime::Handle>,
 ) -> Result<NodeOutput, NodeError> {
-    let task = tokio::spawn(async move { executor.execute(ctx).await });
+    let work = async move { executor.execute(ctx).await };
+    let task = match pool {
+        Some(pool) => pool.spawn(work),
+        None => tokio::spawn(work),
+    };
     let abort = task.abort_handle();
     let joined = match timeout {
         None => task.await,

@@ -21,6 +21,7 @@ use crate::control::{CancelStream, ExecutionControl};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
+use crate::limits::{BreakerInfo, SharedLimits};
 use crate::queue::ExecutionQueue;
 use exec::Exec;
 
@@ -81,6 +82,9 @@ struct Inner {
     next_token: u64,
     finished: VecDeque<(Instant, ExecutionId)>,
     dlq: Vec<DeadLetter>,
+    breakers: std::collections::BTreeMap<String, spane_core::BreakerState>,
+    /// Rate-limit windows: key → (window index, runs taken).
+    windows: HashMap<String, (u64, u32)>,
 }
 
 impl fmt::Debug for MemoryQueue {
@@ -382,6 +386,10 @@ impl ExecutionQueue for MemoryQueue {
         Some(self)
     }
 
+    fn limits(&self) -> Option<&dyn SharedLimits> {
+        Some(self)
+    }
+
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError> {
         let inner = self.lock();
         let exec = inner
@@ -570,5 +578,68 @@ impl ExecutionControl for MemoryQueue {
                 }
             }
         })))
+    }
+}
+
+#[async_trait]
+impl SharedLimits for MemoryQueue {
+    async fn breaker_acquire(
+        &self,
+        key: &str,
+        config: &spane_core::CircuitBreakerConfig,
+        probe_lease: Duration,
+    ) -> Result<spane_core::BreakerDecision, QueueError> {
+        let mut inner = self.lock();
+        let state = inner.breakers.entry(key.to_owned()).or_default();
+        Ok(state.acquire(config, spane_core::now_millis(), probe_lease))
+    }
+
+    async fn breaker_record(
+        &self,
+        key: &str,
+        config: &spane_core::CircuitBreakerConfig,
+        success: bool,
+    ) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        let state = inner.breakers.entry(key.to_owned()).or_default();
+        state.record(config, success, spane_core::now_millis());
+        Ok(())
+    }
+
+    async fn breakers(&self) -> Result<Vec<BreakerInfo>, QueueError> {
+        Ok(self
+            .lock()
+            .breakers
+            .iter()
+            .map(|(key, state)| BreakerInfo {
+                key: key.clone(),
+                state: *state,
+            })
+            .collect())
+    }
+
+    async fn reset_breaker(&self, key: &str) -> Result<bool, QueueError> {
+        Ok(self.lock().breakers.remove(key).is_some())
+    }
+
+    async fn rate_acquire(
+        &self,
+        key: &str,
+        max: u32,
+        per: Duration,
+    ) -> Result<Option<Duration>, QueueError> {
+        let now = spane_core::now_millis().max(0) as u64;
+        let per_ms = per.as_millis().max(1) as u64;
+        let window = now / per_ms;
+        let mut inner = self.lock();
+        let slot = inner.windows.entry(key.to_owned()).or_insert((window, 0));
+        if slot.0 != window {
+            *slot = (window, 0);
+        }
+        if slot.1 < max {
+            slot.1 += 1;
+            return Ok(None);
+        }
+        Ok(Some(Duration::from_millis((window + 1) * per_ms - now)))
     }
 }

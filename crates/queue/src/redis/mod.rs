@@ -13,6 +13,7 @@ mod config;
 mod control;
 mod definitions;
 mod dlq;
+mod limits;
 mod record;
 mod scripts;
 
@@ -574,6 +575,10 @@ impl ExecutionQueue for RedisQueue {
     }
 
     fn control(&self) -> Option<&dyn crate::control::ExecutionControl> {
+        Some(self)
+    }
+
+    fn limits(&self) -> Option<&dyn crate::limits::SharedLimits> {
         Some(self)
     }
 

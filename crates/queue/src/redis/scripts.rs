@@ -24,6 +24,7 @@ pub(super) struct Scripts {
     pub(super) purge: Script,
     pub(super) define: Script,
     pub(super) control: Script,
+    pub(super) limits: Script,
 }
 
 impl Scripts {
@@ -38,12 +39,14 @@ impl Scripts {
             revive: Script::from_lua(script!("revive.lua")),
             purge: Script::from_lua(script!("purge.lua")),
             control: Script::from_lua(script!("control.lua")),
+            limits: Script::from_lua(script!("limits.lua")),
             define: Script::from_lua(concat!(include_str!("../../lua/define.lua"))),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 10] {
+    pub(super) fn all(&self) -> [&Script; 11] {
         [
+            &self.limits,
             &self.control,
             &self.define,
             &self.revive,

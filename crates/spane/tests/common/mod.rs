@@ -73,6 +73,7 @@ pub async fn engine(
         spane::EngineConfig {
             claim_wait: Duration::from_millis(200),
             shutdown_timeout: Duration::from_secs(5),
+            ..spane::EngineConfig::default()
         },
     )
     .await;
