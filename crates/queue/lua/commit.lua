@@ -33,6 +33,9 @@ if kind == 'retry' or kind == 'delay' then
   local H = { 't:' .. i, '', 'ns:' .. i, 'delayed' }
   local extra = ',"nextDelayMs":' .. istr(delay)
   if kind == 'retry' then
+    -- A retry asks the rate limiter again.
+    H[#H + 1] = 'de:' .. i
+    H[#H + 1] = '0'
     if ARGV[10] == '1' then
       H[#H + 1] = 'na:' .. i
       H[#H + 1] = istr(tonumber(attempt) + 1)

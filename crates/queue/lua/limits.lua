@@ -1,23 +1,23 @@
 -- Circuit breakers and rate-limit windows shared by every worker. Mirrors
 -- spane_core::BreakerState (acquire/record) exactly.
--- KEYS: the breaker hash (P:cb:{key}) or the rate window counter (P:rl:{key}:<window>)
+-- KEYS: the breaker hash (P:cb:{key}) or the rate-limit key (P:rl:{key})
 -- ARGV: action, then
 --   acquire: failure threshold, success threshold, open timeout ms, probe lease ms
 --   record:  failure threshold, success threshold, open timeout ms, '1' success | '0' failure
---   rate:    max, window ms
+--   rate:    max, per ms
 -- Reply: acquire → { 'allow' | 'probe' | 'reject', ms to wait }; record → 1; rate → ms to wait
 local action = ARGV[1]
 local now = now_ms()
 if action == 'rate' then
-  local n = redis.call('INCR', KEYS[1])
-  local per = tonumber(ARGV[3])
-  if n == 1 then
-    redis.call('PEXPIRE', KEYS[1], per * 2)
+  -- Slots are spaced evenly, one every per / max ms, so no window of length `per` holds more
+  -- than `max`; each call reserves the next free slot and returns how long to wait for it.
+  local spacing = tonumber(ARGV[3]) / tonumber(ARGV[2])
+  local slot = tonumber(redis.call('GET', KEYS[1])) or now
+  if slot < now then
+    slot = now
   end
-  if n <= tonumber(ARGV[2]) then
-    return 0
-  end
-  return per - (now % per)
+  redis.call('SET', KEYS[1], tostring(slot + spacing), 'PX', math.ceil(slot + spacing - now) + 1000)
+  return math.ceil(slot - now)
 end
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'failures', 'successes', 'openedAt', 'probeUntil')

@@ -80,7 +80,8 @@ pub struct ClaimedJob {
     pub parent_execution_id: Option<ExecutionId>,
     /// Nesting depth.
     pub depth: u32,
-    /// For a delay node: the delay has already elapsed; pass the data through.
+    /// The job comes back from a wait it was given: for a delay node, the delay has elapsed
+    /// (pass the data through); for other nodes, the rate-limit slot it reserved has come.
     pub delay_elapsed: bool,
     /// How long the claim is valid without renewal.
     pub lease: Duration,

@@ -46,8 +46,10 @@ pub trait SharedLimits: Send + Sync {
     /// Forgets a breaker's state (it is closed again). `false` when it had none.
     async fn reset_breaker(&self, key: &str) -> Result<bool, QueueError>;
 
-    /// Takes one run from the window of `key` (at most `max` per `per`): `None` when allowed,
-    /// or how long to wait before the window has room.
+    /// Reserves a slot for one run of `key`, limited to `max` per `per` with slots spaced
+    /// evenly (one every `per / max`, so no window of length `per` holds more than `max`):
+    /// `None` to run now, or how long to wait for the reserved slot (the caller then runs
+    /// without asking again).
     async fn rate_acquire(
         &self,
         key: &str,

@@ -352,6 +352,7 @@ impl WorkflowEngine {
                 depth: 0,
             })
             .await?;
+        spane_worker::metrics::execution_started();
         Ok(execution_id)
     }
 

@@ -109,7 +109,20 @@ async fn pause_holds_unstarted_nodes_and_resume_runs_them(b: Backend) {
             .is_some_and(|r| r.status == NodeStatus::Completed)
     })
     .await;
-    // A later execution completing shows the queue moved past anything that could have run.
+    // Nothing of this execution starts for a second...
+    let mut mine = engine.subscribe(EventFilter::Execution(id)).await.unwrap();
+    let quiet_until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(next) = tokio::time::timeout_at(quiet_until, mine.next()).await {
+        if let Some(Ok(EngineEvent::Node(n))) = next {
+            assert_ne!(
+                n.status,
+                spane::core::NodeEventStatus::Running,
+                "{} started while paused",
+                n.node_id
+            );
+        }
+    }
+    // ...and a later execution completing shows the queue moved past anything that could have run.
     let s = engine
         .enqueue_workflow("sentinel", json!({}))
         .await

@@ -167,8 +167,36 @@ async fn root_failing_twice_then_succeeding_completes_with_three_attempts(b: Bac
     let (r, attempts) = flaky_registry(2, NodeError::retryable);
     let engine = engine(b, r, 2).await;
     let retry = json!({"maxAttempts": 3, "backoff": {"type": "exponential", "delay": 5}});
+    let mut events = engine.subscribe(EventFilter::All).await.unwrap();
     let rec = run(&engine, flaky_workflow("retry-ok", retry), json!({})).await;
     assert_eq!(rec.status, ExecutionStatus::Completed);
+    let mut retrying = Vec::new();
+    while let Ok(Some(Ok(e))) = tokio::time::timeout(std::time::Duration::ZERO, events.next()).await
+    {
+        if let EngineEvent::Node(n) = e
+            && n.status == NodeEventStatus::Retrying
+        {
+            retrying.push((n.node_id, n.attempt, n.next_delay_ms, n.error));
+        }
+    }
+    assert_eq!(
+        retrying,
+        [
+            (
+                "flaky".to_owned(),
+                Some(1),
+                Some(5),
+                Some("failure 1".to_owned())
+            ),
+            (
+                "flaky".to_owned(),
+                Some(2),
+                Some(10),
+                Some("failure 2".to_owned())
+            ),
+        ],
+        "one retrying event per failed attempt, with the exponential backoff"
+    );
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
     assert_eq!(rec.node_results["flaky"].attempts, 3);
     assert_eq!(

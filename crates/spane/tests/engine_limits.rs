@@ -124,7 +124,22 @@ async fn breaker_opens_fails_fast_half_opens_and_closes(b: Backend) {
     engine.shutdown().await;
 }
 
-async fn rate_limits_hold_every_window_to_its_maximum(b: Backend) {
+/// The limiter's promise: runs never go faster than its rate. Every run starts at or after the
+/// slot it reserved, and slots are `spacing` apart from the first one, so the i-th start
+/// (in time order) is at least `i × spacing` after `t0`, the time before the first run asked.
+fn assert_never_faster_than(mut starts: Vec<i64>, t0: i64, spacing_ms: f64) {
+    starts.sort_unstable();
+    for (i, s) in starts.iter().enumerate() {
+        let earliest = t0 as f64 + i as f64 * spacing_ms - 1.0;
+        assert!(
+            *s as f64 >= earliest,
+            "run {i} started at +{} ms, before its earliest slot +{earliest:.0} ms: {starts:?}",
+            s - t0
+        );
+    }
+}
+
+async fn a_per_type_rate_limit_spaces_runs_evenly(b: Backend) {
     let starts = Arc::new(Mutex::new(Vec::new()));
     let mut r = NodeRegistry::new();
     let s = starts.clone();
@@ -147,6 +162,7 @@ async fn rate_limits_hold_every_window_to_its_maximum(b: Backend) {
         )
         .await
         .unwrap();
+    let t0 = spane::core::now_millis();
     let mut ids = Vec::new();
     for _ in 0..12 {
         ids.push(engine.enqueue_workflow("rl", json!({})).await.unwrap());
@@ -163,18 +179,8 @@ async fn rate_limits_hold_every_window_to_its_maximum(b: Backend) {
     }
     let starts = starts.lock().unwrap().clone();
     assert_eq!(starts.len(), 12);
-    let mut per_window = std::collections::BTreeMap::new();
-    for t in &starts {
-        *per_window.entry(t / per.as_millis() as i64).or_insert(0) += 1;
-    }
-    assert!(
-        per_window.values().all(|&n| n <= 3),
-        "windows: {per_window:?}"
-    );
-    assert!(
-        per_window.len() >= 4,
-        "12 runs at 3 per window need 4 windows: {per_window:?}"
-    );
+    // 3 per 200 ms: one slot every 66.7 ms.
+    assert_never_faster_than(starts, t0, 200.0 / 3.0);
     engine.shutdown().await;
 }
 
@@ -204,6 +210,7 @@ async fn the_global_rate_limit_applies_to_every_node(b: Backend) {
     )
     .await;
     engine.start_workers(8).unwrap();
+    let t0 = spane::core::now_millis();
     let wf = graph("g", &[], &[])
         .node(NodeDefinition::new("a", "any"))
         .node(NodeDefinition::new("b", "any"))
@@ -214,15 +221,9 @@ async fn the_global_rate_limit_applies_to_every_node(b: Backend) {
     let rec2 = engine.enqueue_workflow("g", json!({})).await.unwrap();
     engine.wait_for_execution(rec2, DEADLINE).await.unwrap();
     let starts = starts.lock().unwrap().clone();
-    let mut per_window = std::collections::BTreeMap::new();
-    for t in &starts {
-        *per_window.entry(t / per.as_millis() as i64).or_insert(0) += 1;
-    }
     assert_eq!(starts.len(), 8);
-    assert!(
-        per_window.values().all(|&n| n <= 4),
-        "windows: {per_window:?}"
-    );
+    // 4 per 200 ms across both executions: one slot every 50 ms.
+    assert_never_faster_than(starts, t0, 50.0);
     engine.shutdown().await;
 }
 
@@ -253,7 +254,150 @@ async fn cpu_heavy_executors_run_on_their_own_pool(b: Backend) {
 
 on_every_backend!(
     breaker_opens_fails_fast_half_opens_and_closes,
-    rate_limits_hold_every_window_to_its_maximum,
+    a_per_type_rate_limit_spaces_runs_evenly,
     the_global_rate_limit_applies_to_every_node,
     cpu_heavy_executors_run_on_their_own_pool,
+);
+
+async fn a_per_type_limit_slows_only_its_type(b: Backend) {
+    let finished = Arc::new(Mutex::new(Vec::<(&'static str, i64)>::new()));
+    let mut r = NodeRegistry::new();
+    for kind in ["limited", "free"] {
+        let f = finished.clone();
+        r.register(
+            kind,
+            executor_fn(move |_ctx| {
+                let f = f.clone();
+                async move {
+                    f.lock().unwrap().push((kind, spane::core::now_millis()));
+                    Ok(NodeOutput::new(json!(null)))
+                }
+            }),
+        );
+    }
+    r.register_rate_limit("limited", 20, Duration::from_secs(1));
+    let engine = engine(b, r, 16).await;
+    for kind in ["limited", "free"] {
+        engine
+            .register_workflow(
+                WorkflowDefinition::new(kind, kind).node(NodeDefinition::new("n", kind)),
+            )
+            .await
+            .unwrap();
+    }
+    let t0 = spane::core::now_millis();
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let kind = if i % 2 == 0 { "limited" } else { "free" };
+        ids.push(engine.enqueue_workflow(kind, json!({})).await.unwrap());
+    }
+    for id in ids {
+        let rec = engine
+            .wait_for_execution(id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(rec.status, ExecutionStatus::Completed);
+    }
+    let finished = finished.lock().unwrap().clone();
+    let last = |kind| {
+        finished
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap()
+    };
+    let limited_span = last("limited") - t0;
+    // 100 runs at 20 per one-second window span at least 5 windows: more than 4 s.
+    assert!(
+        limited_span >= 4000,
+        "100 limited nodes took only {limited_span} ms"
+    );
+    // The other type is not held back by the limited one.
+    let limited_done_early = finished
+        .iter()
+        .filter(|(k, t)| *k == "limited" && *t <= last("free"))
+        .count();
+    assert!(
+        limited_done_early < 60,
+        "every free node finished while the limited type was still running ({limited_done_early} limited done)"
+    );
+    engine.shutdown().await;
+}
+
+async fn panicking_and_cpu_bound_executors_do_not_hold_up_other_nodes(b: Backend) {
+    let busy_done = Arc::new(AtomicBool::new(false));
+    let mut r = NodeRegistry::new();
+    let done = busy_done.clone();
+    r.register(
+        "busy",
+        executor_fn(move |_ctx| {
+            let done = done.clone();
+            async move {
+                // A CPU-bound loop of 2 s that never yields.
+                let until = std::time::Instant::now() + Duration::from_secs(2);
+                let mut x = 0u64;
+                while std::time::Instant::now() < until {
+                    x = x.wrapping_mul(31).wrapping_add(7);
+                }
+                done.store(true, Ordering::SeqCst);
+                Ok(NodeOutput::new(json!(x % 2)))
+            }
+        }),
+    );
+    r.mark_cpu_heavy("busy");
+    r.register(
+        "boom",
+        executor_fn(|_ctx| async move { panic!("executor bug") }),
+    );
+    r.register(
+        "quick",
+        executor_fn(|_ctx| async move { Ok(NodeOutput::new(json!("quick"))) }),
+    );
+    let engine = engine(b, r, 8).await;
+    for (id, kind) in [("busy", "busy"), ("boom", "boom"), ("quick", "quick")] {
+        engine
+            .register_workflow(WorkflowDefinition::new(id, id).node(NodeDefinition::new("n", kind)))
+            .await
+            .unwrap();
+    }
+    let busy = engine.enqueue_workflow("busy", json!({})).await.unwrap();
+    let boom = engine.enqueue_workflow("boom", json!({})).await.unwrap();
+    for _ in 0..10 {
+        let id = engine.enqueue_workflow("quick", json!({})).await.unwrap();
+        assert_eq!(
+            engine
+                .wait_for_execution(id, DEADLINE)
+                .await
+                .unwrap()
+                .status,
+            ExecutionStatus::Completed
+        );
+    }
+    assert!(
+        !busy_done.load(Ordering::SeqCst),
+        "the quick executions finished while the CPU-bound node still ran"
+    );
+    assert_eq!(
+        engine
+            .wait_for_execution(boom, DEADLINE)
+            .await
+            .unwrap()
+            .status,
+        ExecutionStatus::Failed
+    );
+    assert_eq!(
+        engine
+            .wait_for_execution(busy, DEADLINE)
+            .await
+            .unwrap()
+            .status,
+        ExecutionStatus::Completed
+    );
+    engine.shutdown().await;
+}
+
+on_every_backend!(
+    a_per_type_limit_slows_only_its_type,
+    panicking_and_cpu_bound_executors_do_not_hold_up_other_nodes,
 );

@@ -177,7 +177,7 @@ async fn delay_node_waits_then_passes_its_input_through(b: Backend) {
     let engine = engine(b, pass_registry(&calls), 2).await;
     let wf = WorkflowDefinition::new("delayed", "delayed")
         .node(NodeDefinition::new("a", "pass"))
-        .node(NodeDefinition::new("wait", "delay").with_config(json!({"durationSeconds": 0.05})))
+        .node(NodeDefinition::new("wait", "delay").with_config(json!({"durationSeconds": 0.5})))
         .node(NodeDefinition::new("b", "pass"))
         .edge("a", "wait")
         .edge("wait", "b");
@@ -194,18 +194,30 @@ async fn delay_node_waits_then_passes_its_input_through(b: Backend) {
         rec.output("a"),
         "a delay passes its parent's data"
     );
-    let mut delayed = None;
+    let (mut delayed, mut began, mut child_started) = (None, None, None);
     while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::ZERO, events.next()).await {
-        if let EngineEvent::Node(n) = e
-            && n.node_id == "wait"
-            && n.status == NodeEventStatus::Delayed
-        {
-            delayed = n.next_delay_ms;
+        if let EngineEvent::Node(n) = e {
+            match (n.node_id.as_str(), n.status) {
+                ("wait", NodeEventStatus::Delayed) => {
+                    delayed = n.next_delay_ms;
+                    began = Some(n.timestamp);
+                }
+                ("b", NodeEventStatus::Running) => child_started = Some(n.timestamp),
+                _ => {}
+            }
         }
     }
-    assert_eq!(delayed, Some(50));
-    let wait = &rec.node_results["wait"];
-    assert!(wait.finished_at.unwrap() - rec.node_results["a"].finished_at.unwrap() >= 50);
+    assert_eq!(delayed, Some(500));
+    let waited = child_started.unwrap() - began.unwrap();
+    assert!(
+        waited >= 500,
+        "the child started {waited} ms after the delay began"
+    );
+    assert_eq!(
+        rec.output("b").unwrap()["input"],
+        *rec.output("a").unwrap(),
+        "the child gets the delay's parent data"
+    );
     engine.shutdown().await;
 }
 

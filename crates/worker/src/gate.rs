@@ -9,8 +9,11 @@ use spane_core::{
 };
 use spane_queue::ExecutionQueue;
 
-/// Key of the global rate limit's window.
+/// Key of the global rate limit.
 const GLOBAL: &str = "global";
+
+/// Rate-limit waits up to this long are slept in the worker; longer ones postpone the job.
+const SLEEP_AT_MOST: Duration = Duration::from_millis(20);
 
 /// Rate limits and breakers in front of executors.
 #[derive(Clone)]
@@ -27,30 +30,35 @@ pub(crate) struct BreakerTicket {
 }
 
 impl Gate {
-    /// Waits until the global limit and the node type's limit have room. A backend error lets
-    /// the node through (a limiter that is down must not stop the engine) and is logged.
-    pub(crate) async fn wait_for_rate_limits(&self, node: &CompiledNode) {
-        let Some(limits) = self.queue.limits() else {
-            return;
-        };
+    /// Reserves a slot under the global limit and the node type's limit. A short wait is
+    /// slept here; a longer one is returned, and the caller postpones the job (freeing its
+    /// worker slot for other node types) and runs it when the slot comes, without asking
+    /// again. A backend error lets the node through (a limiter that is down must not stop the
+    /// engine) and is logged.
+    pub(crate) async fn reserve_rate_slot(&self, node: &CompiledNode) -> Option<Duration> {
+        let limits = self.queue.limits()?;
         let per_type = self.registry.rate_limit(&node.node_type);
         let type_key = format!("type:{}", node.node_type);
+        let mut wait = Duration::ZERO;
         for (key, limit) in [(GLOBAL, self.global), (type_key.as_str(), per_type)] {
             let Some(limit) = limit else { continue };
-            loop {
-                match limits.rate_acquire(key, limit.max, limit.per).await {
-                    Ok(None) => break,
-                    Ok(Some(wait)) => {
-                        metrics_wait(key, wait);
-                        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, key, "rate limiter unavailable; letting the node through");
-                        break;
-                    }
+            match limits.rate_acquire(key, limit.max, limit.per).await {
+                Ok(None) => {}
+                Ok(Some(w)) => wait = wait.max(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, key, "rate limiter unavailable; letting the node through");
                 }
             }
         }
+        if wait.is_zero() {
+            return None;
+        }
+        tracing::debug!(node = %node.id, wait_ms = wait.as_millis() as u64, "rate limited");
+        if wait <= SLEEP_AT_MOST {
+            tokio::time::sleep(wait).await;
+            return None;
+        }
+        Some(wait)
     }
 
     /// Asks the node's breaker (external node types only) whether the executor may run.
@@ -94,8 +102,4 @@ impl Gate {
             tracing::warn!(error = %e, key = %ticket.key, "recording a breaker outcome failed");
         }
     }
-}
-
-fn metrics_wait(key: &str, wait: Duration) {
-    tracing::debug!(key, wait_ms = wait.as_millis() as u64, "rate limited");
 }

@@ -9,6 +9,7 @@
 //! - [`Definitions`] — compiled definitions by (workflow, version), cached forever because a
 //!   version never changes.
 //! - [`decide`] — retry, backoff and `continueOnFail` rules as a pure function.
+//! - [`metrics`] — the names of the metrics the runtime records through the `metrics` facade.
 //!
 //! Before an executor runs, the processor waits for the global and per-type rate limits and
 //! asks the circuit breaker of external node types (both shared through the queue backend);
@@ -18,6 +19,7 @@ mod definitions;
 mod error;
 mod gate;
 mod manager;
+pub mod metrics;
 mod outcome;
 mod processor;
 

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
 use crate::processor::NodeProcessor;
 
 /// Settings of a [`WorkerManager`].
@@ -80,6 +81,26 @@ async fn watch_cancellations(queue: Arc<dyn ExecutionQueue>, in_flight: InFlight
     }
 }
 
+/// Keeps the dead-letter queue size gauge current while the manager runs, when the backend keeps
+/// a dead-letter queue (one count every [`metrics::DLQ_REFRESH`]).
+async fn report_dlq_size(queue: Arc<dyn ExecutionQueue>, stop: CancellationToken) {
+    let Some(dlq) = queue.dead_letters() else {
+        return;
+    };
+    let mut every = tokio::time::interval(metrics::DLQ_REFRESH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match dlq.count_dead_letters().await {
+            Ok(items) => metrics::dlq_size(items),
+            Err(e) => tracing::debug!(error = %e, "reading the dead-letter queue size failed"),
+        }
+    }
+}
+
 impl fmt::Debug for WorkerManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkerManager")
@@ -100,6 +121,7 @@ impl WorkerManager {
         let worker = WorkerId::new();
         let in_flight: InFlight = Arc::new(Mutex::new(HashMap::new()));
         let cancel_watch = tokio::spawn(watch_cancellations(queue.clone(), in_flight.clone()));
+        tokio::spawn(report_dlq_size(queue.clone(), stop.clone()));
         let claim_loop = tokio::spawn(claim_loop(
             queue.clone(),
             processor,

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::definitions::Definitions;
 use crate::gate::Gate;
+use crate::metrics;
 use crate::outcome::decide;
 
 /// Runs claimed node jobs: resolve the pinned definition, build the context, run the executor
@@ -95,20 +96,26 @@ impl NodeProcessor {
             workflow_id = %job.workflow_id,
             node_id = %job.node_id,
             attempt = job.attempt,
+            node_type = tracing::field::Empty,
+            outcome = tracing::field::Empty,
         );
         async {
-            let commit = match self
+            let dag = self
                 .definitions
                 .get(&job.workflow_id, job.workflow_version)
-                .await
-            {
-                Ok(dag) => self.run(&job, &dag, cancel).await,
+                .await;
+            let node_type = dag.as_ref().map_or(metrics::UNKNOWN_NODE_TYPE, |dag| {
+                dag.node(job.node).node_type.as_str()
+            });
+            tracing::Span::current().record("node_type", node_type);
+            let commit = match &dag {
+                Ok(dag) => self.run(&job, dag, cancel).await,
                 Err(e) => NodeCommit::Failed {
                     error: e.to_string(),
                     continue_on_fail: false,
                 },
             };
-            self.commit(&job, commit).await;
+            self.commit(&job, commit, node_type).await;
         }
         .instrument(span)
         .await;
@@ -142,9 +149,14 @@ impl NodeProcessor {
                 continue_on_fail: false,
             };
         };
+        // A job that comes back from a rate-limit postponement holds its slot already.
+        if !job.delay_elapsed
+            && let Some(wait) = self.gate.reserve_rate_slot(node).await
+        {
+            return NodeCommit::Delay { delay: wait };
+        }
         let ctx = self.context(job, node, cancel);
         let renewal = self.keep_lease(job);
-        self.gate.wait_for_rate_limits(node).await;
         let result = match self.gate.breaker(node, job.lease).await {
             // An open breaker fails the attempt without calling the executor.
             Err(open) => Err(open),
@@ -153,7 +165,9 @@ impl NodeProcessor {
                     .cpu_pool
                     .as_ref()
                     .filter(|_| self.definitions.registry().is_cpu_heavy(&node.node_type));
+                let started = std::time::Instant::now();
                 let result = run_guarded(executor, ctx, node.settings.timeout, pool).await;
+                metrics::node_duration(&node.node_type, started.elapsed());
                 self.gate.report(ticket, result.is_ok()).await;
                 result
             }
@@ -208,7 +222,7 @@ impl NodeProcessor {
 
     /// Commits, retrying while the backend is unavailable (the commit is idempotent: a repeat
     /// after a lost reply is refused as stale), then records history.
-    async fn commit(&self, job: &ClaimedJob, commit: NodeCommit) {
+    async fn commit(&self, job: &ClaimedJob, commit: NodeCommit, node_type: &str) {
         let mut backoff = Duration::from_millis(50);
         let outcome = loop {
             match self.queue.commit(job, commit.clone()).await {
@@ -220,13 +234,20 @@ impl NodeProcessor {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, node = %job.node_id, "commit rejected");
+                    tracing::Span::current().record("outcome", "rejected");
                     return;
                 }
             }
         };
+        let label = metrics::outcome_label(&commit, &outcome);
+        metrics::node_committed(node_type, label);
+        tracing::Span::current().record("outcome", label);
         let CommitOutcome::Applied { finished } = outcome else {
             return;
         };
+        if let Some(status) = finished {
+            metrics::execution_finished(status);
+        }
         self.record_history(job, &commit, finished.is_some()).await;
     }
 

@@ -226,6 +226,8 @@ impl Exec {
                 if consume_attempt {
                     slot.next_attempt = job.attempt + 1;
                 }
+                // A retry asks the rate limiter again.
+                slot.delay_elapsed = false;
                 slot.status = Some(NodeStatus::Delayed);
                 slot.error = Some(error.clone());
                 let mut e = self.node_event(node, NodeEventStatus::Retrying);

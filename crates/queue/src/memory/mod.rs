@@ -83,8 +83,8 @@ struct Inner {
     finished: VecDeque<(Instant, ExecutionId)>,
     dlq: Vec<DeadLetter>,
     breakers: std::collections::BTreeMap<String, spane_core::BreakerState>,
-    /// Rate-limit windows: key → (window index, runs taken).
-    windows: HashMap<String, (u64, u32)>,
+    /// Rate limits: key → the start (ms) of the next free slot.
+    windows: HashMap<String, f64>,
 }
 
 impl fmt::Debug for MemoryQueue {
@@ -628,18 +628,14 @@ impl SharedLimits for MemoryQueue {
         max: u32,
         per: Duration,
     ) -> Result<Option<Duration>, QueueError> {
-        let now = spane_core::now_millis().max(0) as u64;
-        let per_ms = per.as_millis().max(1) as u64;
-        let window = now / per_ms;
+        // Slots are spaced evenly, one every `per / max`; each call reserves the next free one.
+        let now = spane_core::now_millis() as f64;
+        let spacing = per.as_secs_f64() * 1000.0 / f64::from(max.max(1));
         let mut inner = self.lock();
-        let slot = inner.windows.entry(key.to_owned()).or_insert((window, 0));
-        if slot.0 != window {
-            *slot = (window, 0);
-        }
-        if slot.1 < max {
-            slot.1 += 1;
-            return Ok(None);
-        }
-        Ok(Some(Duration::from_millis((window + 1) * per_ms - now)))
+        let next = inner.windows.entry(key.to_owned()).or_insert(now);
+        let slot = next.max(now);
+        *next = slot + spacing;
+        let wait = (slot - now).ceil() as u64;
+        Ok((wait > 0).then(|| Duration::from_millis(wait)))
     }
 }

@@ -1,5 +1,5 @@
-//! Circuit breakers (`P:cb:{<key>}` hashes) and rate-limit windows (`P:rl:{<key>}:<window>`
-//! counters) on Redis, shared by every worker process (`limits.lua`).
+//! Circuit breakers (`P:cb:{<key>}` hashes) and rate limits (`P:rl:{<key>}`, the earliest
+//! start of the next run) on Redis, shared by every worker process (`limits.lua`).
 
 use std::time::Duration;
 
@@ -151,8 +151,7 @@ impl SharedLimits for RedisQueue {
         per: Duration,
     ) -> Result<Option<Duration>, QueueError> {
         let per_ms = per.as_millis().max(1) as i64;
-        let window = spane_core::now_millis() / per_ms;
-        let redis_key = format!("{}:rl:{{{key}}}:{window}", self.inner.config.prefix);
+        let redis_key = format!("{}:rl:{{{key}}}", self.inner.config.prefix);
         let wait = self
             .limits_call(
                 redis_key,

@@ -1,0 +1,121 @@
+//! Metrics of the worker runtime, recorded through the [`metrics`] facade.
+//!
+//! The library records; it never installs a recorder. Without one (the default), every call
+//! below is a no-op. An application that wants the numbers installs a recorder once at start,
+//! for example `metrics-exporter-prometheus` (see `examples/metrics`), and may call
+//! [`describe`] afterwards to attach units and help texts.
+//!
+//! | Name | Kind | Labels | What |
+//! |---|---|---|---|
+//! | [`EXECUTIONS_STARTED`] `spane_executions_started_total` | counter | — | Executions started by `WorkflowEngine::enqueue_workflow` in this process. |
+//! | [`EXECUTIONS_FINISHED`] `spane_executions_finished_total` | counter | `status` | Executions ended by a node commit of this process, by the final status the commit reports (`completed`, `failed`). Counted once per execution, by the worker whose commit ended it; a cancel ends an execution without a commit and is not counted here; an execution revived from the dead-letter queue counts again when it ends again. |
+//! | [`NODE_EXECUTIONS`] `spane_node_executions_total` | counter | `node_type`, `outcome` | Commits of node attempts: `completed`, `failed` (for good), `continued` (failed with `continueOnFail`), `retry` (another attempt scheduled, including `retry_after`), `delayed` (a delay node starts waiting), `stale` (refused: the lease was lost, another worker's result stands). |
+//! | [`NODE_DURATION`] `spane_node_duration_seconds` | histogram | `node_type` | Wall time of one executor call (timed-out and panicking attempts included; delay nodes run no executor). |
+//! | [`NODE_RETRIES`] `spane_node_retries_total` | counter | `node_type` | Retries scheduled (applied `retry` commits, `retry_after` included). |
+//! | [`DLQ_SIZE`] `spane_dlq_size` | gauge | — | Items in the dead-letter queue, read by each running worker manager every [`DLQ_REFRESH`] when the backend keeps one. |
+//!
+//! `node_type` is the node's type in the definition (`delay` for delay nodes), or `unknown` when
+//! the pinned definition could not be loaded.
+//!
+//! Not recorded:
+//!
+//! - Queue wait (time from a node becoming ready to its claim): a claimed job carries no
+//!   ready time yet, so there is nothing honest to measure. It needs a ready timestamp on
+//!   `ClaimedJob`, filled by both backends.
+//! - Circuit breaker state and rate-limit waits come with the breaker and limiter work.
+
+use std::time::Duration;
+
+use spane_core::ExecutionStatus;
+use spane_queue::{CommitOutcome, NodeCommit};
+
+/// Counter: executions started (no labels).
+pub const EXECUTIONS_STARTED: &str = "spane_executions_started_total";
+/// Counter: executions finished, label `status`.
+pub const EXECUTIONS_FINISHED: &str = "spane_executions_finished_total";
+/// Counter: node attempts by outcome, labels `node_type` and `outcome`.
+pub const NODE_EXECUTIONS: &str = "spane_node_executions_total";
+/// Histogram: executor wall time in seconds, label `node_type`.
+pub const NODE_DURATION: &str = "spane_node_duration_seconds";
+/// Counter: retries scheduled, label `node_type`.
+pub const NODE_RETRIES: &str = "spane_node_retries_total";
+/// Gauge: items in the dead-letter queue (no labels).
+pub const DLQ_SIZE: &str = "spane_dlq_size";
+
+/// How often a worker manager reads the dead-letter queue's size for [`DLQ_SIZE`].
+pub const DLQ_REFRESH: Duration = Duration::from_secs(5);
+
+/// The `node_type` label when the node's definition could not be loaded.
+pub(crate) const UNKNOWN_NODE_TYPE: &str = "unknown";
+
+/// Attaches units and help texts to the metrics above in the installed recorder. Call it after
+/// installing the recorder; harmless without one.
+pub fn describe() {
+    metrics::describe_counter!(EXECUTIONS_STARTED, "Executions started.");
+    metrics::describe_counter!(EXECUTIONS_FINISHED, "Executions finished, by final status.");
+    metrics::describe_counter!(
+        NODE_EXECUTIONS,
+        "Node attempts committed, by node type and outcome."
+    );
+    metrics::describe_histogram!(
+        NODE_DURATION,
+        metrics::Unit::Seconds,
+        "Wall time of one executor call, by node type."
+    );
+    metrics::describe_counter!(NODE_RETRIES, "Node retries scheduled, by node type.");
+    metrics::describe_gauge!(DLQ_SIZE, "Items in the dead-letter queue.");
+}
+
+/// Counts one started execution ([`EXECUTIONS_STARTED`]). The engine calls it.
+pub fn execution_started() {
+    metrics::counter!(EXECUTIONS_STARTED).increment(1);
+}
+
+/// Counts one finished execution ([`EXECUTIONS_FINISHED`]).
+pub(crate) fn execution_finished(status: ExecutionStatus) {
+    metrics::counter!(EXECUTIONS_FINISHED, "status" => status.as_str()).increment(1);
+}
+
+/// Records one executor call's wall time ([`NODE_DURATION`]).
+pub(crate) fn node_duration(node_type: &str, elapsed: Duration) {
+    metrics::histogram!(NODE_DURATION, "node_type" => node_type.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+/// The `outcome` label of a commit the queue answered with `outcome`.
+pub(crate) fn outcome_label(commit: &NodeCommit, outcome: &CommitOutcome) -> &'static str {
+    match (outcome, commit) {
+        (CommitOutcome::Stale, _) => "stale",
+        (_, NodeCommit::Completed { .. }) => "completed",
+        (
+            _,
+            NodeCommit::Failed {
+                continue_on_fail: true,
+                ..
+            },
+        ) => "continued",
+        (_, NodeCommit::Failed { .. }) => "failed",
+        (_, NodeCommit::Retry { .. }) => "retry",
+        (_, NodeCommit::Delay { .. }) => "delayed",
+        // `CommitOutcome` and `NodeCommit` are non-exhaustive.
+        _ => "other",
+    }
+}
+
+/// Counts one committed attempt ([`NODE_EXECUTIONS`], and [`NODE_RETRIES`] for a retry).
+pub(crate) fn node_committed(node_type: &str, outcome: &'static str) {
+    metrics::counter!(
+        NODE_EXECUTIONS,
+        "node_type" => node_type.to_owned(),
+        "outcome" => outcome
+    )
+    .increment(1);
+    if outcome == "retry" {
+        metrics::counter!(NODE_RETRIES, "node_type" => node_type.to_owned()).increment(1);
+    }
+}
+
+/// Sets [`DLQ_SIZE`].
+pub(crate) fn dlq_size(items: usize) {
+    metrics::gauge!(DLQ_SIZE).set(items as f64);
+}
