@@ -312,6 +312,19 @@ impl ExecutionState {
         })
     }
 
+    /// Ends a running or paused execution as failed because its deadline passed. Returns
+    /// `None` when it had already ended.
+    pub fn expire(&mut self) -> Option<Transition> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        self.status = ExecutionStatus::Failed;
+        Some(Transition {
+            finished: Some(ExecutionStatus::Failed),
+            ..Transition::default()
+        })
+    }
+
     fn check_ready(&self, dag: &CompiledWorkflow, node: NodeIndex) -> Result<(), TransitionError> {
         match &self.nodes[node] {
             NodeState::Ready => Ok(()),

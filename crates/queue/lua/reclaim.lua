@@ -1,7 +1,8 @@
 -- Stalled-job recovery: jobs whose lease expired are claimable again; a job that stalled more
 -- than `max stalled` times fails with the reason "stalled" and goes to the dead-letter queue.
--- KEYS: ready, leases, events
--- ARGV: SP, max stalled, retention ms, events cap
+-- Also fails executions whose deadline has passed, and tells workers to cancel their executors.
+-- KEYS: ready, leases, events, deadlines
+-- ARGV: SP, max stalled, retention ms, events cap, cancel channel
 -- Reply: number of jobs reclaimed or failed
 local SP, maxst = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
@@ -32,5 +33,18 @@ for _, m in ipairs(expired) do
     end
   end
 end
+local late = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)
+for _, E in ipairs(late) do
+  redis.call('ZREM', KEYS[4], E)
+  local X = SP .. 'x:' .. E
+  local f = redis.call('HMGET', X, 'st', 'wfj')
+  if f[1] == 'running' or f[1] == 'paused' then
+    local msg = 'execution deadline exceeded'
+    redis.call('HSET', X, 'st', 'failed', 'err', msg, 'fa', istr(now))
+    redis.call('PEXPIRE', X, tonumber(ARGV[3]))
+    wf_event(E, f[2], 'failed', msg, now)
+    redis.call('PUBLISH', ARGV[5], E)
+  end
+end
 flush_events(KEYS[3], ARGV[4])
-return #expired
+return #expired + #late

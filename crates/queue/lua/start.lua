@@ -1,6 +1,7 @@
 -- Creates an execution and makes its roots ready.
--- KEYS: ready, events
--- ARGV: SP, E, events cap, wf, wfj, ver, par, dep, init, n, then per node: idj, parents, children, cof
+-- KEYS: ready, events, deadlines
+-- ARGV: SP, E, events cap, wf, wfj, ver, par, dep, init, n, deadline ms or '',
+--       then per node: idj, parents, children, cof
 local SP, E, cap = ARGV[1], ARGV[2], ARGV[3]
 local X = SP .. 'x:' .. E
 if redis.call('EXISTS', X) == 1 then
@@ -12,8 +13,13 @@ local wfj = ARGV[5]
 local H = { 'st', 'running', 'wf', ARGV[4], 'wfj', wfj, 'ver', ARGV[6], 'par', ARGV[7],
   'dep', ARGV[8], 'init', ARGV[9], 'ca', istr(now), 'un', istr(n), 'n', istr(n), 'tok', '0' }
 local roots = {}
+if ARGV[11] ~= '' then
+  H[#H + 1] = 'dl'
+  H[#H + 1] = ARGV[11]
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[11]), E)
+end
 for i = 0, n - 1 do
-  local b = 11 + i * 4
+  local b = 12 + i * 4
   local parents = ARGV[b + 1]
   local np = #split(parents)
   H[#H + 1] = 'id:' .. i; H[#H + 1] = ARGV[b]

@@ -53,6 +53,10 @@ pub struct StartExecution {
     pub parent_execution_id: Option<ExecutionId>,
     /// Nesting depth.
     pub depth: u32,
+    /// When the whole execution must have ended, milliseconds since the Unix epoch: past it,
+    /// the execution fails ("execution deadline exceeded") and running executors are
+    /// cancelled.
+    pub deadline: Option<i64>,
 }
 
 /// A node job claimed by a worker, with everything needed to run it (one round trip).

@@ -44,6 +44,7 @@ async fn start(q: &RedisQueue) -> ExecutionId {
         initial_data: json!({}),
         parent_execution_id: None,
         depth: 0,
+        deadline: None,
     })
     .await
     .unwrap();

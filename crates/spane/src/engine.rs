@@ -62,6 +62,24 @@ impl Drop for CpuPool {
     }
 }
 
+/// Options of one execution, for [`WorkflowEngine::enqueue_workflow_with`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EnqueueOptions {
+    /// The whole execution must end within this long: past it, the execution fails with
+    /// "execution deadline exceeded", nothing new starts and running executors are cancelled
+    /// through `ctx.cancellation`.
+    pub deadline: Option<Duration>,
+}
+
+impl EnqueueOptions {
+    /// Sets the execution's deadline.
+    pub fn deadline(mut self, within: Duration) -> Self {
+        self.deadline = Some(within);
+        self
+    }
+}
+
 /// Builds a [`WorkflowEngine`]; every backend defaults to its in-memory implementation.
 ///
 /// ```
@@ -311,6 +329,18 @@ impl WorkflowEngine {
         workflow_id: &str,
         initial_data: Value,
     ) -> Result<ExecutionId, Error> {
+        self.enqueue_workflow_with(workflow_id, initial_data, EnqueueOptions::default())
+            .await
+    }
+
+    /// [`enqueue_workflow`](Self::enqueue_workflow) with options (for example a deadline for
+    /// the whole execution).
+    pub async fn enqueue_workflow_with(
+        &self,
+        workflow_id: &str,
+        initial_data: Value,
+        options: EnqueueOptions,
+    ) -> Result<ExecutionId, Error> {
         let stored = self
             .inner
             .store
@@ -350,6 +380,9 @@ impl WorkflowEngine {
                 initial_data,
                 parent_execution_id: None,
                 depth: 0,
+                deadline: options
+                    .deadline
+                    .map(|d| now_millis() + d.as_millis().min(i64::MAX as u128) as i64),
             })
             .await?;
         spane_worker::metrics::execution_started();

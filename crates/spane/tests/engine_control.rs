@@ -337,3 +337,66 @@ on_every_backend!(
     cancel_signals_running_executors_and_nothing_else_runs,
     bulk_control_and_finished_executions,
 );
+
+async fn an_execution_past_its_deadline_fails_and_its_executors_are_cancelled(b: Backend) {
+    let calls = Calls::default();
+    let saw_cancel = Arc::new(AtomicBool::new(false));
+    let engine = engine(
+        b,
+        gated_registry(&calls, Arc::new(Notify::new()), saw_cancel.clone()),
+        4,
+    )
+    .await;
+    engine
+        .register_workflow(gated_chain("deadline"))
+        .await
+        .unwrap();
+    let mut events = engine.subscribe(EventFilter::All).await.unwrap();
+    let id = engine
+        .enqueue_workflow_with(
+            "deadline",
+            json!({}),
+            spane::EnqueueOptions::default().deadline(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    // `a` waits forever on its gate; the deadline ends the execution.
+    let rec = engine.wait_for_execution(id, DEADLINE).await.unwrap();
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert_eq!(rec.error.as_deref(), Some("execution deadline exceeded"));
+    wait_until("the executor sees the cancellation", async || {
+        saw_cancel.load(Ordering::SeqCst)
+    })
+    .await;
+    assert_eq!(calls.count("b"), 0);
+    let statuses = workflow_events(&mut events, id).await;
+    assert_eq!(
+        statuses,
+        [WorkflowEventStatus::Started, WorkflowEventStatus::Failed]
+    );
+
+    // An execution that ends in time is not touched by its deadline.
+    engine
+        .register_workflow(graph("quick", &["q"], &[]))
+        .await
+        .unwrap();
+    let quick = engine
+        .enqueue_workflow_with(
+            "quick",
+            json!({}),
+            spane::EnqueueOptions::default().deadline(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        engine
+            .wait_for_execution(quick, DEADLINE)
+            .await
+            .unwrap()
+            .status,
+        ExecutionStatus::Completed
+    );
+    engine.shutdown().await;
+}
+
+on_every_backend!(an_execution_past_its_deadline_fails_and_its_executors_are_cancelled);

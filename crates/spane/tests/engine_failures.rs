@@ -428,3 +428,38 @@ on_every_backend!(
     exhausted_node_lands_in_the_dlq_and_a_retry_completes_the_execution,
     purging_the_dlq_leaves_executions_failed,
 );
+
+async fn retry_after_runs_the_node_again_without_consuming_an_attempt(b: Backend) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut r = NodeRegistry::new();
+    let c = calls.clone();
+    r.register(
+        "throttled",
+        executor_fn(move |ctx| {
+            let c = c.clone();
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(NodeError::retry_after(
+                        "429 Too Many Requests",
+                        std::time::Duration::from_millis(20),
+                    ))
+                } else {
+                    Ok(NodeOutput::new(json!({ "attempt": ctx.attempt })))
+                }
+            }
+        }),
+    );
+    let engine = engine(b, r, 2).await;
+    // One attempt only: the two "come back later" answers must not use it up.
+    let wf = WorkflowDefinition::new("throttled", "throttled").node(
+        NodeDefinition::new("t", "throttled")
+            .with_config(json!({"retryPolicy": {"maxAttempts": 1}})),
+    );
+    let rec = run(&engine, wf, json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Completed);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(rec.output("t"), Some(&json!({ "attempt": 1 })));
+    engine.shutdown().await;
+}
+
+on_every_backend!(retry_after_runs_the_node_again_without_consuming_an_attempt);

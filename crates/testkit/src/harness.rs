@@ -63,6 +63,7 @@ pub(crate) fn start_of(workflow: &Arc<CompiledWorkflow>, data: Value) -> StartEx
         initial_data: data,
         parent_execution_id: None,
         depth: 0,
+        deadline: None,
     }
 }
 

@@ -78,6 +78,7 @@ pub async fn start_makes_roots_claimable(factory: &dyn QueueFactory) {
         initial_data: data.clone(),
         parent_execution_id: Some(parent),
         depth: 2,
+        deadline: None,
     };
     let id = q.start_execution(start.clone()).await;
 

@@ -191,6 +191,7 @@ async fn worker_records_finished_executions_node_outcomes_retries_durations_and_
                 initial_data: json!({}),
                 parent_execution_id: None,
                 depth: 0,
+                deadline: None,
             })
             .await
             .unwrap();

@@ -385,6 +385,16 @@ impl Exec {
         Ok(ready)
     }
 
+    /// Fails the execution because its deadline passed; `true` when this call ended it.
+    pub(super) fn expire(&mut self, events: &mut Vec<EngineEvent>) -> bool {
+        let Some(t) = self.state.expire() else {
+            return false;
+        };
+        self.error = Some("execution deadline exceeded".to_owned());
+        self.apply(t, events);
+        true
+    }
+
     /// Cancels; `Ok(true)` when this call cancelled it.
     pub(super) fn cancel(
         &mut self,

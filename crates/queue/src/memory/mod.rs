@@ -83,6 +83,8 @@ struct Inner {
     finished: VecDeque<(Instant, ExecutionId)>,
     dlq: Vec<DeadLetter>,
     breakers: std::collections::BTreeMap<String, spane_core::BreakerState>,
+    /// Execution deadlines, earliest first (ms since the epoch).
+    deadlines: BinaryHeap<Reverse<(i64, ExecutionId)>>,
     /// Rate limits: key → the start (ms) of the next free slot.
     windows: HashMap<String, f64>,
 }
@@ -133,6 +135,25 @@ impl MemoryQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Fails the executions whose deadline has passed and cancels their running executors.
+    fn expire_deadlines(&self, inner: &mut Inner) {
+        let now = spane_core::now_millis();
+        let mut events = Vec::new();
+        while let Some(Reverse((deadline, id))) = inner.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            inner.deadlines.pop();
+            if let Some(exec) = inner.executions.get_mut(&id)
+                && exec.expire(&mut events)
+            {
+                inner.finished.push_back((Instant::now(), id));
+                let _ = self.shared.cancels.send(id);
+            }
+        }
+        self.emit(events);
+    }
+
     fn emit(&self, events: Vec<EngineEvent>) {
         if !events.is_empty() {
             self.shared.sink.emit(events);
@@ -168,10 +189,11 @@ impl Inner {
     fn next_wake(&self) -> Option<Instant> {
         let delayed = self.delayed.peek().map(|Reverse((due, _, _))| *due);
         let lease = self.leases.values().map(|l| l.expires).min();
-        match (delayed, lease) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let deadline = self.deadlines.peek().map(|Reverse((at, _))| {
+            let ms = (*at - spane_core::now_millis()).max(0) as u64;
+            Instant::now() + Duration::from_millis(ms)
+        });
+        [delayed, lease, deadline].into_iter().flatten().min()
     }
 
     fn sweep(&mut self, now: Instant, retention: Duration) {
@@ -206,6 +228,9 @@ impl ExecutionQueue for MemoryQueue {
                 return Err(QueueError::DuplicateExecution(start.execution_id));
             }
             let id = start.execution_id;
+            if let Some(deadline) = start.deadline {
+                inner.deadlines.push(Reverse((deadline, id)));
+            }
             let (exec, ready, events) = Exec::start(start);
             for node in ready {
                 inner.ready.push_back(JobKey {
@@ -236,6 +261,7 @@ impl ExecutionQueue for MemoryQueue {
                 let now = Instant::now();
                 inner.promote_due(now);
                 inner.reclaim_expired(now);
+                self.expire_deadlines(&mut inner);
                 let mut jobs = Vec::new();
                 let mut events = Vec::new();
                 while jobs.len() < max {

@@ -11,7 +11,7 @@ use crate::control::{CancelStream, ExecutionControl};
 use crate::error::QueueError;
 
 impl RedisQueue {
-    fn cancel_channel(&self) -> String {
+    pub(super) fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.inner.config.prefix)
     }
 

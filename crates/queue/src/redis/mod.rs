@@ -71,6 +71,7 @@ struct Keys {
     leases: String,
     events: String,
     dlq: String,
+    deadlines: String,
 }
 
 impl Keys {
@@ -82,6 +83,7 @@ impl Keys {
             leases: format!("{shard}leases"),
             events: format!("{shard}events"),
             dlq: format!("{shard}dlq"),
+            deadlines: format!("{shard}deadlines"),
             shard,
         }
     }
@@ -251,18 +253,27 @@ impl RedisQueue {
             .reclaim
             .evalsha_with_reload(
                 &self.inner.client,
-                vec![k.ready.clone(), k.leases.clone(), k.events.clone()],
+                vec![
+                    k.ready.clone(),
+                    k.leases.clone(),
+                    k.events.clone(),
+                    k.deadlines.clone(),
+                ],
                 vec![
                     k.shard.clone(),
                     c.max_stalled.to_string(),
                     millis(c.retention),
                     c.events_cap.to_string(),
+                    self.cancel_channel(),
                 ],
             )
             .await
             .map_err(unavailable)?;
         if n > 0 {
-            tracing::warn!(jobs = n, "reclaimed jobs whose lease expired");
+            tracing::warn!(
+                count = n,
+                "reclaimed jobs whose lease expired or ended executions past their deadline"
+            );
         }
         Ok(())
     }
@@ -337,6 +348,7 @@ impl ExecutionQueue for RedisQueue {
             start.depth.to_string(),
             start.initial_data.to_string(),
             dag.nodes().len().to_string(),
+            start.deadline.map(|d| d.to_string()).unwrap_or_default(),
         ];
         for n in dag.nodes() {
             args.push(json_str(&n.id));
@@ -358,7 +370,7 @@ impl ExecutionQueue for RedisQueue {
             .start
             .evalsha_with_reload(
                 &self.inner.client,
-                vec![k.ready.clone(), k.events.clone()],
+                vec![k.ready.clone(), k.events.clone(), k.deadlines.clone()],
                 args,
             )
             .await
