@@ -44,7 +44,10 @@ impl Gate {
             let Some(limit) = limit else { continue };
             match limits.rate_acquire(key, limit.max, limit.per).await {
                 Ok(None) => {}
-                Ok(Some(w)) => wait = wait.max(w),
+                Ok(Some(w)) => {
+                    crate::metrics::rate_limit_wait(key, w);
+                    wait = wait.max(w);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, key, "rate limiter unavailable; letting the node through");
                 }
@@ -76,13 +79,22 @@ impl Gate {
         };
         let config = node.settings.circuit_breaker.clone().unwrap_or_default();
         match limits.breaker_acquire(&key, &config, probe_lease).await {
-            Ok(BreakerDecision::Allow | BreakerDecision::Probe) => {
+            Ok(decision @ (BreakerDecision::Allow | BreakerDecision::Probe)) => {
+                let state = if decision == BreakerDecision::Probe {
+                    2.0
+                } else {
+                    0.0
+                };
+                crate::metrics::breaker_state(&key, state);
                 Ok(Some(BreakerTicket { key, config }))
             }
-            Ok(BreakerDecision::Reject { retry_in }) => Err(NodeError::retryable(format!(
-                "circuit breaker {key} is open (next probe in {} ms)",
-                retry_in.as_millis()
-            ))),
+            Ok(BreakerDecision::Reject { retry_in }) => {
+                crate::metrics::breaker_state(&key, 1.0);
+                Err(NodeError::retryable(format!(
+                    "circuit breaker {key} is open (next probe in {} ms)",
+                    retry_in.as_millis()
+                )))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, %key, "circuit breaker unavailable; letting the node through");
                 Ok(None)

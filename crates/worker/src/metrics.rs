@@ -13,6 +13,9 @@
 //! | [`NODE_DURATION`] `spane_node_duration_seconds` | histogram | `node_type` | Wall time of one executor call (timed-out and panicking attempts included; delay nodes run no executor). |
 //! | [`NODE_RETRIES`] `spane_node_retries_total` | counter | `node_type` | Retries scheduled (applied `retry` commits, `retry_after` included). |
 //! | [`DLQ_SIZE`] `spane_dlq_size` | gauge | — | Items in the dead-letter queue, read by each running worker manager every [`DLQ_REFRESH`] when the backend keeps one. |
+//! | [`BREAKER_STATE`] `spane_breaker_state` | gauge | `key` | What this worker last saw of a circuit breaker: 0 closed, 1 open (an attempt was rejected), 2 half-open (a probe was let through). |
+//! | [`RATE_LIMIT_WAITS`] `spane_rate_limit_waits_total` | counter | `key` | Nodes that had to wait for a rate-limit slot (`global` or `type:<node type>`). |
+//! | [`RATE_LIMIT_WAIT`] `spane_rate_limit_wait_seconds` | histogram | `key` | How long they waited for their slot. |
 //!
 //! `node_type` is the node's type in the definition (`delay` for delay nodes), or `unknown` when
 //! the pinned definition could not be loaded.
@@ -22,7 +25,6 @@
 //! - Queue wait (time from a node becoming ready to its claim): a claimed job carries no
 //!   ready time yet, so there is nothing honest to measure. It needs a ready timestamp on
 //!   `ClaimedJob`, filled by both backends.
-//! - Circuit breaker state and rate-limit waits come with the breaker and limiter work.
 
 use std::time::Duration;
 
@@ -41,6 +43,13 @@ pub const NODE_DURATION: &str = "spane_node_duration_seconds";
 pub const NODE_RETRIES: &str = "spane_node_retries_total";
 /// Gauge: items in the dead-letter queue (no labels).
 pub const DLQ_SIZE: &str = "spane_dlq_size";
+
+/// Gauge: circuit breaker state seen by this worker (0 closed, 1 open, 2 half-open), label `key`.
+pub const BREAKER_STATE: &str = "spane_breaker_state";
+/// Counter: nodes that waited for a rate-limit slot, label `key`.
+pub const RATE_LIMIT_WAITS: &str = "spane_rate_limit_waits_total";
+/// Histogram: seconds waited for a rate-limit slot, label `key`.
+pub const RATE_LIMIT_WAIT: &str = "spane_rate_limit_wait_seconds";
 
 /// How often a worker manager reads the dead-letter queue's size for [`DLQ_SIZE`].
 pub const DLQ_REFRESH: Duration = Duration::from_secs(5);
@@ -64,6 +73,16 @@ pub fn describe() {
     );
     metrics::describe_counter!(NODE_RETRIES, "Node retries scheduled, by node type.");
     metrics::describe_gauge!(DLQ_SIZE, "Items in the dead-letter queue.");
+    metrics::describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker state last seen: 0 closed, 1 open, 2 half-open."
+    );
+    metrics::describe_counter!(RATE_LIMIT_WAITS, "Nodes that waited for a rate-limit slot.");
+    metrics::describe_histogram!(
+        RATE_LIMIT_WAIT,
+        metrics::Unit::Seconds,
+        "Time waited for a rate-limit slot."
+    );
 }
 
 /// Counts one started execution ([`EXECUTIONS_STARTED`]). The engine calls it.
@@ -116,6 +135,15 @@ pub(crate) fn node_committed(node_type: &str, outcome: &'static str) {
 }
 
 /// Sets [`DLQ_SIZE`].
+pub(crate) fn breaker_state(key: &str, state: f64) {
+    metrics::gauge!(BREAKER_STATE, "key" => key.to_owned()).set(state);
+}
+
+pub(crate) fn rate_limit_wait(key: &str, wait: Duration) {
+    metrics::counter!(RATE_LIMIT_WAITS, "key" => key.to_owned()).increment(1);
+    metrics::histogram!(RATE_LIMIT_WAIT, "key" => key.to_owned()).record(wait.as_secs_f64());
+}
+
 pub(crate) fn dlq_size(items: usize) {
     metrics::gauge!(DLQ_SIZE).set(items as f64);
 }
