@@ -1,11 +1,19 @@
 -- Promotes due delayed jobs, then hands out up to `max` ready jobs under a lease, with their
 -- inputs (the live parents' outputs) in the same reply.
 -- KEYS: ready, delayed, leases, events
--- ARGV: SP, max, lease ms, events cap
+-- ARGV: SP, max, lease ms, events cap, request nonce
+-- A replay of the same call (the client re-sends it after losing the reply) returns the jobs
+-- the first run handed out, kept for a few seconds under P:{0}:claim:<nonce>, instead of
+-- handing out more and leaving the first ones to stall.
 -- Reply: { jobs, next_due_ms_or_-1 }, each job
 --   { E, i, token, attempt, declared parents, previous JSON object, initial JSON or '',
 --     delay elapsed 0/1, wf, ver, par, dep, node id JSON }
 local SP, max, lease, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local memo = SP .. 'claim:' .. ARGV[5]
+local replay = redis.call('GET', memo)
+if replay then
+  return { cjson.decode(replay), -1 }
+end
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
@@ -86,4 +94,5 @@ flush_events(KEYS[4], cap)
 if #out == 0 then
   return { out, next_due() }
 end
+redis.call('SET', memo, cjson.encode(out), 'PX', math.min(lease, 5000))
 return { out, -1 }

@@ -3,12 +3,19 @@
 -- KEYS: ready, delayed, leases, events
 -- ARGV: SP, E, i, token, kind (complete|fail|retry|delay), payload (data JSON or error text),
 --       next nodes (newline-separated ids, or '*' for all), continueOnFail 0/1, delay ms,
---       consume attempt 0/1, retention ms, events cap
+--       consume attempt 0/1, retention ms, events cap, fingerprint of this commit's content
 -- Reply: { 'stale' } or { 'applied', finished status or '' }
+-- A replay of an applied commit (the client re-sends it after losing the reply) answers what
+-- the first run answered: each node remembers the token and content fingerprint of its last
+-- applied commit (ct:i, cn:i) and the status that commit decided (cf:i). A different commit
+-- with the same token is stale.
 local SP, E, i, tok, kind = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local X = SP .. 'x:' .. E
 local f = redis.call('HMGET', X, 'st', 's:' .. i, 't:' .. i, 'c:' .. i, 'un', 'wfj', 'id:' .. i,
-  'a:' .. i, 'cof:' .. i)
+  'a:' .. i, 'cof:' .. i, 'ct:' .. i, 'cf:' .. i, 'cn:' .. i)
+if f[1] and f[10] == tok and f[12] == ARGV[13] then
+  return { 'applied', f[11] or '' }
+end
 if not f[1] or f[3] ~= tok or f[2] ~= 'R' then
   return { 'stale' }
 end
@@ -30,7 +37,8 @@ end
 
 if kind == 'retry' or kind == 'delay' then
   local delay = tonumber(ARGV[9])
-  local H = { 't:' .. i, '', 'ns:' .. i, 'delayed' }
+  local H = { 't:' .. i, '', 'ns:' .. i, 'delayed', 'ct:' .. i, tok, 'cf:' .. i, '',
+    'cn:' .. i, ARGV[13] }
   local extra = ',"nextDelayMs":' .. istr(delay)
   if kind == 'retry' then
     -- A retry asks the rate limiter again.
@@ -93,6 +101,12 @@ elseif kind == 'fail' and ARGV[8] == '1' then
 end
 
 settle(c, i, kind, routes, payload, payload, attempt, idj)
+c.H[#c.H + 1] = 'ct:' .. i
+c.H[#c.H + 1] = tok
+c.H[#c.H + 1] = 'cf:' .. i
+c.H[#c.H + 1] = c.finished
+c.H[#c.H + 1] = 'cn:' .. i
+c.H[#c.H + 1] = ARGV[13]
 write_back(c, tonumber(ARGV[11]))
 flush_events(KEYS[4], ARGV[12])
 return { 'applied', c.finished }

@@ -1,17 +1,24 @@
 -- Creates an execution and makes its roots ready.
 -- KEYS: ready, events, deadlines
--- ARGV: SP, E, events cap, wf, wfj, ver, par, dep, init, n, deadline ms or '',
+-- ARGV: SP, E, events cap, wf, wfj, ver, par, dep, init, n, deadline ms or '', request nonce,
 --       then per node: idj, parents, children, cof
+-- The nonce makes a replay of the same call (the client re-sends it after losing the reply)
+-- answer 'ok' instead of 'duplicate'.
 local SP, E, cap = ARGV[1], ARGV[2], ARGV[3]
 local X = SP .. 'x:' .. E
-if redis.call('EXISTS', X) == 1 then
+local existing = redis.call('HGET', X, 'rq')
+if existing then
+  if existing == ARGV[12] then
+    return 'ok'
+  end
   return 'duplicate'
 end
 local now = now_ms()
 local n = tonumber(ARGV[10])
 local wfj = ARGV[5]
 local H = { 'st', 'running', 'wf', ARGV[4], 'wfj', wfj, 'ver', ARGV[6], 'par', ARGV[7],
-  'dep', ARGV[8], 'init', ARGV[9], 'ca', istr(now), 'un', istr(n), 'n', istr(n), 'tok', '0' }
+  'dep', ARGV[8], 'init', ARGV[9], 'ca', istr(now), 'un', istr(n), 'n', istr(n), 'tok', '0',
+  'rq', ARGV[12] }
 local roots = {}
 if ARGV[11] ~= '' then
   H[#H + 1] = 'dl'
@@ -19,7 +26,7 @@ if ARGV[11] ~= '' then
   redis.call('ZADD', KEYS[3], tonumber(ARGV[11]), E)
 end
 for i = 0, n - 1 do
-  local b = 12 + i * 4
+  local b = 13 + i * 4
   local parents = ARGV[b + 1]
   local np = #split(parents)
   H[#H + 1] = 'id:' .. i; H[#H + 1] = ARGV[b]

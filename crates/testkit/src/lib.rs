@@ -30,8 +30,15 @@
 //! Each scenario is also a plain `async fn` in [`scenarios`], for a backend that wants to run
 //! one on its own. Every wait in the suite has a deadline and fails the test with a message
 //! when reached; no scenario uses a sleep as synchronisation.
+//!
+//! The crate also holds the multi-process tests of the Redis backend (`tests/process_*.rs`):
+//! real worker processes (the `spane-test-worker` binary of this crate) share one Redis and
+//! are killed, stopped and restarted, and the tests check that no transition is lost or
+//! duplicated. [`process`] has the helpers they share: [`process::free_port`] and
+//! [`process::RedisServer`], a `redis-server` owned by a test.
 
 mod harness;
+pub mod process;
 pub mod scenarios;
 
 use std::sync::Arc;

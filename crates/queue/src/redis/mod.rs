@@ -293,6 +293,8 @@ impl RedisQueue {
                     max.max(1).to_string(),
                     millis(self.inner.config.lease),
                     self.inner.config.events_cap.to_string(),
+                    // Identifies this call, so that a replay returns the same jobs.
+                    ulid::Ulid::new().to_string(),
                 ],
             )
             .await
@@ -349,6 +351,7 @@ impl ExecutionQueue for RedisQueue {
             start.initial_data.to_string(),
             dag.nodes().len().to_string(),
             start.deadline.map(|d| d.to_string()).unwrap_or_default(),
+            ulid::Ulid::new().to_string(),
         ];
         for n in dag.nodes() {
             args.push(json_str(&n.id));
@@ -490,6 +493,13 @@ impl ExecutionQueue for RedisQueue {
                 ("delay", String::new(), "*".to_owned(), false, delay, false)
             }
         };
+        // Same content, same fingerprint: a replay of this call is recognised as such.
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (kind, &payload, &next, cont, delay.as_millis(), consume).hash(&mut h);
+            h.finish().to_string()
+        };
         self.trip();
         let reply: Value = self
             .inner
@@ -511,6 +521,7 @@ impl ExecutionQueue for RedisQueue {
                     if consume { "1" } else { "0" }.to_owned(),
                     millis(self.inner.config.retention),
                     self.inner.config.events_cap.to_string(),
+                    fingerprint,
                 ],
             )
             .await

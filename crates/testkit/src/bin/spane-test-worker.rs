@@ -1,0 +1,275 @@
+//! `spane-test-worker`: a worker process on the Redis backend, driven by the process tests of
+//! `spane-testkit` (they start, kill, stop and resume it).
+//!
+//! ```text
+//! spane-test-worker --redis URL --prefix P --concurrency N --lease-ms L --work-ms W --name NAME
+//!                   [--events-cap N] [--reclaim-ms R] [--watch-stdin]
+//! ```
+//!
+//! It registers one executor type, `pass`, which sleeps `W` ms (simulated work) and returns
+//! `{"node": <node id>, "input": <its input>, "by": NAME}`. Every invocation is counted in
+//! Redis, on a client of its own: `HINCRBY P:test:invocations <execution>:<node> 1` before the
+//! work, and `HINCRBY P:test:finished <execution>:<node> 1` after it; the hash
+//! `P:test:workers` counts the same per process (fields `NAME` and `NAME:finished`). The
+//! process never registers a workflow: Redis holds the definitions of the executions it runs.
+//!
+//! It prints `ready` on stdout once its workers run, then runs until SIGTERM or SIGINT, shuts
+//! down gracefully (in-flight nodes drain within 5 s) and prints
+//! `stopped drained=<n> released=<n>`. With `--watch-stdin` the end of its stdin does the same,
+//! so that a worker whose parent died (its end of the pipe closed) does not run on.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fred::prelude::{Builder, Client, ClientLike, Config, HashesInterface, ReconnectPolicy};
+use serde_json::json;
+use spane::prelude::*;
+use spane::queue::RedisConfig;
+use spane::{EngineConfig, WorkflowEngine};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The command line.
+#[derive(Debug)]
+struct Args {
+    redis: String,
+    prefix: String,
+    concurrency: usize,
+    lease: Duration,
+    work: Duration,
+    name: String,
+    events_cap: Option<u64>,
+    reclaim_every: Duration,
+    watch_stdin: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut redis = None;
+    let mut prefix = None;
+    let mut concurrency = 4usize;
+    let mut lease = Duration::from_secs(30);
+    let mut work = Duration::ZERO;
+    let mut name = None;
+    let mut events_cap = None;
+    let mut reclaim_every = Duration::from_millis(100);
+    let mut watch_stdin = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--watch-stdin" {
+            watch_stdin = true;
+            continue;
+        }
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        let number = || -> anyhow::Result<u64> {
+            value
+                .parse()
+                .with_context(|| format!("{flag} takes a number, not {value:?}"))
+        };
+        match flag.as_str() {
+            "--redis" => redis = Some(value.clone()),
+            "--prefix" => prefix = Some(value.clone()),
+            "--concurrency" => concurrency = number()? as usize,
+            "--lease-ms" => lease = Duration::from_millis(number()?),
+            "--work-ms" => work = Duration::from_millis(number()?),
+            "--name" => name = Some(value.clone()),
+            "--events-cap" => events_cap = Some(number()?),
+            "--reclaim-ms" => reclaim_every = Duration::from_millis(number()?),
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    Ok(Args {
+        redis: redis.context("--redis URL is required")?,
+        prefix: prefix.context("--prefix P is required")?,
+        concurrency,
+        lease,
+        work,
+        name: name.context("--name NAME is required")?,
+        events_cap,
+        reclaim_every,
+        watch_stdin,
+    })
+}
+
+/// The client of the test bookkeeping (counters), separate from the engine's.
+async fn bookkeeping_client(url: &str) -> anyhow::Result<Client> {
+    let config = Config::from_url(url).context("invalid Redis URL")?;
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(5);
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
+        .build()?;
+    client.init().await?;
+    Ok(client)
+}
+
+/// The test bookkeeping: how often each node's executor started and returned, overall and per
+/// worker process.
+#[derive(Clone)]
+struct Counters {
+    client: Client,
+    /// `P:test:invocations`, by `<execution>:<node>`: executor calls.
+    invocations: String,
+    /// `P:test:finished`, by `<execution>:<node>`: executor calls that returned.
+    finished: String,
+    /// `P:test:workers`, by `NAME` and `NAME:finished`: the same per worker process.
+    workers: String,
+    name: String,
+}
+
+impl Counters {
+    /// Adds one to `field` of `key` and to `worker_field` of the per-worker hash, in one round
+    /// trip. A failure is reported on stderr and otherwise ignored: the counters are
+    /// bookkeeping, the engine does not depend on them.
+    async fn count(&self, key: &str, field: &str, worker_field: &str) {
+        let pipeline = self.client.pipeline();
+        let queued = async {
+            let () = pipeline.hincrby(key, field, 1).await?;
+            let () = pipeline.hincrby(&self.workers, worker_field, 1).await?;
+            pipeline.all::<Vec<i64>>().await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), queued).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("spane-test-worker: HINCRBY {key} {field} failed: {e}"),
+            Err(_) => eprintln!("spane-test-worker: HINCRBY {key} {field} timed out"),
+        }
+    }
+
+    async fn started(&self, field: &str) {
+        self.count(&self.invocations, field, &self.name).await;
+    }
+
+    async fn returned(&self, field: &str) {
+        let worker_field = format!("{}:finished", self.name);
+        self.count(&self.finished, field, &worker_field).await;
+    }
+}
+
+fn registry(args: &Args, counters: Counters) -> NodeRegistry {
+    let work = args.work;
+    let name = args.name.clone();
+    let mut registry = NodeRegistry::new();
+    registry.register(
+        "pass",
+        executor_fn(move |ctx| {
+            let counters = counters.clone();
+            let name = name.clone();
+            async move {
+                let field = format!("{}:{}", ctx.execution_id, ctx.node_id);
+                counters.started(&field).await;
+                if !work.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(work) => {}
+                        () = ctx.cancellation.cancelled() => {
+                            counters.returned(&field).await;
+                            return Err(NodeError::retryable("cancelled by shutdown"));
+                        }
+                    }
+                }
+                counters.returned(&field).await;
+                Ok(NodeOutput::new(json!({
+                    "node": ctx.node_id,
+                    "input": ctx.input_data,
+                    "by": name,
+                })))
+            }
+        }),
+    );
+    registry
+}
+
+/// The engine settings: short claim waits, a 5 s drain on shutdown.
+// `EngineConfig` gains fields over time: the struct update keeps the rest at their defaults
+// (and is needless while there are none).
+#[allow(clippy::needless_update)]
+fn engine_config() -> EngineConfig {
+    EngineConfig {
+        claim_wait: Duration::from_millis(200),
+        shutdown_timeout: Duration::from_secs(5),
+        ..EngineConfig::default()
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let counters = Counters {
+        client: bookkeeping_client(&args.redis).await?,
+        invocations: format!("{}:test:invocations", args.prefix),
+        finished: format!("{}:test:finished", args.prefix),
+        workers: format!("{}:test:workers", args.prefix),
+        name: args.name.clone(),
+    };
+    let mut redis = RedisConfig::new(&args.redis)
+        .prefix(&args.prefix)
+        .lease(args.lease)
+        .reclaim_every(args.reclaim_every);
+    if let Some(cap) = args.events_cap {
+        redis = redis.events_cap(cap);
+    }
+    let engine = WorkflowEngine::builder()
+        .registry(registry(&args, counters))
+        .config(engine_config())
+        .redis(redis)
+        .await?
+        .build();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    engine.start_workers(args.concurrency.max(1))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready")?;
+        out.flush()?;
+    }
+    // With --watch-stdin, the end of stdin (the parent died, so its pipe closed) stops the
+    // worker as SIGTERM does: a test that is killed leaves no worker behind.
+    let watch_stdin = args.watch_stdin;
+    let orphaned = async move {
+        if watch_stdin {
+            let (eof, at_eof) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                let _ = eof.send(());
+            });
+            let _ = at_eof.await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+        _ = orphaned => {}
+    }
+    let report = engine.shutdown().await;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "stopped drained={} released={}",
+        report.drained, report.released
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    // Warnings of the engine (reclaimed jobs, refused stale commits, lost leases) on stderr;
+    // RUST_LOG overrides the level.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let name = args.name.clone();
+    runtime
+        .block_on(run(args))
+        .with_context(|| format!("worker {name}"))
+}
