@@ -6,9 +6,17 @@
 //!   one gets the next), read it by id and version, list.
 //! - [`ExecutionStore`] — execution records and node results (idempotent upserts), reads and
 //!   listing.
+//! - Two capabilities, for the stores that can answer them (the pattern of the queue's
+//!   dead-letter queue): [`WorkflowCatalog`] (paged list of workflows, activate and deactivate)
+//!   and [`ExecutionHistory`] (executions filtered by workflow, status and time range with
+//!   cursor pagination, child executions, counts by status). A `dyn` store hands them out
+//!   through [`WorkflowStore::catalog`] and [`ExecutionStore::history`]; [`HistoryStore`] names
+//!   a store that has both.
 //! - [`MemoryStore`] — in-process, for the embedded engine and tests.
+//! - [`SqlStore`] — sea-orm on PostgreSQL or SQLite, with the schema of `spane-migrations`
+//!   applied when it connects.
 //!
-//! The SQL store (sea-orm, PostgreSQL and SQLite) comes next and implements the same traits.
+//! Every store passes the same conformance suite (`spane-testkit`'s `store_conformance_tests!`).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -23,15 +31,54 @@
 //! assert_eq!(store.save_workflow(&changed).await.unwrap(), 2);
 //! # });
 //! ```
+//!
+//! The same with history on SQLite (a file, or `sqlite::memory:`); on PostgreSQL the URL is
+//! `postgres://user@host/db`, and [`SqlStoreOptions::schema`] picks the schema:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use serde_json::json;
+//! use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus};
+//! use spane_store::{ExecutionHistory, ExecutionQuery, ExecutionStore, SqlStore, SqlStoreOptions};
+//!
+//! let store = SqlStore::connect("sqlite::memory:", SqlStoreOptions::default()).await.unwrap();
+//! let record = ExecutionRecord {
+//!     execution_id: ExecutionId::new(),
+//!     workflow_id: "wf".into(),
+//!     workflow_version: 1,
+//!     status: ExecutionStatus::Running,
+//!     initial_data: json!({ "n": 0, "ok": false, "s": "" }),
+//!     parent_execution_id: None,
+//!     depth: 0,
+//!     error: None,
+//!     created_at: 1_700_000_000_000,
+//!     finished_at: None,
+//!     node_results: Default::default(),
+//! };
+//! store.save_execution(&record).await.unwrap();
+//! assert_eq!(store.get_execution(record.execution_id).await.unwrap(), Some(record));
+//! let page = store.list_executions_page(&ExecutionQuery::default()).await.unwrap();
+//! assert_eq!(page.items.len(), 1);
+//! assert_eq!(page.next_cursor, None);
+//! # });
+//! ```
 
+mod catalog;
+mod hash;
+mod history;
 mod memory;
+mod sql;
 
 use std::fmt;
 
 use async_trait::async_trait;
 use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, WorkflowDefinition};
 
+pub use catalog::{WorkflowCatalog, WorkflowPage, WorkflowSummary};
+pub use hash::content_hash;
+pub use history::{ExecutionHistory, ExecutionPage};
 pub use memory::MemoryStore;
+pub use sql::{SqlStore, SqlStoreOptions};
 
 /// Errors of a store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +93,24 @@ pub enum StoreError {
     /// A node result was written for an execution the store does not know.
     #[error("execution {0} not found")]
     ExecutionNotFound(ExecutionId),
+    /// The request is invalid (a malformed cursor, a bad option); retrying it cannot help.
+    #[error("invalid request: {reason}")]
+    Invalid {
+        /// What is wrong, naming the field or value.
+        reason: String,
+    },
+    /// Stored data cannot be read back (for example a row whose JSON does not parse).
+    #[error("corrupt stored data: {reason}")]
+    Corrupt {
+        /// What could not be read, and where.
+        reason: String,
+    },
+    /// The database refused the operation for another reason.
+    #[error("database error: {reason}")]
+    Database {
+        /// The database's message.
+        reason: String,
+    },
 }
 
 /// One version of a workflow definition.
@@ -75,9 +140,19 @@ pub trait WorkflowStore: Send + Sync + fmt::Debug + 'static {
 
     /// The latest version of every workflow, ordered by id.
     async fn list_workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError>;
+
+    /// Paged listing and activation of workflows, when this store keeps them.
+    fn catalog(&self) -> Option<&dyn WorkflowCatalog> {
+        None
+    }
 }
 
-/// Which executions [`ExecutionStore::list_executions`] returns.
+/// Which executions [`ExecutionStore::list_executions`] and
+/// [`ExecutionHistory::list_executions_page`] return.
+///
+/// Executions come newest first: by creation time, then by id (both descending). The time
+/// range is half-open, `created_after <= created_at < created_before`, so consecutive ranges
+/// tile without overlap.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutionQuery {
     /// Only executions of this workflow.
@@ -86,15 +161,38 @@ pub struct ExecutionQuery {
     pub status: Option<ExecutionStatus>,
     /// At most this many (default 100).
     pub limit: Option<usize>,
+    /// Only executions created at or after this time (milliseconds since the Unix epoch).
+    pub created_after: Option<i64>,
+    /// Only executions created strictly before this time (milliseconds since the Unix epoch).
+    pub created_before: Option<i64>,
+    /// Only the children of this execution (sub-workflows it started).
+    pub parent_execution_id: Option<ExecutionId>,
+    /// Continue after the last item of a previous page: its [`ExecutionPage::next_cursor`].
+    pub cursor: Option<String>,
+}
+
+impl ExecutionQuery {
+    /// The page size when [`limit`](Self::limit) is not set.
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    /// The page size to use.
+    pub fn effective_limit(&self) -> usize {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT)
+    }
 }
 
 /// Execution history.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync + fmt::Debug + 'static {
     /// Creates or replaces an execution record, node results included (idempotent).
+    ///
+    /// Node results already stored that `record` does not carry are kept; `created_at` is the
+    /// one of the first save (it orders listings, so it never moves).
     async fn save_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError>;
 
     /// Creates or replaces one node result (idempotent: one result per execution and node).
+    ///
+    /// Returns [`StoreError::ExecutionNotFound`] when the execution was never saved.
     async fn save_node_result(
         &self,
         execution: ExecutionId,
@@ -109,9 +207,20 @@ pub trait ExecutionStore: Send + Sync + fmt::Debug + 'static {
         &self,
         query: &ExecutionQuery,
     ) -> Result<Vec<ExecutionRecord>, StoreError>;
+
+    /// History queries (cursor pages, children, counts), when this store keeps history.
+    fn history(&self) -> Option<&dyn ExecutionHistory> {
+        None
+    }
 }
 
 /// A store for both definitions and history.
 pub trait Store: WorkflowStore + ExecutionStore {}
 
 impl<T: WorkflowStore + ExecutionStore> Store for T {}
+
+/// A [`Store`] with both query capabilities: [`WorkflowCatalog`] and [`ExecutionHistory`].
+/// [`MemoryStore`] and [`SqlStore`] are such stores.
+pub trait HistoryStore: Store + WorkflowCatalog + ExecutionHistory {}
+
+impl<T: Store + WorkflowCatalog + ExecutionHistory> HistoryStore for T {}

@@ -4,9 +4,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use spane_core::{ExecutionId, ExecutionRecord, NodeResult, WorkflowDefinition, now_millis};
+use spane_core::{
+    ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, NodeStatus, WorkflowDefinition,
+    now_millis,
+};
 
-use crate::{ExecutionQuery, ExecutionStore, StoreError, StoredWorkflow, WorkflowStore};
+use crate::history::{self, Cursor};
+use crate::{
+    ExecutionHistory, ExecutionPage, ExecutionQuery, ExecutionStore, StoreError, StoredWorkflow,
+    WorkflowCatalog, WorkflowPage, WorkflowStore, WorkflowSummary,
+};
 
 /// Definitions and history in process memory: lost when the process ends.
 #[derive(Debug, Default)]
@@ -16,9 +23,35 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Versions of each workflow, oldest first.
-    workflows: BTreeMap<String, Vec<StoredWorkflow>>,
+    workflows: BTreeMap<String, Workflow>,
     executions: HashMap<ExecutionId, ExecutionRecord>,
+}
+
+#[derive(Debug)]
+struct Workflow {
+    /// Oldest first; never empty.
+    versions: Vec<StoredWorkflow>,
+    active: bool,
+    updated_at: i64,
+}
+
+impl Workflow {
+    fn latest(&self) -> &StoredWorkflow {
+        // `versions` is never empty: a workflow is created with its first version.
+        &self.versions[self.versions.len() - 1]
+    }
+
+    fn summary(&self, id: &str) -> WorkflowSummary {
+        let latest = self.latest();
+        WorkflowSummary {
+            id: id.to_owned(),
+            name: latest.definition.name.clone(),
+            active: self.active,
+            latest_version: latest.version,
+            created_at: self.versions[0].created_at,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 impl MemoryStore {
@@ -32,24 +65,69 @@ impl MemoryStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn set_active(&self, id: &str, active: bool) -> bool {
+        let mut inner = self.lock();
+        let Some(workflow) = inner.workflows.get_mut(id) else {
+            return false;
+        };
+        if workflow.active != active {
+            workflow.active = active;
+            workflow.updated_at = now_millis();
+        }
+        true
+    }
+
+    /// The executions matching `query` from `cursor` on, newest first, at most `take`.
+    fn select(
+        &self,
+        query: &ExecutionQuery,
+        cursor: Option<Cursor>,
+        take: usize,
+    ) -> Vec<ExecutionRecord> {
+        let inner = self.lock();
+        let mut out: Vec<&ExecutionRecord> = inner
+            .executions
+            .values()
+            .filter(|r| history::matches(query, r))
+            .filter(|r| cursor.is_none_or(|c| c.precedes(r)))
+            .collect();
+        out.sort_by_key(|r| std::cmp::Reverse(Cursor::of(r)));
+        out.into_iter().take(take).cloned().collect()
+    }
 }
 
 #[async_trait]
 impl WorkflowStore for MemoryStore {
     async fn save_workflow(&self, definition: &WorkflowDefinition) -> Result<u32, StoreError> {
         let mut inner = self.lock();
-        let versions = inner.workflows.entry(definition.id.clone()).or_default();
-        if let Some(last) = versions.last()
-            && last.definition == *definition
-        {
+        let now = now_millis();
+        let Some(workflow) = inner.workflows.get_mut(&definition.id) else {
+            inner.workflows.insert(
+                definition.id.clone(),
+                Workflow {
+                    versions: vec![StoredWorkflow {
+                        definition: definition.clone(),
+                        version: 1,
+                        created_at: now,
+                    }],
+                    active: true,
+                    updated_at: now,
+                },
+            );
+            return Ok(1);
+        };
+        let last = workflow.latest();
+        if last.definition == *definition {
             return Ok(last.version);
         }
-        let version = versions.last().map_or(1, |l| l.version + 1);
-        versions.push(StoredWorkflow {
+        let version = last.version + 1;
+        workflow.versions.push(StoredWorkflow {
             definition: definition.clone(),
             version,
-            created_at: now_millis(),
+            created_at: now,
         });
+        workflow.updated_at = now;
         Ok(version)
     }
 
@@ -59,12 +137,12 @@ impl WorkflowStore for MemoryStore {
         version: Option<u32>,
     ) -> Result<Option<StoredWorkflow>, StoreError> {
         let inner = self.lock();
-        let Some(versions) = inner.workflows.get(id) else {
+        let Some(workflow) = inner.workflows.get(id) else {
             return Ok(None);
         };
         Ok(match version {
-            None => versions.last().cloned(),
-            Some(v) => versions.iter().find(|w| w.version == v).cloned(),
+            None => Some(workflow.latest().clone()),
+            Some(v) => workflow.versions.iter().find(|w| w.version == v).cloned(),
         })
     }
 
@@ -73,8 +151,47 @@ impl WorkflowStore for MemoryStore {
         Ok(inner
             .workflows
             .values()
-            .filter_map(|v| v.last().cloned())
+            .map(|w| w.latest().clone())
             .collect())
+    }
+
+    fn catalog(&self) -> Option<&dyn WorkflowCatalog> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl WorkflowCatalog for MemoryStore {
+    async fn list_workflows_page(
+        &self,
+        offset: u64,
+        limit: u64,
+    ) -> Result<WorkflowPage, StoreError> {
+        let inner = self.lock();
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        let take = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(WorkflowPage {
+            items: inner
+                .workflows
+                .iter()
+                .skip(skip)
+                .take(take)
+                .map(|(id, w)| w.summary(id))
+                .collect(),
+            total: inner.workflows.len() as u64,
+        })
+    }
+
+    async fn workflow_summary(&self, id: &str) -> Result<Option<WorkflowSummary>, StoreError> {
+        Ok(self.lock().workflows.get(id).map(|w| w.summary(id)))
+    }
+
+    async fn deactivate_workflow(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.set_active(id, false))
+    }
+
+    async fn activate_workflow(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.set_active(id, true))
     }
 }
 
@@ -83,12 +200,15 @@ impl ExecutionStore for MemoryStore {
     async fn save_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
         match inner.executions.get_mut(&record.execution_id) {
-            // Keep node results written separately that the record does not carry yet.
+            // Keep node results written separately that the record does not carry yet, and
+            // the creation time of the first save.
             Some(existing) => {
                 let mut results = std::mem::take(&mut existing.node_results);
                 results.extend(record.node_results.clone());
+                let created_at = existing.created_at;
                 *existing = record.clone();
                 existing.node_results = results;
+                existing.created_at = created_at;
             }
             None => {
                 inner.executions.insert(record.execution_id, record.clone());
@@ -121,21 +241,65 @@ impl ExecutionStore for MemoryStore {
         &self,
         query: &ExecutionQuery,
     ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let cursor = history::query_cursor(query)?;
+        Ok(self.select(query, cursor, query.effective_limit()))
+    }
+
+    fn history(&self) -> Option<&dyn ExecutionHistory> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ExecutionHistory for MemoryStore {
+    async fn list_executions_page(
+        &self,
+        query: &ExecutionQuery,
+    ) -> Result<ExecutionPage, StoreError> {
+        let limit = history::page_limit(query)?;
+        let cursor = history::query_cursor(query)?;
+        let rows = self.select(query, cursor, limit.saturating_add(1));
+        Ok(history::into_page(rows, limit))
+    }
+
+    async fn child_executions(
+        &self,
+        parent: ExecutionId,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let query = ExecutionQuery {
+            parent_execution_id: Some(parent),
+            ..ExecutionQuery::default()
+        };
+        let mut children = self.select(&query, None, usize::MAX);
+        children.reverse();
+        Ok(children)
+    }
+
+    async fn count_by_status(
+        &self,
+        workflow_id: Option<&str>,
+    ) -> Result<HashMap<ExecutionStatus, u64>, StoreError> {
         let inner = self.lock();
-        let mut out: Vec<ExecutionRecord> = inner
-            .executions
-            .values()
-            .filter(|r| {
-                query
-                    .workflow_id
-                    .as_ref()
-                    .is_none_or(|w| &r.workflow_id == w)
-            })
-            .filter(|r| query.status.is_none_or(|s| r.status == s))
-            .cloned()
-            .collect();
-        out.sort_by_key(|r| std::cmp::Reverse(r.execution_id));
-        out.truncate(query.limit.unwrap_or(100));
-        Ok(out)
+        let mut counts = HashMap::new();
+        for record in inner.executions.values() {
+            if workflow_id.is_none_or(|w| record.workflow_id == w) {
+                *counts.entry(record.status).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn count_nodes_by_status(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<HashMap<NodeStatus, u64>, StoreError> {
+        let inner = self.lock();
+        let mut counts = HashMap::new();
+        if let Some(record) = inner.executions.get(&execution) {
+            for result in record.node_results.values() {
+                *counts.entry(result.status).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
     }
 }

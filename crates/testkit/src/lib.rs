@@ -104,3 +104,7 @@ impl<F: QueueFactory + ?Sized> QueueFactory for Arc<F> {
         (**self).queue(lease).await
     }
 }
+
+/// The conformance suite of the store traits (`spane-store`): [`store_scenarios::StoreFactory`],
+/// the scenarios, and the [`store_conformance_tests!`] macro that instantiates them.
+pub mod store_scenarios;

@@ -1,0 +1,170 @@
+//! Every migration, up and down one step at a time, on SQLite and on PostgreSQL (a schema of
+//! its own, dropped afterwards), with the keys the store relies on.
+
+use sea_orm_migration::SchemaManager;
+use sea_orm_migration::sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+use spane_migrations::{Migrator, MigratorTrait};
+
+/// The tables each migration creates, in order.
+const STEPS: [&[&str]; 3] = [
+    &["workflows", "workflow_versions"],
+    &["executions", "node_results"],
+    &["dlq_items", "logs", "payloads"],
+];
+
+async fn tables_exist(db: &DatabaseConnection, tables: &[&str]) -> Vec<bool> {
+    let manager = SchemaManager::new(db);
+    let mut out = Vec::new();
+    for table in tables {
+        out.push(manager.has_table(*table).await.expect("has_table"));
+    }
+    out
+}
+
+async fn exec(db: &DatabaseConnection, sql: &str) -> Result<(), String> {
+    db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn exercise(db: &DatabaseConnection) {
+    // Up, one migration at a time.
+    for (i, tables) in STEPS.iter().enumerate() {
+        assert!(
+            tables_exist(db, tables).await.iter().all(|e| !e),
+            "before step {i}"
+        );
+        Migrator::up(db, Some(1)).await.expect("up one step");
+        assert!(
+            tables_exist(db, tables).await.iter().all(|e| *e),
+            "after step {i}"
+        );
+    }
+    assert!(
+        Migrator::get_pending_migrations(db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    Migrator::up(db, None).await.expect("up again is a no-op");
+
+    // The keys the store relies on.
+    exec(db, "INSERT INTO workflows (id, name, active, latest_version, created_at, updated_at) VALUES ('wf', 'W', TRUE, 1, 0, 0)").await.unwrap();
+    let version = "INSERT INTO workflow_versions (workflow_id, version, definition, content_hash, created_at) VALUES ('wf', 1, '{}', 'h', 0)";
+    exec(db, version).await.unwrap();
+    assert!(
+        exec(db, version).await.is_err(),
+        "unique (workflow_id, version)"
+    );
+    exec(db, "INSERT INTO executions (id, workflow_id, workflow_version, status, depth, initial_data, created_at) VALUES ('x', 'wf', 1, 'running', 0, 'null', 0)").await.unwrap();
+    let result = "INSERT INTO node_results (execution_id, node_id, status, data, attempts, continued) VALUES ('x', 'a', 'completed', '0', 1, FALSE)";
+    exec(db, result).await.unwrap();
+    assert!(
+        exec(db, result).await.is_err(),
+        "unique (execution_id, node_id)"
+    );
+    let orphan = "INSERT INTO node_results (execution_id, node_id, status, attempts, continued) VALUES ('nope', 'a', 'completed', 1, FALSE)";
+    assert!(
+        exec(db, orphan).await.is_err(),
+        "node results need their execution"
+    );
+    exec(db, "INSERT INTO payloads (id, execution_id, data, size, created_at) VALUES ('p', 'x', '[]', 2, 0)").await.unwrap();
+
+    if db.get_database_backend() == DbBackend::Postgres {
+        // Key columns compare by bytes whatever the database's locale.
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT table_name, column_name FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND collation_name = 'C' \
+                 ORDER BY table_name, column_name",
+            ))
+            .await
+            .unwrap();
+        let columns: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let table: String = r.try_get("", "table_name").unwrap();
+                let column: String = r.try_get("", "column_name").unwrap();
+                format!("{table}.{column}")
+            })
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "executions.id",
+                "executions.parent_execution_id",
+                "executions.workflow_id",
+                "node_results.execution_id",
+                "node_results.node_id",
+                "workflow_versions.workflow_id",
+                "workflows.id",
+            ]
+        );
+    }
+
+    // Down, one migration at a time, newest first.
+    for (i, tables) in STEPS.iter().enumerate().rev() {
+        Migrator::down(db, Some(1)).await.expect("down one step");
+        assert!(
+            tables_exist(db, tables).await.iter().all(|e| !e),
+            "after undoing step {i}"
+        );
+    }
+    // And up again from nothing.
+    Migrator::up(db, None).await.expect("up after down");
+    let all: Vec<&str> = STEPS.concat();
+    assert!(tables_exist(db, &all).await.iter().all(|e| *e));
+}
+
+#[tokio::test]
+async fn migrations_on_sqlite() {
+    let db = Database::connect("sqlite::memory:").await.unwrap();
+    assert_eq!(db.get_database_backend(), DbBackend::Sqlite);
+    exercise(&db).await;
+    assert!(
+        SchemaManager::new(&db)
+            .has_table(spane_migrations::MIGRATION_TABLE)
+            .await
+            .unwrap(),
+        "bookkeeping in spane_migrations"
+    );
+}
+
+#[tokio::test]
+async fn migrations_on_postgres() {
+    let url = std::env::var("SPANE_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!(
+        "spane_test_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let admin = Database::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is not reachable: {e}"));
+    exec(&admin, &format!("CREATE SCHEMA \"{schema}\""))
+        .await
+        .unwrap();
+
+    let mut options = ConnectOptions::new(&url);
+    options
+        .set_schema_search_path(schema.clone())
+        .max_connections(2);
+    let db = Database::connect(options).await.unwrap();
+    let outcome = tokio::spawn({
+        let db = db.clone();
+        async move { exercise(&db).await }
+    })
+    .await;
+    let _ = db.close().await;
+    exec(&admin, &format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
