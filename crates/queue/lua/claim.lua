@@ -7,7 +7,7 @@
 -- handing out more and leaving the first ones to stall.
 -- Reply: { jobs, next_due_ms_or_-1 }, each job
 --   { E, i, token, attempt, declared parents, previous JSON object, initial JSON or '',
---     delay elapsed 0/1, wf, ver, par, dep, node id JSON }
+--     delay elapsed 0/1, wf, ver, par, dep, node id JSON, ready at ms or '' }
 local SP, max, lease, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local memo = SP .. 'claim:' .. ARGV[5]
 local replay = redis.call('GET', memo)
@@ -43,7 +43,7 @@ for _, m in ipairs(popped) do
   local f = { false }
   if sep then
     f = redis.call('HMGET', X, 'st', 's:' .. i, 'p:' .. i, 'tok', 'na:' .. i, 'de:' .. i,
-      'wfj', 'id:' .. i, 'ts:' .. i, 'wf', 'ver', 'par', 'dep')
+      'wfj', 'id:' .. i, 'ts:' .. i, 'wf', 'ver', 'par', 'dep', 'ra:' .. i)
   end
   if f[1] and f[2] == 'R' then
     if f[1] ~= 'running' then
@@ -83,7 +83,7 @@ for _, m in ipairs(popped) do
       leases[#leases + 1] = m
       node_event(E, f[7], f[8], 'running', ',"attempt":' .. att, now)
       out[#out + 1] = { E, i, tok, tonumber(att), #parents, '{' .. table.concat(prev, ',') .. '}',
-        init, f[6] == '1' and 1 or 0, f[10], f[11], f[12] or '', f[13], f[8] }
+        init, f[6] == '1' and 1 or 0, f[10], f[11], f[12] or '', f[13], f[8], f[14] or '' }
     end
   end
 end

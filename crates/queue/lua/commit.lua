@@ -38,7 +38,7 @@ end
 if kind == 'retry' or kind == 'delay' then
   local delay = tonumber(ARGV[9])
   local H = { 't:' .. i, '', 'ns:' .. i, 'delayed', 'ct:' .. i, tok, 'cf:' .. i, '',
-    'cn:' .. i, ARGV[13] }
+    'cn:' .. i, ARGV[13], 'ra:' .. i, istr(now + delay) }
   local extra = ',"nextDelayMs":' .. istr(delay)
   if kind == 'retry' then
     -- A retry asks the rate limiter again.

@@ -38,6 +38,8 @@ elseif action == 'resume' then
     if s == 'D' then
       H[#H + 1] = 's:' .. (j - 1)
       H[#H + 1] = 'R'
+      H[#H + 1] = 'ra:' .. (j - 1)
+      H[#H + 1] = istr(now)
       push[#push + 1] = E .. '|' .. (j - 1)
     end
   end

@@ -16,6 +16,8 @@
 --   o:i rt:i e:i  output JSON, routes (comma-separated child indices; absent = all), last error
 --   a:i na:i  attempt running / attempt the next claim runs;  t:i  current lease token
 --   ts:i tf:i de:i sc:i  started, finished, delay elapsed, stall count;  dlq:i  DLQ item JSON
+--   ra:i      when the node last became claimable (for the queue-wait metric)
+--   ct:i cn:i cf:i  token, content fingerprint and decided status of the last applied commit
 
 local ENC = 65536
 
@@ -180,6 +182,7 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
   for _, ch in ipairs(push) do
     if c.st == 'running' then
       set('s:' .. ch, 'R')
+      set('ra:' .. ch, istr(now))
       members[#members + 1] = c.E .. '|' .. ch
     else
       -- Paused or ended: the node is held; resume or a DLQ retry requeues it.

@@ -28,7 +28,7 @@ for _, m in ipairs(expired) do
       write_back(c, tonumber(ARGV[3]))
     else
       redis.call('HSET', X, 'sc:' .. i, istr(stalls), 't:' .. i, '', 'ns:' .. i, 'pending',
-        'na:' .. i, istr(tonumber(f[7] or '1') + 1))
+        'na:' .. i, istr(tonumber(f[7] or '1') + 1), 'ra:' .. i, istr(now))
       redis.call('LPUSH', KEYS[1], m)
     end
   end

@@ -8,6 +8,6 @@ if f[1] ~= ARGV[4] or f[2] ~= 'R' then
 end
 local member = ARGV[2] .. '|' .. i
 redis.call('ZREM', KEYS[2], member)
-redis.call('HSET', X, 't:' .. i, '', 'ns:' .. i, 'pending')
+redis.call('HSET', X, 't:' .. i, '', 'ns:' .. i, 'pending', 'ra:' .. i, istr(now_ms()))
 redis.call('LPUSH', KEYS[1], member)
 return 1

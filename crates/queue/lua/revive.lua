@@ -16,7 +16,8 @@ for k = 4, #ARGV do
   local i = ARGV[k]
   if redis.call('HGET', X, 's:' .. i) == 'F' then
     local m = E .. '|' .. i
-    for _, v in ipairs({ 's:' .. i, 'R', 'ns:' .. i, 'pending', 'na:' .. i, '1', 'sc:' .. i, '0' }) do
+    for _, v in ipairs({ 's:' .. i, 'R', 'ns:' .. i, 'pending', 'na:' .. i, '1', 'sc:' .. i, '0',
+      'ra:' .. i, istr(now) }) do
       H[#H + 1] = v
     end
     gone[#gone + 1] = 'dlq:' .. i
@@ -39,6 +40,8 @@ for j, s in ipairs(states) do
     local i = j - 1
     H[#H + 1] = 's:' .. i
     H[#H + 1] = 'R'
+    H[#H + 1] = 'ra:' .. i
+    H[#H + 1] = istr(now)
     push[#push + 1] = E .. '|' .. i
   end
 end

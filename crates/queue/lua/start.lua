@@ -39,6 +39,7 @@ for i = 0, n - 1 do
   end
   if np == 0 then
     H[#H + 1] = 's:' .. i; H[#H + 1] = 'R'
+    H[#H + 1] = 'ra:' .. i; H[#H + 1] = istr(now)
     roots[#roots + 1] = E .. '|' .. i
   end
 end

@@ -89,6 +89,9 @@ pub struct ClaimedJob {
     pub delay_elapsed: bool,
     /// How long the claim is valid without renewal.
     pub lease: Duration,
+    /// When the job became claimable (ready, or due after a delay), milliseconds since the
+    /// Unix epoch: the claim time minus this is the time it waited in the queue.
+    pub ready_at: Option<i64>,
 }
 
 /// How an attempt ended, as the worker reports it.

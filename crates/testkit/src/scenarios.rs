@@ -122,6 +122,13 @@ pub async fn start_makes_roots_claimable(factory: &dyn QueueFactory) {
             "{}: a root has no previous results",
             job.node_id
         );
+        assert!(
+            job.ready_at
+                .is_some_and(|t| t <= spane_core::now_millis() && t >= record.created_at - 1000),
+            "{}: a claim says when the job became claimable ({:?})",
+            job.node_id,
+            job.ready_at
+        );
         assert_eq!(job.parent_execution_id, Some(parent));
         assert_eq!(job.depth, 2);
         assert!(!job.delay_elapsed);

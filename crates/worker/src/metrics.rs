@@ -12,6 +12,7 @@
 //! | [`NODE_EXECUTIONS`] `spane_node_executions_total` | counter | `node_type`, `outcome` | Commits of node attempts: `completed`, `failed` (for good), `continued` (failed with `continueOnFail`), `retry` (another attempt scheduled, including `retry_after`), `delayed` (a delay node starts waiting), `stale` (refused: the lease was lost, another worker's result stands). |
 //! | [`NODE_DURATION`] `spane_node_duration_seconds` | histogram | `node_type` | Wall time of one executor call (timed-out and panicking attempts included; delay nodes run no executor). |
 //! | [`NODE_RETRIES`] `spane_node_retries_total` | counter | `node_type` | Retries scheduled (applied `retry` commits, `retry_after` included). |
+//! | [`QUEUE_WAIT`] `spane_queue_wait_seconds` | histogram | `node_type` | Time from a node becoming claimable (ready, or due after a delay or retry backoff) to a worker starting it. |
 //! | [`DLQ_SIZE`] `spane_dlq_size` | gauge | — | Items in the dead-letter queue, read by each running worker manager every [`DLQ_REFRESH`] when the backend keeps one. |
 //! | [`BREAKER_STATE`] `spane_breaker_state` | gauge | `key` | What this worker last saw of a circuit breaker: 0 closed, 1 open (an attempt was rejected), 2 half-open (a probe was let through). |
 //! | [`RATE_LIMIT_WAITS`] `spane_rate_limit_waits_total` | counter | `key` | Nodes that had to wait for a rate-limit slot (`global` or `type:<node type>`). |
@@ -20,12 +21,6 @@
 //! `node_type` is the node's type in the definition (`delay` for delay nodes), or `unknown` when
 //! the pinned definition could not be loaded.
 //!
-//! Not recorded:
-//!
-//! - Queue wait (time from a node becoming ready to its claim): a claimed job carries no
-//!   ready time yet, so there is nothing honest to measure. It needs a ready timestamp on
-//!   `ClaimedJob`, filled by both backends.
-
 use std::time::Duration;
 
 use spane_core::ExecutionStatus;
@@ -41,6 +36,8 @@ pub const NODE_EXECUTIONS: &str = "spane_node_executions_total";
 pub const NODE_DURATION: &str = "spane_node_duration_seconds";
 /// Counter: retries scheduled, label `node_type`.
 pub const NODE_RETRIES: &str = "spane_node_retries_total";
+/// Histogram: seconds from a node becoming claimable to a worker starting it, label `node_type`.
+pub const QUEUE_WAIT: &str = "spane_queue_wait_seconds";
 /// Gauge: items in the dead-letter queue (no labels).
 pub const DLQ_SIZE: &str = "spane_dlq_size";
 
@@ -73,6 +70,11 @@ pub fn describe() {
     );
     metrics::describe_counter!(NODE_RETRIES, "Node retries scheduled, by node type.");
     metrics::describe_gauge!(DLQ_SIZE, "Items in the dead-letter queue.");
+    metrics::describe_histogram!(
+        QUEUE_WAIT,
+        metrics::Unit::Seconds,
+        "Time from a node becoming claimable to a worker starting it."
+    );
     metrics::describe_gauge!(
         BREAKER_STATE,
         "Circuit breaker state last seen: 0 closed, 1 open, 2 half-open."
@@ -135,6 +137,13 @@ pub(crate) fn node_committed(node_type: &str, outcome: &'static str) {
 }
 
 /// Sets [`DLQ_SIZE`].
+pub(crate) fn queue_wait(node_type: &str, ready_at: Option<i64>) {
+    if let Some(at) = ready_at {
+        let waited = (spane_core::now_millis() - at).max(0) as f64 / 1000.0;
+        metrics::histogram!(QUEUE_WAIT, "node_type" => node_type.to_owned()).record(waited);
+    }
+}
+
 pub(crate) fn breaker_state(key: &str, state: f64) {
     metrics::gauge!(BREAKER_STATE, "key" => key.to_owned()).set(state);
 }

@@ -108,6 +108,7 @@ impl NodeProcessor {
                 dag.node(job.node).node_type.as_str()
             });
             tracing::Span::current().record("node_type", node_type);
+            metrics::queue_wait(node_type, job.ready_at);
             let commit = match &dag {
                 Ok(dag) => self.run(&job, dag, cancel).await,
                 Err(e) => NodeCommit::Failed {

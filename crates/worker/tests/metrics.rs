@@ -264,6 +264,28 @@ async fn worker_records_finished_executions_node_outcomes_retries_durations_and_
         ]
     );
 
+    // One queue wait per claimed attempt: every executor call, plus the delay node's two
+    // claims (start of the wait, and pass-through once it elapsed).
+    let waits: Vec<(String, usize)> = series(&all, MetricKind::Histogram, names::QUEUE_WAIT)
+        .into_iter()
+        .map(|(labels, v)| match v {
+            DebugValue::Histogram(samples) => {
+                assert!(samples.iter().all(|s| s.0 >= 0.0 && s.0 < 10.0));
+                (labels.join(","), samples.len())
+            }
+            other => panic!("not a histogram: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        [
+            ("node_type=broken".to_owned(), 3),
+            ("node_type=delay".to_owned(), 2),
+            ("node_type=flaky".to_owned(), 2),
+            ("node_type=ok".to_owned(), 2),
+        ]
+    );
+
     // The engine counts started executions; this test starts them on the queue directly.
     assert_eq!(counter(&all, names::EXECUTIONS_STARTED, &[]), 0);
 

@@ -28,6 +28,8 @@ struct Slot {
     delay_elapsed: bool,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    /// When the node last became claimable.
+    ready_at: Option<i64>,
 }
 
 pub(super) struct Exec {
@@ -77,8 +79,16 @@ impl Exec {
             error: None,
             dead: None,
         };
+        let mut exec = exec;
+        exec.mark_ready(&t.ready, now_millis());
         let events = vec![exec.workflow_event(WorkflowEventStatus::Started, None)];
         (exec, t.ready, events)
+    }
+
+    fn mark_ready(&mut self, nodes: &[NodeIndex], at: i64) {
+        for &n in nodes {
+            self.slots[n].ready_at = Some(at);
+        }
     }
 
     fn workflow_event(&self, status: WorkflowEventStatus, error: Option<String>) -> EngineEvent {
@@ -162,12 +172,14 @@ impl Exec {
             depth: self.depth,
             delay_elapsed,
             lease,
+            ready_at: self.slots[node].ready_at,
         })
     }
 
     pub(super) fn release(&mut self, node: NodeIndex) {
         let slot = &mut self.slots[node];
         slot.status = Some(NodeStatus::Pending);
+        slot.ready_at = Some(now_millis());
     }
 
     pub(super) fn commit(
@@ -228,6 +240,7 @@ impl Exec {
                 }
                 // A retry asks the rate limiter again.
                 slot.delay_elapsed = false;
+                slot.ready_at = Some(now_millis() + delay.as_millis() as i64);
                 slot.status = Some(NodeStatus::Delayed);
                 slot.error = Some(error.clone());
                 let mut e = self.node_event(node, NodeEventStatus::Retrying);
@@ -245,6 +258,7 @@ impl Exec {
             NodeCommit::Delay { delay } => {
                 let slot = &mut self.slots[node];
                 slot.delay_elapsed = true;
+                slot.ready_at = Some(now_millis() + delay.as_millis() as i64);
                 slot.status = Some(NodeStatus::Delayed);
                 let mut e = self.node_event(node, NodeEventStatus::Delayed);
                 e.next_delay_ms = Some(delay.as_millis() as u64);
@@ -329,6 +343,7 @@ impl Exec {
             };
             events.push(self.workflow_event(kind, error));
         }
+        self.mark_ready(&t.ready, now);
         Applied {
             ready: t.ready,
             dead_letter: self.dead.take(),
@@ -352,6 +367,7 @@ impl Exec {
         for &r in &t.ready[1..] {
             self.slots[r].status = Some(NodeStatus::Pending);
         }
+        self.mark_ready(&t.ready, now_millis());
         if was != ExecutionStatus::Running {
             self.error = None;
             self.finished_at = None;
@@ -382,6 +398,7 @@ impl Exec {
             return Ok(Vec::new());
         };
         events.push(self.workflow_event(WorkflowEventStatus::Resumed, None));
+        self.mark_ready(&ready, now_millis());
         Ok(ready)
     }
 

@@ -32,7 +32,7 @@ fn int(v: &Value) -> i64 {
 /// One job of a claim reply (see `claim.lua`).
 pub(super) fn claimed_job(value: Value, lease: Duration) -> Result<ClaimedJob, QueueError> {
     let f = value.into_array();
-    if f.len() < 13 {
+    if f.len() < 14 {
         return Err(corrupt(format!("claim reply with {} fields", f.len())));
     }
     let execution_id: ExecutionId = text(&f[0])
@@ -75,6 +75,7 @@ pub(super) fn claimed_job(value: Value, lease: Duration) -> Result<ClaimedJob, Q
         depth: text(&f[11]).parse().unwrap_or(0),
         delay_elapsed: int(&f[7]) == 1,
         lease,
+        ready_at: text(&f[13]).parse().ok(),
     })
 }
 
