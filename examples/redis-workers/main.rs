@@ -481,6 +481,13 @@ async fn run_producer(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = produce(&engine, &args, &mut workers, spawned).await;
     let round_trips = stop_workers(workers).await;
     engine.shutdown().await;
+    // The run's keys (executions, event stream, definitions) are of no use afterwards.
+    if args.prefix.is_none()
+        && let Ok(q) =
+            spane::queue::RedisQueue::connect(RedisConfig::new(&url).prefix(&prefix)).await
+    {
+        let _ = q.delete_all_keys().await;
+    }
     if let Ok((_, nodes)) = &outcome
         && *nodes > 0
     {

@@ -178,8 +178,44 @@ fn ci() -> ExitCode {
     }
 
     print_timings(&timings);
+    delete_test_keys(&redis);
     println!("xtask ci: all {total} steps passed");
     ExitCode::SUCCESS
+}
+
+/// Key prefixes the test suites give their Redis keys (each test its own prefix below them).
+const TEST_KEY_PATTERNS: [&str; 3] = ["spane-test-*", "spane-conf-*", "spane-stall-*"];
+
+/// Deletes the keys the tests left in Redis (event streams, definitions, failed executions
+/// kept for their dead letters), so that repeated CI runs do not grow the shared Redis.
+fn delete_test_keys(redis: &Service) {
+    const SCRIPT: &str = "local n = 0 \
+        for _, p in ipairs(ARGV) do \
+          local keys = redis.call('KEYS', p) \
+          for i = 1, #keys, 500 do \
+            redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys))) \
+          end \
+          n = n + #keys \
+        end \
+        return n";
+    let result = redis.endpoint().and_then(|ep| {
+        let mut stream = ep.connect()?;
+        redis_ping(&mut stream, &ep)?;
+        let mut command = vec!["EVAL", SCRIPT, "0"];
+        command.extend(TEST_KEY_PATTERNS);
+        send(&mut stream, &resp_command(&command))?;
+        read_line(&mut stream)
+    });
+    match result {
+        Ok(reply) => match reply.strip_prefix(':') {
+            Some(n) => println!("xtask ci: deleted {n} Redis keys left by the tests"),
+            None => eprintln!(
+                "xtask ci: deleting test keys answered `{}`",
+                shorten(&reply)
+            ),
+        },
+        Err(why) => eprintln!("xtask ci: could not delete test keys: {why}"),
+    }
 }
 
 fn services() -> ExitCode {
