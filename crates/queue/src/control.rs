@@ -33,3 +33,18 @@ pub trait ExecutionControl: Send + Sync {
     /// Executions cancelled from now on, by any process sharing the backend.
     async fn cancellations(&self) -> Result<CancelStream, QueueError>;
 }
+
+/// A [`CancelStream`] over a broadcast of cancelled ids (a slow reader skips what it missed:
+/// the executors of those executions then run to their end).
+pub(crate) fn cancel_stream(rx: tokio::sync::broadcast::Receiver<ExecutionId>) -> CancelStream {
+    use tokio::sync::broadcast::error::RecvError;
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(id) => return Some((id, rx)),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }))
+}

@@ -17,7 +17,7 @@ use spane_core::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::control::{CancelStream, ExecutionControl};
+use crate::control::{CancelStream, ExecutionControl, cancel_stream};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
@@ -595,15 +595,7 @@ impl ExecutionControl for MemoryQueue {
 
     async fn cancellations(&self) -> Result<CancelStream, QueueError> {
         let rx = self.shared.cancels.subscribe();
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(id) => return Some((id, rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })))
+        Ok(cancel_stream(rx))
     }
 }
 

@@ -7,7 +7,7 @@ use spane_core::{ExecutionId, ExecutionStatus};
 use tokio::sync::broadcast;
 
 use super::{RedisQueue, millis, record, unavailable};
-use crate::control::{CancelStream, ExecutionControl};
+use crate::control::{CancelStream, ExecutionControl, cancel_stream};
 use crate::error::QueueError;
 
 impl RedisQueue {
@@ -118,14 +118,6 @@ impl ExecutionControl for RedisQueue {
 
     async fn cancellations(&self) -> Result<CancelStream, QueueError> {
         let rx = self.cancel_feed().await?.subscribe();
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(id) => return Some((id, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })))
+        Ok(cancel_stream(rx))
     }
 }

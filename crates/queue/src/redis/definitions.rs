@@ -135,11 +135,10 @@ impl RedisQueue {
         Ok(out)
     }
 
-    /// Deletes every key under this queue's prefix (for tests and teardown); returns how many.
-    pub async fn delete_all_keys(&self) -> Result<usize, QueueError> {
-        let pattern = format!("{}:*", self.inner.config.prefix);
+    /// Keys matching `pattern`, found with SCAN (never blocks Redis like KEYS would).
+    pub(super) async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, QueueError> {
         let mut cursor = "0".to_owned();
-        let mut deleted = 0;
+        let mut out = Vec::new();
         loop {
             self.trip();
             let (next, keys): (String, Vec<String>) = self
@@ -148,24 +147,34 @@ impl RedisQueue {
                 .custom(
                     fred::cmd!("SCAN"),
                     vec![
-                        cursor.clone(),
+                        cursor,
                         "MATCH".into(),
-                        pattern.clone(),
+                        pattern.to_owned(),
                         "COUNT".into(),
                         "500".into(),
                     ],
                 )
                 .await
                 .map_err(unavailable)?;
-            for key in keys {
-                self.trip();
-                let n: i64 = self.inner.client.unlink(key).await.map_err(unavailable)?;
-                deleted += n as usize;
-            }
+            out.extend(keys);
             if next == "0" {
-                return Ok(deleted);
+                return Ok(out);
             }
             cursor = next;
         }
+    }
+
+    /// Deletes every key under this queue's prefix (for tests and teardown); returns how many.
+    pub async fn delete_all_keys(&self) -> Result<usize, QueueError> {
+        let mut deleted = 0;
+        for key in self
+            .scan_keys(&format!("{}:*", self.inner.config.prefix))
+            .await?
+        {
+            self.trip();
+            let n: i64 = self.inner.client.unlink(key).await.map_err(unavailable)?;
+            deleted += n as usize;
+        }
+        Ok(deleted)
     }
 }

@@ -76,58 +76,35 @@ impl SharedLimits for RedisQueue {
     async fn breakers(&self) -> Result<Vec<BreakerInfo>, QueueError> {
         let prefix = format!("{}:cb:{{", self.inner.config.prefix);
         let mut out = Vec::new();
-        let mut cursor = "0".to_owned();
-        loop {
+        for redis_key in self.scan_keys(&format!("{prefix}*")).await? {
             self.trip();
-            let (next, keys): (String, Vec<String>) = self
+            let f: std::collections::HashMap<String, String> = self
                 .inner
                 .client
-                .custom(
-                    fred::cmd!("SCAN"),
-                    vec![
-                        cursor.clone(),
-                        "MATCH".into(),
-                        format!("{prefix}*"),
-                        "COUNT".into(),
-                        "500".into(),
-                    ],
-                )
+                .hgetall(&redis_key)
                 .await
                 .map_err(unavailable)?;
-            for redis_key in keys {
-                self.trip();
-                let f: std::collections::HashMap<String, String> = self
-                    .inner
-                    .client
-                    .hgetall(&redis_key)
-                    .await
-                    .map_err(unavailable)?;
-                let num = |k: &str| f.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-                let key = redis_key
-                    .strip_prefix(&prefix)
-                    .and_then(|k| k.strip_suffix('}'))
-                    .unwrap_or(&redis_key)
-                    .to_owned();
-                let status = match f.get("status").map(String::as_str) {
-                    Some("OPEN") => BreakerStatus::Open,
-                    Some("HALF_OPEN") => BreakerStatus::HalfOpen,
-                    _ => BreakerStatus::Closed,
-                };
-                out.push(BreakerInfo {
-                    key,
-                    state: BreakerState {
-                        status,
-                        failures: num("failures") as u32,
-                        successes: num("successes") as u32,
-                        opened_at: num("openedAt"),
-                        probe_until: num("probeUntil"),
-                    },
-                });
-            }
-            if next == "0" {
-                break;
-            }
-            cursor = next;
+            let num = |k: &str| f.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            let key = redis_key
+                .strip_prefix(&prefix)
+                .and_then(|k| k.strip_suffix('}'))
+                .unwrap_or(&redis_key)
+                .to_owned();
+            let status = match f.get("status").map(String::as_str) {
+                Some("OPEN") => BreakerStatus::Open,
+                Some("HALF_OPEN") => BreakerStatus::HalfOpen,
+                _ => BreakerStatus::Closed,
+            };
+            out.push(BreakerInfo {
+                key,
+                state: BreakerState {
+                    status,
+                    failures: num("failures") as u32,
+                    successes: num("successes") as u32,
+                    opened_at: num("openedAt"),
+                    probe_until: num("probeUntil"),
+                },
+            });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
