@@ -1,0 +1,86 @@
+//! An embedded engine whose store is a SQLite file keeps its definitions and history across
+//! restarts of the application.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use serde_json::json;
+use spane::prelude::*;
+use spane::store::{SqlStore, SqlStoreOptions};
+
+fn temp_sqlite() -> (std::path::PathBuf, String) {
+    let path = std::env::temp_dir().join(format!("{}.sqlite", unique_prefix()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    (path, url)
+}
+
+async fn engine_on(url: &str, calls: &Calls) -> WorkflowEngine {
+    let store = SqlStore::connect(url, SqlStoreOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+    let engine = WorkflowEngine::builder()
+        .registry(pass_registry(calls))
+        .store(Arc::new(store))
+        .build();
+    engine.start_workers(4).unwrap();
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_engine_on_a_sqlite_file_keeps_its_history_across_restarts() {
+    let (path, url) = temp_sqlite();
+    let calls = Calls::default();
+    let wf = graph("kept", &["a", "b", "c"], &[("a", "b"), ("a", "c")]);
+
+    let first = engine_on(&url, &calls).await;
+    assert_eq!(first.register_workflow(wf.clone()).await.unwrap(), 1);
+    let id = first
+        .enqueue_workflow("kept", json!({"n": 0, "flag": false, "s": ""}))
+        .await
+        .unwrap();
+    let live = first.wait_for_execution(id, DEADLINE).await.unwrap();
+    assert_eq!(live.status, ExecutionStatus::Completed);
+    first.shutdown().await;
+    drop(first);
+
+    // A new engine (a restarted application) on the same file.
+    let second = engine_on(&url, &calls).await;
+    let kept = second
+        .get_execution(id)
+        .await
+        .unwrap()
+        .expect("the execution is in the SQLite history");
+    assert_eq!(kept.status, ExecutionStatus::Completed);
+    assert_eq!(
+        kept.initial_data,
+        json!({"n": 0, "flag": false, "s": ""}),
+        "values kept exactly"
+    );
+    for node in ["a", "b", "c"] {
+        assert_eq!(
+            kept.node_results[node].status,
+            NodeStatus::Completed,
+            "{node}"
+        );
+        assert_eq!(kept.output(node), live.output(node), "{node}");
+    }
+    assert_eq!(
+        second.register_workflow(wf).await.unwrap(),
+        1,
+        "the version is remembered"
+    );
+    let again = second.enqueue_workflow("kept", json!({})).await.unwrap();
+    assert_eq!(
+        second
+            .wait_for_execution(again, DEADLINE)
+            .await
+            .unwrap()
+            .status,
+        ExecutionStatus::Completed
+    );
+    second.shutdown().await;
+    drop(second);
+    let _ = std::fs::remove_file(path);
+}
