@@ -14,6 +14,7 @@
 mod control;
 mod dlq;
 mod error;
+mod history;
 mod job;
 mod limits;
 mod memory;
@@ -23,6 +24,7 @@ mod redis;
 pub use control::{CancelStream, ExecutionControl};
 pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;
+pub use history::{HistoryBatch, HistoryFeed};
 pub use job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 pub use limits::{BreakerInfo, SharedLimits};
 pub use memory::{MemoryQueue, MemoryQueueConfig};

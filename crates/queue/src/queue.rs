@@ -11,6 +11,7 @@ use spane_core::{ExecutionId, ExecutionRecord, WorkflowDefinition};
 use crate::control::ExecutionControl;
 use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
+use crate::history::HistoryFeed;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::SharedLimits;
 
@@ -90,6 +91,11 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
     /// backends.
     async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
         Ok(None)
+    }
+
+    /// The feed a write-behind history writer reads, when this backend offers one.
+    fn history_feed(&self) -> Option<&dyn HistoryFeed> {
+        None
     }
 
     /// Circuit breakers and rate limits shared by this backend's workers, when it offers them.

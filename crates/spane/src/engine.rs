@@ -16,7 +16,10 @@ use spane_queue::{
     RedisConfig, RedisQueue, SharedLimits, StartExecution,
 };
 use spane_store::{MemoryStore, Store};
-use spane_worker::{Definitions, NodeProcessor, ShutdownReport, WorkerConfig, WorkerManager};
+use spane_worker::{
+    Definitions, HistoryConfig, HistoryWriter, NodeProcessor, ShutdownReport, WorkerConfig,
+    WorkerManager,
+};
 use tokio::time::Instant;
 
 use crate::error::Error;
@@ -37,6 +40,29 @@ pub struct EngineConfig {
     /// Threads of the pool that runs executors of CPU-heavy node types (default 2; the pool is
     /// only started when the registry marks a type CPU-heavy).
     pub cpu_threads: usize,
+    /// How execution history reaches the store (default [`HistoryMode::Auto`]).
+    pub history: HistoryMode,
+    /// Write-behind: how long a batch another writer read may stay unwritten before this
+    /// engine's writer takes it over (default 30 s).
+    pub history_reclaim_idle: Duration,
+}
+
+/// How execution history reaches the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HistoryMode {
+    /// Write-behind when the queue offers a history feed (Redis) and the store keeps history;
+    /// write-through otherwise.
+    #[default]
+    Auto,
+    /// Each worker writes a node's result right after its commit, and the whole record when
+    /// the execution ends: one store write per node on the worker's path.
+    WriteThrough,
+    /// A writer per engine copies changed executions from the queue to the store in batches,
+    /// off the hot path; what was committed reaches the store even if a worker process dies
+    /// (another writer takes its unfinished batch over). History lags the live state by a
+    /// batch; live reads (`get_execution`) come from the queue meanwhile.
+    WriteBehind,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +72,8 @@ impl Default for EngineConfig {
             shutdown_timeout: Duration::from_secs(30),
             rate_limit: None,
             cpu_threads: 2,
+            history: HistoryMode::Auto,
+            history_reclaim_idle: Duration::from_secs(30),
         }
     }
 }
@@ -205,8 +233,14 @@ impl EngineBuilder {
             }
             None => CpuPool(None),
         };
+        let write_behind = match self.config.history {
+            HistoryMode::WriteThrough => false,
+            HistoryMode::WriteBehind => queue.history_feed().is_some(),
+            HistoryMode::Auto => queue.history_feed().is_some() && store.keeps_history(),
+        };
         let processor = Arc::new(
             NodeProcessor::new(queue.clone(), store.clone(), definitions.clone())
+                .with_write_through(!write_behind && store.keeps_history())
                 .with_global_rate_limit(self.config.rate_limit)
                 .with_cpu_pool(cpu_pool.0.as_ref().map(|rt| rt.handle().clone())),
         );
@@ -221,6 +255,8 @@ impl EngineBuilder {
                 workers: Mutex::new(Vec::new()),
                 config: self.config,
                 _cpu_pool: cpu_pool,
+                write_behind,
+                history_writer: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -268,6 +304,8 @@ struct Inner {
     workers: Mutex<Vec<WorkerManager>>,
     config: EngineConfig,
     _cpu_pool: CpuPool,
+    write_behind: bool,
+    history_writer: tokio::sync::Mutex<Option<HistoryWriter>>,
 }
 
 impl fmt::Debug for WorkflowEngine {
@@ -406,6 +444,19 @@ impl WorkflowEngine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(manager);
+        if self.inner.write_behind
+            && let Ok(mut writer) = self.inner.history_writer.try_lock()
+            && writer.is_none()
+        {
+            *writer = HistoryWriter::start(
+                self.inner.queue.clone(),
+                self.inner.store.clone(),
+                HistoryConfig {
+                    reclaim_idle: self.inner.config.history_reclaim_idle,
+                    ..HistoryConfig::default()
+                },
+            );
+        }
         Ok(())
     }
 
@@ -609,6 +660,10 @@ impl WorkflowEngine {
             let r = m.shutdown(self.inner.config.shutdown_timeout).await;
             total.drained += r.drained;
             total.released += r.released;
+        }
+        // What the workers committed is written before shutdown returns.
+        if let Some(writer) = self.inner.history_writer.lock().await.take() {
+            writer.flush_and_stop().await;
         }
         total
     }

@@ -37,7 +37,7 @@ mod engine;
 mod error;
 mod redis_store;
 
-pub use engine::{EngineBuilder, EngineConfig, EnqueueOptions, WorkflowEngine};
+pub use engine::{EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, WorkflowEngine};
 pub use error::Error;
 pub use redis_store::RedisDefinitionStore;
 

@@ -71,6 +71,10 @@ impl WorkflowStore for RedisDefinitionStore {
 
 #[async_trait]
 impl ExecutionStore for RedisDefinitionStore {
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
     async fn save_execution(&self, _record: &ExecutionRecord) -> Result<(), StoreError> {
         Ok(())
     }

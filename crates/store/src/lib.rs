@@ -184,6 +184,12 @@ impl ExecutionQuery {
 /// Execution history.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync + fmt::Debug + 'static {
+    /// Whether this store keeps history (a store that keeps none lets the engine skip writing
+    /// it). Default `true`.
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
     /// Creates or replaces an execution record, node results included (idempotent).
     ///
     /// Node results already stored that `record` does not carry are kept; `created_at` is the

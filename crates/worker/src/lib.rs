@@ -18,6 +18,7 @@
 mod definitions;
 mod error;
 mod gate;
+mod history;
 mod manager;
 pub mod metrics;
 mod outcome;
@@ -25,6 +26,7 @@ mod processor;
 
 pub use definitions::Definitions;
 pub use error::WorkerError;
+pub use history::{HistoryConfig, HistoryWriter};
 pub use manager::{ShutdownReport, WorkerConfig, WorkerManager};
 pub use outcome::decide;
 pub use processor::NodeProcessor;

@@ -28,6 +28,7 @@ pub struct NodeProcessor {
     definitions: Arc<Definitions>,
     gate: Gate,
     cpu_pool: Option<tokio::runtime::Handle>,
+    write_through: bool,
 }
 
 impl fmt::Debug for NodeProcessor {
@@ -72,7 +73,15 @@ impl NodeProcessor {
             definitions,
             gate,
             cpu_pool: None,
+            write_through: true,
         }
+    }
+
+    /// Whether each commit's history is written by the worker right after it (write-through,
+    /// the default), or left to a [`HistoryWriter`](crate::HistoryWriter) (write-behind).
+    pub fn with_write_through(mut self, write_through: bool) -> Self {
+        self.write_through = write_through;
+        self
     }
 
     /// Limits every node of every worker of the backend to `limit` (the global rate limiter).
@@ -253,6 +262,9 @@ impl NodeProcessor {
     }
 
     async fn record_history(&self, job: &ClaimedJob, commit: &NodeCommit, finished: bool) {
+        if !self.write_through {
+            return;
+        }
         let result = match commit {
             NodeCommit::Completed { data, .. } => Some(NodeResult {
                 node_id: job.node_id.clone(),

@@ -13,6 +13,7 @@ mod config;
 mod control;
 mod definitions;
 mod dlq;
+mod history;
 mod limits;
 mod record;
 mod scripts;
@@ -62,6 +63,7 @@ struct Inner {
     last_reclaim: Mutex<Option<Instant>>,
     round_trips: AtomicU64,
     cancel_feed: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<ExecutionId>>>,
+    history_group: std::sync::OnceLock<()>,
 }
 
 struct Keys {
@@ -171,6 +173,7 @@ impl RedisQueue {
                 last_reclaim: Mutex::new(None),
                 round_trips: AtomicU64::new(0),
                 cancel_feed: tokio::sync::Mutex::new(None),
+                history_group: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -602,6 +605,10 @@ impl ExecutionQueue for RedisQueue {
     }
 
     fn limits(&self) -> Option<&dyn crate::limits::SharedLimits> {
+        Some(self)
+    }
+
+    fn history_feed(&self) -> Option<&dyn crate::history::HistoryFeed> {
         Some(self)
     }
 

@@ -4,6 +4,7 @@
 //! ```text
 //! spane-test-worker --redis URL --prefix P --concurrency N --lease-ms L --work-ms W --name NAME
 //!                   [--events-cap N] [--reclaim-ms R] [--watch-stdin]
+//!                   [--database-url URL --schema S [--history-reclaim-ms H]]
 //! ```
 //!
 //! It registers one executor type, `pass`, which sleeps `W` ms (simulated work) and returns
@@ -43,6 +44,9 @@ struct Args {
     events_cap: Option<u64>,
     reclaim_every: Duration,
     watch_stdin: bool,
+    /// PostgreSQL history (write-behind): URL and schema.
+    database: Option<(String, String)>,
+    history_reclaim: Duration,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -55,6 +59,9 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut events_cap = None;
     let mut reclaim_every = Duration::from_millis(100);
     let mut watch_stdin = false;
+    let mut database_url = None;
+    let mut schema = None;
+    let mut history_reclaim = Duration::from_secs(30);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--watch-stdin" {
@@ -78,6 +85,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--name" => name = Some(value.clone()),
             "--events-cap" => events_cap = Some(number()?),
             "--reclaim-ms" => reclaim_every = Duration::from_millis(number()?),
+            "--database-url" => database_url = Some(value.clone()),
+            "--schema" => schema = Some(value.clone()),
+            "--history-reclaim-ms" => history_reclaim = Duration::from_millis(number()?),
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -91,6 +101,12 @@ fn parse_args() -> anyhow::Result<Args> {
         events_cap,
         reclaim_every,
         watch_stdin,
+        database: match (database_url, schema) {
+            (Some(url), Some(schema)) => Some((url, schema)),
+            (None, None) => None,
+            _ => bail!("--database-url and --schema go together"),
+        },
+        history_reclaim,
     })
 }
 
@@ -209,12 +225,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(cap) = args.events_cap {
         redis = redis.events_cap(cap);
     }
-    let engine = WorkflowEngine::builder()
+    let mut builder = WorkflowEngine::builder()
         .registry(registry(&args, counters))
-        .config(engine_config())
-        .redis(redis)
-        .await?
-        .build();
+        .config(EngineConfig {
+            history_reclaim_idle: args.history_reclaim,
+            ..engine_config()
+        });
+    if let Some((url, schema)) = &args.database {
+        // PostgreSQL history, written behind by this worker's history writer.
+        let store = spane::store::SqlStore::connect(
+            url,
+            spane::store::SqlStoreOptions::default().schema(schema.clone()),
+        )
+        .await?;
+        builder = builder.store(std::sync::Arc::new(store));
+    }
+    let engine = builder.redis(redis).await?.build();
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     engine.start_workers(args.concurrency.max(1))?;

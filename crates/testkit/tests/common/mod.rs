@@ -87,7 +87,19 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker process on `url` and `prefix` and waits until it prints `ready`.
     pub fn start(url: &str, prefix: &str, name: &str, options: &WorkerOptions) -> Self {
+        Self::start_with(url, prefix, name, options, &[])
+    }
+
+    /// [`Worker::start`] with more arguments for the worker binary.
+    pub fn start_with(
+        url: &str,
+        prefix: &str,
+        name: &str,
+        options: &WorkerOptions,
+        extra: &[&str],
+    ) -> Self {
         let mut command = Command::new(WORKER_BIN);
+        command.args(extra);
         command
             .args(["--redis", url, "--prefix", prefix, "--name", name])
             .args(["--concurrency", &options.concurrency.to_string()])

@@ -1,0 +1,184 @@
+//! The history feed on Redis: a consumer group `history` on the event stream, which the scripts
+//! already append to inside every transition, so write-behind adds no command to the hot path.
+//! The stream is capped (`events_cap`): a writer must not fall further behind than that.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use serde::Deserialize;
+use spane_core::ExecutionId;
+
+use super::{RedisQueue, unavailable};
+use crate::error::QueueError;
+use crate::history::{HistoryBatch, HistoryFeed};
+
+const GROUP: &str = "history";
+
+#[derive(Deserialize)]
+struct Touched {
+    #[serde(rename = "executionId")]
+    execution_id: ExecutionId,
+}
+
+/// Entries (id, the `e` field) of an XREADGROUP or XAUTOCLAIM entry list.
+fn parse_entries(list: Value) -> Vec<(String, Option<String>)> {
+    list.into_array()
+        .into_iter()
+        .filter_map(|entry| {
+            let mut parts = entry.into_array().into_iter();
+            let id = parts.next()?.as_string()?;
+            let fields: Vec<String> = match parts.next() {
+                Some(Value::Map(m)) => m
+                    .inner()
+                    .into_iter()
+                    .flat_map(|(k, v)| [k.as_str().map(|s| s.to_string()), v.as_string()])
+                    .flatten()
+                    .collect(),
+                Some(other) => other
+                    .into_array()
+                    .iter()
+                    .filter_map(Value::as_string)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let events = fields
+                .chunks(2)
+                .find(|kv| kv.len() == 2 && kv[0] == "e")
+                .map(|kv| kv[1].clone());
+            Some((id, events))
+        })
+        .collect()
+}
+
+impl RedisQueue {
+    async fn ensure_history_group(&self) -> Result<(), QueueError> {
+        if self.inner.history_group.get().is_some() {
+            return Ok(());
+        }
+        self.trip();
+        let created: Result<Value, _> = self
+            .inner
+            .client
+            .custom(
+                fred::cmd!("XGROUP"),
+                vec![
+                    "CREATE",
+                    self.inner.keys.events.as_str(),
+                    GROUP,
+                    "$",
+                    "MKSTREAM",
+                ],
+            )
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.details().contains("BUSYGROUP") => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let _ = self.inner.history_group.set(());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HistoryFeed for RedisQueue {
+    async fn history_batch(
+        &self,
+        consumer: &str,
+        max: usize,
+        _block: Duration,
+        reclaim_idle: Duration,
+    ) -> Result<HistoryBatch, QueueError> {
+        self.ensure_history_group().await?;
+        let stream = self.inner.keys.events.as_str();
+        let count = max.max(1).to_string();
+        // Entries a dead writer left pending come first.
+        self.trip();
+        let claimed: Value = self
+            .inner
+            .client
+            .custom(
+                fred::cmd!("XAUTOCLAIM"),
+                vec![
+                    stream.to_owned(),
+                    GROUP.to_owned(),
+                    consumer.to_owned(),
+                    reclaim_idle.as_millis().to_string(),
+                    "0-0".to_owned(),
+                    "COUNT".to_owned(),
+                    count.clone(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut entries = claimed
+            .into_array()
+            .into_iter()
+            .nth(1)
+            .map(parse_entries)
+            .unwrap_or_default();
+        if entries.is_empty() {
+            self.trip();
+            // Not blocking: the connection is shared by every caller of this queue.
+            let read: Value = self
+                .inner
+                .client
+                .custom(
+                    fred::cmd!("XREADGROUP"),
+                    vec![
+                        "GROUP".to_owned(),
+                        GROUP.to_owned(),
+                        consumer.to_owned(),
+                        "COUNT".to_owned(),
+                        count,
+                        "STREAMS".to_owned(),
+                        stream.to_owned(),
+                        ">".to_owned(),
+                    ],
+                )
+                .await
+                .map_err(unavailable)?;
+            let lists: Vec<Value> = match read {
+                Value::Map(m) => m.inner().into_values().collect(),
+                Value::Array(a) => a
+                    .into_iter()
+                    .filter_map(|s| s.into_array().into_iter().nth(1))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            entries = lists.into_iter().flat_map(parse_entries).collect();
+        }
+        let mut seen = HashSet::new();
+        let mut batch = HistoryBatch::default();
+        for (id, events) in entries {
+            batch.entries.push(id);
+            let touched: Vec<Touched> = events
+                .and_then(|e| serde_json::from_str(&e).ok())
+                .unwrap_or_default();
+            for t in touched {
+                if seen.insert(t.execution_id) {
+                    batch.executions.push(t.execution_id);
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn history_ack(&self, entries: &[String]) -> Result<(), QueueError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec![self.inner.keys.events.clone(), GROUP.to_owned()];
+        args.extend(entries.iter().cloned());
+        self.trip();
+        let _: i64 = self
+            .inner
+            .client
+            .custom(fred::cmd!("XACK"), args)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
