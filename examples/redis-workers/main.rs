@@ -60,8 +60,8 @@ use tokio::task::JoinHandle;
 
 const USAGE: &str = "\
 usage: redis-workers [--workers N] [--executions E] [--concurrency C] [--shape chain|fanout]
-                     [--timeout SECS] [--prefix P]
-       redis-workers --role worker --prefix P --name W [--concurrency C]";
+                     [--timeout SECS] [--prefix P] [--history POSTGRES_URL [--history-mode behind|through]]
+       redis-workers --role worker --prefix P --name W [--concurrency C] [--history URL ...]";
 
 /// How long finished executions stay in Redis (the backend's default is 24 h).
 const RETENTION: Duration = Duration::from_secs(3600);
@@ -86,6 +86,9 @@ struct Args {
     timeout: Duration,
     prefix: Option<String>,
     name: Option<String>,
+    /// PostgreSQL history: URL, and write-through instead of write-behind.
+    database: Option<String>,
+    write_through: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -98,6 +101,8 @@ fn parse_args() -> anyhow::Result<Args> {
         timeout: Duration::from_secs(300),
         prefix: None,
         name: None,
+        database: None,
+        write_through: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -134,6 +139,14 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--prefix" => args.prefix = Some(value),
             "--name" => args.name = Some(value),
+            "--history" => args.database = Some(value),
+            "--history-mode" => {
+                args.write_through = match value.as_str() {
+                    "behind" => false,
+                    "through" => true,
+                    other => bail!("unknown history mode {other:?} (behind or through)"),
+                }
+            }
             other => bail!("unknown option {other:?}"),
         }
     }
@@ -288,9 +301,19 @@ async fn run_worker(args: Args) -> anyhow::Result<ExitCode> {
         shutdown_timeout: DRAIN_TIMEOUT,
         ..spane::EngineConfig::default()
     };
-    let builder = WorkflowEngine::builder()
+    let mut builder = WorkflowEngine::builder()
         .registry(registry(&name, ran.clone()))
-        .config(config);
+        .config(EngineConfig {
+            history: if args.write_through {
+                spane::HistoryMode::WriteThrough
+            } else {
+                spane::HistoryMode::Auto
+            },
+            ..config
+        });
+    if let Some(url) = &args.database {
+        builder = builder.store(Arc::new(history_store(url, &prefix).await?));
+    }
     let engine = match connect(builder, &redis_url(), &prefix).await {
         Ok(e) => e,
         Err(line) => {
@@ -373,6 +396,24 @@ struct WorkerProcess {
     output: JoinHandle<u64>,
 }
 
+/// The PostgreSQL history of a run, in a schema named after its prefix.
+async fn history_store(url: &str, prefix: &str) -> anyhow::Result<spane::store::SqlStore> {
+    let schema = prefix.replace('-', "_");
+    Ok(spane::store::SqlStore::connect(url, spane::store::SqlStoreOptions::default().schema(schema)).await?)
+}
+
+/// The history options passed on to the worker processes.
+fn history_args(args: &Args) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(url) = &args.database {
+        out.extend(["--history".to_owned(), url.clone()]);
+        if args.write_through {
+            out.extend(["--history-mode".to_owned(), "through".to_owned()]);
+        }
+    }
+    out
+}
+
 fn spawn_workers(args: &Args, prefix: &str) -> anyhow::Result<Vec<WorkerProcess>> {
     let exe = std::env::current_exe().context("locating this executable")?;
     let concurrency = args.concurrency.to_string();
@@ -382,6 +423,7 @@ fn spawn_workers(args: &Args, prefix: &str) -> anyhow::Result<Vec<WorkerProcess>
         let mut child = Command::new(&exe)
             .args(["--role", "worker", "--prefix", prefix, "--name", &name])
             .args(["--concurrency", &concurrency])
+            .args(history_args(args))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -461,7 +503,10 @@ async fn run_producer(args: Args) -> anyhow::Result<ExitCode> {
     let prefix = args.prefix.clone().unwrap_or_else(random_prefix);
     // The producer needs the executor types to validate the workflow, but never runs a node.
     // Its in-memory store holds the definition, which `enqueue_workflow` reads.
-    let builder = WorkflowEngine::builder().registry(registry("producer", Arc::default()));
+    let mut builder = WorkflowEngine::builder().registry(registry("producer", Arc::default()));
+    if let Some(db) = &args.database {
+        builder = builder.store(Arc::new(history_store(db, &prefix).await?));
+    }
     let engine = match connect(builder, &url, &prefix).await {
         Ok(e) => e,
         Err(line) => {
