@@ -399,7 +399,11 @@ struct WorkerProcess {
 /// The PostgreSQL history of a run, in a schema named after its prefix.
 async fn history_store(url: &str, prefix: &str) -> anyhow::Result<spane::store::SqlStore> {
     let schema = prefix.replace('-', "_");
-    Ok(spane::store::SqlStore::connect(url, spane::store::SqlStoreOptions::default().schema(schema)).await?)
+    Ok(spane::store::SqlStore::connect(
+        url,
+        spane::store::SqlStoreOptions::default().schema(schema),
+    )
+    .await?)
 }
 
 /// The history options passed on to the worker processes.

@@ -18,6 +18,7 @@ mod history;
 mod job;
 mod limits;
 mod memory;
+mod payload;
 mod queue;
 mod redis;
 
@@ -28,5 +29,8 @@ pub use history::{HistoryBatch, HistoryFeed};
 pub use job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 pub use limits::{BreakerInfo, SharedLimits};
 pub use memory::{MemoryQueue, MemoryQueueConfig};
+pub use payload::{
+    PAYLOAD_REF, PayloadStore, as_payload_ref, payload_ref, resolve_payloads, resolve_record,
+};
 pub use queue::{ExecutionQueue, QueueStats, ServerStats};
 pub use redis::{RedisConfig, RedisQueue, StoredDefinition};

@@ -14,6 +14,7 @@ use crate::error::QueueError;
 use crate::history::HistoryFeed;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::SharedLimits;
+use crate::payload::PayloadStore;
 
 /// Counters of one queue client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,6 +92,11 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
     /// backends.
     async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
         Ok(None)
+    }
+
+    /// Where large payloads are kept aside (claim check), when this backend offers it.
+    fn payloads(&self) -> Option<&dyn PayloadStore> {
+        None
     }
 
     /// The feed a write-behind history writer reads, when this backend offers one.

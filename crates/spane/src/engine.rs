@@ -45,6 +45,11 @@ pub struct EngineConfig {
     /// Write-behind: how long a batch another writer read may stay unwritten before this
     /// engine's writer takes it over (default 30 s).
     pub history_reclaim_idle: Duration,
+    /// Claim check: node outputs larger than this many bytes (as JSON) are kept aside in the
+    /// queue backend and the execution state holds a reference; every reader (executor
+    /// inputs, previous results, `all_results`, `get_execution`, history) sees the data.
+    /// Default 50 KiB; `None` keeps every output inline.
+    pub payload_threshold: Option<usize>,
 }
 
 /// How execution history reaches the store.
@@ -74,6 +79,7 @@ impl Default for EngineConfig {
             cpu_threads: 2,
             history: HistoryMode::Auto,
             history_reclaim_idle: Duration::from_secs(30),
+            payload_threshold: Some(50 * 1024),
         }
     }
 }
@@ -241,6 +247,7 @@ impl EngineBuilder {
         let processor = Arc::new(
             NodeProcessor::new(queue.clone(), store.clone(), definitions.clone())
                 .with_write_through(!write_behind && store.keeps_history())
+                .with_payload_threshold(self.config.payload_threshold)
                 .with_global_rate_limit(self.config.rate_limit)
                 .with_cpu_pool(cpu_pool.0.as_ref().map(|rt| rt.handle().clone())),
         );
@@ -463,7 +470,10 @@ impl WorkflowEngine {
     /// An execution with its node results: live state while the backend holds it, history
     /// otherwise.
     pub async fn get_execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, Error> {
-        if let Some(live) = self.inner.queue.execution(id).await? {
+        if let Some(mut live) = self.inner.queue.execution(id).await? {
+            if let Some(payloads) = self.inner.queue.payloads() {
+                spane_queue::resolve_record(payloads, &mut live).await?;
+            }
             return Ok(Some(live));
         }
         Ok(self.inner.store.get_execution(id).await?)

@@ -84,3 +84,41 @@ async fn an_embedded_engine_on_a_sqlite_file_keeps_its_history_across_restarts()
     drop(second);
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_output_appears_whole_in_the_sql_history() {
+    use spane::store::ExecutionStore;
+
+    let (path, url) = temp_sqlite();
+    let store = Arc::new(
+        SqlStore::connect(&url, SqlStoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let mut r = NodeRegistry::new();
+    r.register(
+        "big",
+        executor_fn(|_ctx| async move {
+            Ok(NodeOutput::new(json!({ "blob": "y".repeat(200 * 1024) })))
+        }),
+    );
+    let engine = WorkflowEngine::builder()
+        .registry(r)
+        .store(store.clone())
+        .build();
+    engine.start_workers(2).unwrap();
+    let wf = WorkflowDefinition::new("big", "big").node(NodeDefinition::new("b", "big"));
+    let rec = run(&engine, wf, json!({})).await;
+    engine.shutdown().await;
+    let row = store
+        .get_execution(rec.execution_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.output("b").unwrap()["blob"].as_str().unwrap().len(),
+        200 * 1024
+    );
+    drop(engine);
+    let _ = std::fs::remove_file(path);
+}

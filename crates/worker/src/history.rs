@@ -130,7 +130,7 @@ async fn write_one(
 ) -> bool {
     let mut backoff = Duration::from_millis(50);
     for _ in 0..8 {
-        let record = match queue.execution(id).await {
+        let mut record = match queue.execution(id).await {
             Ok(Some(r)) => r,
             // Expired from the queue before it was written: nothing left to copy.
             Ok(None) => return true,
@@ -145,6 +145,15 @@ async fn write_one(
                 return false;
             }
         };
+        // History holds the data, not the claim-check references of the hot state.
+        if let Some(payloads) = queue.payloads()
+            && let Err(e) = spane_queue::resolve_record(payloads, &mut record).await
+        {
+            tracing::warn!(error = %e, "resolving payloads for history failed, retrying");
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+            continue;
+        }
         match store.save_execution(&record).await {
             Ok(()) => return true,
             Err(StoreError::Unavailable { reason }) => {

@@ -10,7 +10,10 @@ use spane_core::{
     CompiledNode, CompiledWorkflow, ExecutionContext, ExecutionId, NodeError, NodeOutput,
     NodeResult, NodeStatus, RateLimit, ResultsSource, now_millis,
 };
-use spane_queue::{ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, QueueError};
+use spane_queue::{
+    ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, QueueError, payload_ref,
+    resolve_payloads,
+};
 use spane_store::{ExecutionStore, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -29,6 +32,7 @@ pub struct NodeProcessor {
     gate: Gate,
     cpu_pool: Option<tokio::runtime::Handle>,
     write_through: bool,
+    payload_threshold: Option<usize>,
 }
 
 impl fmt::Debug for NodeProcessor {
@@ -48,10 +52,19 @@ impl ResultsSource for QueueResults {
         &self,
         execution: ExecutionId,
     ) -> Result<std::collections::BTreeMap<String, Value>, NodeError> {
-        self.0
+        let mut results = self
+            .0
             .results(execution)
             .await
-            .map_err(|e| NodeError::retryable(format!("reading results: {e}")))
+            .map_err(|e| NodeError::retryable(format!("reading results: {e}")))?;
+        if let Some(payloads) = self.0.payloads() {
+            for v in results.values_mut() {
+                resolve_payloads(payloads, v)
+                    .await
+                    .map_err(|e| NodeError::retryable(format!("reading a payload: {e}")))?;
+            }
+        }
+        Ok(results)
     }
 }
 
@@ -74,7 +87,15 @@ impl NodeProcessor {
             gate,
             cpu_pool: None,
             write_through: true,
+            payload_threshold: None,
         }
+    }
+
+    /// Keeps outputs larger than `bytes` (as JSON) aside in the queue backend and commits a
+    /// reference instead (claim check); readers resolve it. `None`: never.
+    pub fn with_payload_threshold(mut self, bytes: Option<usize>) -> Self {
+        self.payload_threshold = bytes;
+        self
     }
 
     /// Whether each commit's history is written by the worker right after it (write-through,
@@ -165,7 +186,27 @@ impl NodeProcessor {
         {
             return NodeCommit::Delay { delay: wait };
         }
-        let ctx = self.context(job, node, cancel);
+        let mut ctx = self.context(job, node, cancel);
+        if let Some(payloads) = self.queue.payloads() {
+            // Large inputs come as references (claim check): the executor sees the data.
+            let resolved = async {
+                resolve_payloads(payloads, &mut ctx.input_data).await?;
+                for v in ctx.previous_results.values_mut() {
+                    resolve_payloads(payloads, v).await?;
+                }
+                Ok::<_, QueueError>(())
+            };
+            if let Err(e) = resolved.await {
+                return decide(
+                    &node.settings,
+                    job.attempt,
+                    Err(NodeError::retryable(format!(
+                        "reading an input payload: {e}"
+                    ))),
+                    jitter_sample(),
+                );
+            }
+        }
         let renewal = self.keep_lease(job);
         let result = match self.gate.breaker(node, job.lease).await {
             // An open breaker fails the attempt without calling the executor.
@@ -183,7 +224,34 @@ impl NodeProcessor {
             }
         };
         renewal.abort();
+        let result = match result {
+            Ok(out) => self.claim_check(job, out).await,
+            Err(e) => Err(e),
+        };
         decide(&node.settings, job.attempt, result, jitter_sample())
+    }
+
+    /// Replaces an output larger than the threshold by a reference to it, stored aside.
+    async fn claim_check(
+        &self,
+        job: &ClaimedJob,
+        mut out: NodeOutput,
+    ) -> Result<NodeOutput, NodeError> {
+        let (Some(threshold), Some(payloads)) = (self.payload_threshold, self.queue.payloads())
+        else {
+            return Ok(out);
+        };
+        let json = out.data.to_string();
+        if json.len() <= threshold {
+            return Ok(out);
+        }
+        let bytes = json.len();
+        let key = payloads
+            .put_payload(job.execution_id, json)
+            .await
+            .map_err(|e| NodeError::retryable(format!("storing a large output: {e}")))?;
+        out.data = payload_ref(&key, bytes);
+        Ok(out)
     }
 
     fn context(
@@ -294,7 +362,12 @@ impl NodeProcessor {
         if finished {
             // The queue's record is complete (skips included): write it whole.
             match self.queue.execution(job.execution_id).await {
-                Ok(Some(record)) => {
+                Ok(Some(mut record)) => {
+                    if let Some(payloads) = self.queue.payloads()
+                        && let Err(e) = spane_queue::resolve_record(payloads, &mut record).await
+                    {
+                        tracing::error!(error = %e, "resolving payloads for history failed");
+                    }
                     if let Err(e) = self.store.save_execution(&record).await {
                         tracing::error!(error = %e, "writing execution history failed");
                     }
@@ -302,7 +375,12 @@ impl NodeProcessor {
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "reading the finished execution failed"),
             }
-        } else if let Some(result) = result {
+        } else if let Some(mut result) = result {
+            if let (Some(payloads), Some(data)) = (self.queue.payloads(), result.data.as_mut())
+                && let Err(e) = resolve_payloads(payloads, data).await
+            {
+                tracing::error!(error = %e, "resolving a payload for history failed");
+            }
             match self.store.save_node_result(job.execution_id, &result).await {
                 Ok(()) => {}
                 // Another process created the execution in a store this one does not share.

@@ -22,6 +22,7 @@ use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::{BreakerInfo, SharedLimits};
+use crate::payload::PayloadStore;
 use crate::queue::ExecutionQueue;
 use exec::Exec;
 
@@ -83,6 +84,8 @@ struct Inner {
     finished: VecDeque<(Instant, ExecutionId)>,
     dlq: Vec<DeadLetter>,
     breakers: std::collections::BTreeMap<String, spane_core::BreakerState>,
+    /// Payloads kept aside, by key (removed with their execution).
+    payloads: HashMap<String, (ExecutionId, Value)>,
     /// Execution deadlines, earliest first (ms since the epoch).
     deadlines: BinaryHeap<Reverse<(i64, ExecutionId)>>,
     /// Rate limits: key → the start (ms) of the next free slot.
@@ -208,6 +211,7 @@ impl Inner {
                 break;
             }
             self.executions.remove(&id);
+            self.payloads.retain(|_, (e, _)| *e != id);
         }
     }
 
@@ -413,6 +417,10 @@ impl ExecutionQueue for MemoryQueue {
     }
 
     fn limits(&self) -> Option<&dyn SharedLimits> {
+        Some(self)
+    }
+
+    fn payloads(&self) -> Option<&dyn PayloadStore> {
         Some(self)
     }
 
@@ -655,5 +663,25 @@ impl SharedLimits for MemoryQueue {
         *next = slot + spacing;
         let wait = (slot - now).ceil() as u64;
         Ok((wait > 0).then(|| Duration::from_millis(wait)))
+    }
+}
+
+#[async_trait]
+impl PayloadStore for MemoryQueue {
+    async fn put_payload(
+        &self,
+        execution: ExecutionId,
+        json: String,
+    ) -> Result<String, QueueError> {
+        let value: Value = serde_json::from_str(&json).map_err(|e| QueueError::Backend {
+            reason: format!("payload is not JSON: {e}"),
+        })?;
+        let key = format!("{execution}:{}", ulid::Ulid::new());
+        self.lock().payloads.insert(key.clone(), (execution, value));
+        Ok(key)
+    }
+
+    async fn get_payload(&self, key: &str) -> Result<Option<Value>, QueueError> {
+        Ok(self.lock().payloads.get(key).map(|(_, v)| v.clone()))
     }
 }

@@ -612,6 +612,10 @@ impl ExecutionQueue for RedisQueue {
         Some(self)
     }
 
+    fn payloads(&self) -> Option<&dyn crate::payload::PayloadStore> {
+        Some(self)
+    }
+
     async fn definition(
         &self,
         workflow_id: &str,
@@ -623,6 +627,49 @@ impl ExecutionQueue for RedisQueue {
         json.map(|j| {
             serde_json::from_str(&j).map_err(|e| QueueError::Backend {
                 reason: format!("stored definition {workflow_id:?} v{version} is unreadable: {e}"),
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl crate::payload::PayloadStore for RedisQueue {
+    async fn put_payload(
+        &self,
+        execution: ExecutionId,
+        json: String,
+    ) -> Result<String, QueueError> {
+        // In the execution's shard; kept twice the retention, so it outlives the execution's
+        // hash (which expires `retention` after the execution ends).
+        let key = format!(
+            "{}pl:{execution}:{}",
+            self.inner.keys.shard,
+            ulid::Ulid::new()
+        );
+        let ttl = self
+            .inner
+            .config
+            .retention
+            .as_millis()
+            .saturating_mul(2)
+            .max(1) as i64;
+        self.trip();
+        let _: Value = self
+            .inner
+            .client
+            .set(&key, json, Some(Expiration::PX(ttl)), None, false)
+            .await
+            .map_err(unavailable)?;
+        Ok(key)
+    }
+
+    async fn get_payload(&self, key: &str) -> Result<Option<Json>, QueueError> {
+        self.trip();
+        let text: Option<String> = self.inner.client.get(key).await.map_err(unavailable)?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| QueueError::Backend {
+                reason: format!("payload {key} is unreadable: {e}"),
             })
         })
         .transpose()
