@@ -25,6 +25,8 @@ Tasks:
   ci         check Redis and PostgreSQL, then run fmt --check, clippy,
              nextest (profile ci) and doctests, stopping at the first failure
   services   report whether Redis and PostgreSQL are reachable
+  migrate    apply the SQL migrations: [--database-url URL] [--schema NAME]
+             (runs spane-store's spane-migrate; URL from DATABASE_URL by default)
   help       print this message
 
 Environment:
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     match task {
         Some("ci") if extra.is_empty() => ci(),
         Some("services") if extra.is_empty() => services(),
+        Some("migrate") => migrate(extra),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -76,8 +79,8 @@ fn main() -> ExitCode {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
-        // `bench` and `migrate` are planned; until they exist they fall
-        // through to the usage message like any other unknown task.
+        // `bench` is planned; until it exists it falls through to the usage
+        // message like any other unknown task.
         Some(other) => {
             eprintln!("xtask: unknown task `{other}`\n");
             eprintln!("{USAGE}");
@@ -215,6 +218,34 @@ fn delete_test_keys(redis: &Service) {
             ),
         },
         Err(why) => eprintln!("xtask ci: could not delete test keys: {why}"),
+    }
+}
+
+/// `cargo xtask migrate`: runs the `spane-migrate` binary of spane-store with the arguments.
+fn migrate(extra: &[String]) -> ExitCode {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let postgres = Service::postgres();
+    let status = Command::new(cargo)
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "spane-store",
+            "--bin",
+            "spane-migrate",
+            "--",
+        ])
+        .args(extra)
+        .current_dir(workspace_root())
+        .env("DATABASE_URL", &postgres.url)
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask migrate: could not run cargo: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
