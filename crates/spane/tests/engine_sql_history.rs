@@ -122,3 +122,58 @@ async fn a_large_output_appears_whole_in_the_sql_history() {
     drop(engine);
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_started_on_v1_finishes_on_v1_while_v2_is_registered() {
+    let (path, url) = temp_sqlite();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut r = NodeRegistry::new();
+    let g = gate.clone();
+    r.register(
+        "gate",
+        executor_fn(move |_ctx| {
+            let g = g.clone();
+            async move {
+                g.notified().await;
+                Ok(NodeOutput::new(json!("root")))
+            }
+        }),
+    );
+    r.register(
+        "pass",
+        executor_fn(|ctx| async move { Ok(NodeOutput::new(json!(ctx.node_id))) }),
+    );
+    let store = Arc::new(
+        SqlStore::connect(&url, SqlStoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let engine = WorkflowEngine::builder().registry(r).store(store).build();
+    engine.start_workers(2).unwrap();
+    let v1 = WorkflowDefinition::new("pinned", "pinned")
+        .node(NodeDefinition::new("root", "gate"))
+        .node(NodeDefinition::new("old", "pass"))
+        .edge("root", "old");
+    let v2 = WorkflowDefinition::new("pinned", "pinned")
+        .node(NodeDefinition::new("root", "gate"))
+        .node(NodeDefinition::new("new", "pass"))
+        .edge("root", "new");
+    assert_eq!(engine.register_workflow(v1.clone()).await.unwrap(), 1);
+    assert_eq!(
+        engine.register_workflow(v1).await.unwrap(),
+        1,
+        "unchanged keeps v1"
+    );
+    let id = engine.enqueue_workflow("pinned", json!({})).await.unwrap();
+    assert_eq!(engine.register_workflow(v2).await.unwrap(), 2);
+    gate.notify_one();
+    let rec = engine.wait_for_execution(id, DEADLINE).await.unwrap();
+    assert_eq!(
+        (rec.status, rec.workflow_version),
+        (ExecutionStatus::Completed, 1)
+    );
+    assert!(rec.node_results.contains_key("old") && !rec.node_results.contains_key("new"));
+    engine.shutdown().await;
+    drop(engine);
+    let _ = std::fs::remove_file(path);
+}
