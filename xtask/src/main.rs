@@ -25,6 +25,8 @@ Tasks:
   ci         check Redis and PostgreSQL, then run fmt --check, clippy,
              nextest (profile ci) and doctests, stopping at the first failure
   services   report whether Redis and PostgreSQL are reachable
+  bench      run the benchmarks (release build): [--quick] [--backend embedded|redis|all]
+             [--out FILE]; see docs/BENCHMARKS.md
   migrate    apply the SQL migrations: [--database-url URL] [--schema NAME]
              (runs spane-store's spane-migrate; URL from DATABASE_URL by default)
   help       print this message
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Some("ci") if extra.is_empty() => ci(),
         Some("services") if extra.is_empty() => services(),
         Some("migrate") => migrate(extra),
+        Some("bench") => bench(extra),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -79,8 +82,6 @@ fn main() -> ExitCode {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
-        // `bench` is planned; until it exists it falls through to the usage
-        // message like any other unknown task.
         Some(other) => {
             eprintln!("xtask: unknown task `{other}`\n");
             eprintln!("{USAGE}");
@@ -218,6 +219,27 @@ fn delete_test_keys(redis: &Service) {
             ),
         },
         Err(why) => eprintln!("xtask ci: could not delete test keys: {why}"),
+    }
+}
+
+/// `cargo xtask bench`: builds the bench in release and runs it against the services.
+fn bench(extra: &[String]) -> ExitCode {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let (redis, postgres) = (Service::redis(), Service::postgres());
+    let status = Command::new(cargo)
+        .args(["run", "--release", "--quiet", "-p", "spane-bench", "--"])
+        .args(extra)
+        .current_dir(workspace_root())
+        .env("REDIS_URL", &redis.url)
+        .env("DATABASE_URL", &postgres.url)
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask bench: could not run cargo: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -59,7 +59,7 @@ for _, m in ipairs(popped) do
           fields[#fields + 1] = 'o:' .. p
           fields[#fields + 1] = 'id:' .. p
         end
-        local v = redis.call('HMGET', X, unpack(fields))
+        local v = hmget_all(X, fields)
         for j = 1, #parents do
           local s, rt, o, pid = v[j * 4 - 3], v[j * 4 - 2], v[j * 4 - 1], v[j * 4]
           if (s == 'C' and (not rt or contains(rt, i))) or s == 'K' then

@@ -77,7 +77,7 @@ if kind == 'complete' and ARGV[7] ~= '*' then
     for _, ch in ipairs(children) do
       fields[#fields + 1] = 'id:' .. ch
     end
-    local v = redis.call('HMGET', X, unpack(fields))
+    local v = hmget_all(X, fields)
     for j, ch in ipairs(children) do
       ids[v[j]] = ch
     end

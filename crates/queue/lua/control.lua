@@ -32,7 +32,7 @@ elseif action == 'resume' then
   for i = 0, tonumber(f[2]) - 1 do
     fields[#fields + 1] = 's:' .. i
   end
-  local states = redis.call('HMGET', X, unpack(fields))
+  local states = hmget_all(X, fields)
   local H, push = { 'st', 'running' }, {}
   for j, s in ipairs(states) do
     if s == 'D' then
@@ -43,9 +43,9 @@ elseif action == 'resume' then
       push[#push + 1] = E .. '|' .. (j - 1)
     end
   end
-  redis.call('HSET', X, unpack(H))
+  hset_all(X, H)
   if #push > 0 then
-    redis.call('RPUSH', KEYS[1], unpack(push))
+    push_all('RPUSH', KEYS[1], push)
   end
   wf_event(E, f[3], 'resumed', nil, now)
   flush_events(KEYS[2], cap)

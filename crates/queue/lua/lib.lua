@@ -49,6 +49,33 @@ local function contains(csv, n)
   return false
 end
 
+-- Redis's Lua cannot unpack more than about 8000 values at once: calls with long argument
+-- lists (wide graphs) go in chunks.
+local CHUNK = 4000
+
+local function hset_all(key, list)
+  for i = 1, #list, CHUNK do
+    redis.call('HSET', key, unpack(list, i, math.min(i + CHUNK - 1, #list)))
+  end
+end
+
+local function push_all(cmd, key, list)
+  for i = 1, #list, CHUNK do
+    redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, #list)))
+  end
+end
+
+local function hmget_all(key, fields)
+  local out = {}
+  for i = 1, #fields, CHUNK do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + CHUNK - 1, #fields)))
+    for j = 1, #part do
+      out[#out + 1] = part[j]
+    end
+  end
+  return out
+end
+
 local EV = {}
 
 local function node_event(E, wfj, idj, status, extra, now)
@@ -149,7 +176,7 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
         end
       end
       if #fields > 0 then
-        local vals = redis.call('HMGET', c.X, unpack(fields))
+        local vals = hmget_all(c.X, fields)
         for j, ch in ipairs(need) do
           counters[ch] = tonumber(vals[j]) or 0
         end
@@ -190,7 +217,7 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
     end
   end
   if #members > 0 then
-    redis.call('RPUSH', c.ready, unpack(members))
+    push_all('RPUSH', c.ready, members)
   end
   if (c.st == 'running' or c.st == 'paused') and c.un == 0 then
     c.st = 'completed'
@@ -205,7 +232,7 @@ end
 local function write_back(c, retention)
   c.H[#c.H + 1] = 'un'
   c.H[#c.H + 1] = istr(c.un)
-  redis.call('HSET', c.X, unpack(c.H))
+  hset_all(c.X, c.H)
   if c.finished == 'completed' then
     redis.call('PEXPIRE', c.X, retention)
   end

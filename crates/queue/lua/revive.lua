@@ -34,7 +34,7 @@ local fields = {}
 for i = 0, tonumber(f[2]) - 1 do
   fields[#fields + 1] = 's:' .. i
 end
-local states = redis.call('HMGET', X, unpack(fields))
+local states = hmget_all(X, fields)
 for j, s in ipairs(states) do
   if s == 'D' then
     local i = j - 1
@@ -52,9 +52,9 @@ if st == 'failed' then
   gone[#gone + 1] = 'fa'
   wf_event(E, f[3], 'resumed', nil, now)
 end
-redis.call('HSET', X, unpack(H))
+hset_all(X, H)
 redis.call('HDEL', X, unpack(gone))
 redis.call('PERSIST', X)
-redis.call('RPUSH', KEYS[1], unpack(push))
+push_all('RPUSH', KEYS[1], push)
 flush_events(KEYS[3], cap)
 return revived

@@ -43,9 +43,9 @@ for i = 0, n - 1 do
     roots[#roots + 1] = E .. '|' .. i
   end
 end
-redis.call('HSET', X, unpack(H))
+hset_all(X, H)
 if #roots > 0 then
-  redis.call('RPUSH', KEYS[1], unpack(roots))
+  push_all('RPUSH', KEYS[1], roots)
 end
 wf_event(E, wfj, 'started', nil, now)
 flush_events(KEYS[2], cap)

@@ -176,3 +176,29 @@ on_every_backend!(
     empty_next_nodes_skips_every_child_and_completes,
     next_nodes_naming_a_non_child_fails_the_node_with_a_clear_error,
 );
+
+async fn a_thousand_wide_fan_out_joins_once(b: Backend) {
+    let calls = Calls::default();
+    let engine = engine(b, pass_registry(&calls), 16).await;
+    let mids: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+    let mut nodes = vec!["start", "join"];
+    nodes.extend(mids.iter().map(String::as_str));
+    let mut edges = Vec::new();
+    for m in &mids {
+        edges.push(("start", m.as_str()));
+        edges.push((m.as_str(), "join"));
+    }
+    let rec = run(&engine, graph("wide", &nodes, &edges), json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Completed);
+    assert_eq!(calls.count("join"), 1);
+    assert_eq!(
+        rec.output("join").unwrap()["input"]
+            .as_object()
+            .unwrap()
+            .len(),
+        1000
+    );
+    engine.shutdown().await;
+}
+
+on_every_backend!(a_thousand_wide_fan_out_joins_once);
