@@ -53,6 +53,9 @@ pub(crate) struct RunResult {
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     pub(crate) quick: bool,
+    /// Tiny sizes, no peer: checks that the bench runs and writes a complete report.
+    pub(crate) smoke: bool,
+    pub(crate) peers: bool,
     pub(crate) backends: Vec<String>,
     pub(crate) out: String,
     pub(crate) redis: String,
@@ -78,6 +81,8 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--smoke" => o.smoke = true,
+            "--no-peers" => o.peers = false,
             "--backend" => {
                 let b = it.next().context("--backend needs embedded|redis|all")?;
                 o.backends = match b.as_str() {
@@ -89,7 +94,7 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
             }
             "--out" => o.out = it.next().context("--out needs a file")?,
             other => anyhow::bail!(
-                "unknown option {other:?}\nusage: cargo xtask bench [--quick] [--backend embedded|redis|all] [--out FILE]"
+                "unknown option {other:?}\nusage: cargo xtask bench [--quick | --smoke] [--no-peers] [--backend embedded|redis|all] [--out FILE]"
             ),
         }
     }
@@ -99,6 +104,8 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
 fn default_options() -> Options {
     Options {
         quick: false,
+        smoke: false,
+        peers: true,
         backends: vec![
             "embedded".into(),
             "redis-1".into(),

@@ -105,10 +105,11 @@ fn host_port(url: &str) -> (String, String) {
     }
 }
 
-async fn redis_benchmark(host: &str, port: &str, pipeline: &str) -> Option<f64> {
+async fn redis_benchmark(host: &str, port: &str, pipeline: &str, requests: u32) -> Option<f64> {
+    let requests = requests.to_string();
     let out = Command::new("redis-benchmark")
         .args([
-            "-h", host, "-p", port, "-t", "get", "-n", "200000", "-c", "50", "-q", "-P", pipeline,
+            "-h", host, "-p", port, "-t", "get", "-n", &requests, "-c", "50", "-q", "-P", pipeline,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -128,10 +129,10 @@ async fn redis_benchmark(host: &str, port: &str, pipeline: &str) -> Option<f64> 
         .ok()
 }
 
-pub(crate) async fn ceiling(redis: &str) -> Option<Ceiling> {
+pub(crate) async fn ceiling(redis: &str, requests: u32) -> Option<Ceiling> {
     let (host, port) = host_port(redis);
-    let p1 = redis_benchmark(&host, &port, "1").await;
-    let p16 = redis_benchmark(&host, &port, "16").await;
+    let p1 = redis_benchmark(&host, &port, "1", requests).await;
+    let p16 = redis_benchmark(&host, &port, "16", requests).await;
     match (p1, p16) {
         (Some(a), Some(b)) => {
             println!(
@@ -251,13 +252,17 @@ pub(crate) async fn drop_schema(database: &str, schema: &str) {
 struct Report<'a> {
     machine: String,
     quick: bool,
+    smoke: bool,
     results: &'a [RunResult],
     ceiling: Option<Ceiling>,
     peers: &'a [RunResult],
 }
 
 fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // What `nproc` counts; `available_parallelism` can report the host's CPUs in a VM.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     format!(
         "{cpus} CPUs, load average {}",
@@ -278,6 +283,7 @@ pub(crate) fn write(
     let report = Report {
         machine: machine(),
         quick: o.quick,
+        smoke: o.smoke,
         results,
         ceiling,
         peers,

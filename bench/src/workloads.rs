@@ -26,7 +26,17 @@ pub(crate) struct Sizes {
 }
 
 impl Sizes {
-    pub(crate) fn new(quick: bool) -> Self {
+    pub(crate) fn new(quick: bool, smoke: bool) -> Self {
+        if smoke {
+            return Self {
+                b1: 10,
+                b2: 2,
+                b3: 3,
+                b4_rates: &[50],
+                b4_secs: 0.2,
+                b5: 1,
+            };
+        }
         if quick {
             Self {
                 b1: 200,
@@ -299,7 +309,7 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
 
 /// Every backend, then the ceiling and the peer; writes the reports.
 pub(crate) async fn run_all(o: Options) -> anyhow::Result<()> {
-    let s = Sizes::new(o.quick);
+    let s = Sizes::new(o.quick, o.smoke);
     report::header();
     let mut results = Vec::new();
     for b in &o.backends {
@@ -308,7 +318,12 @@ pub(crate) async fn run_all(o: Options) -> anyhow::Result<()> {
             Err(e) => eprintln!("backend {b}: {e:#}"),
         }
     }
-    let ceiling = report::ceiling(&o.redis).await;
-    let peers = report::peers(&o, s).await;
+    let ceiling = report::ceiling(&o.redis, if o.smoke { 5_000 } else { 200_000 }).await;
+    let peers = if o.peers && !o.smoke {
+        report::peers(&o, s).await
+    } else {
+        println!("peer: skipped (--no-peers or --smoke)");
+        Vec::new()
+    };
     report::write(&o, &results, ceiling, &peers)
 }
