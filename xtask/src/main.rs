@@ -188,7 +188,12 @@ fn ci() -> ExitCode {
 }
 
 /// Key prefixes the test suites give their Redis keys (each test its own prefix below them).
-const TEST_KEY_PATTERNS: [&str; 4] = ["spane-test-*", "spane-conf-*", "spane-stall-*", "spane-bench-*"];
+const TEST_KEY_PATTERNS: [&str; 4] = [
+    "spane-test-*",
+    "spane-conf-*",
+    "spane-stall-*",
+    "spane-bench-*",
+];
 
 /// Deletes the keys the tests left in Redis (event streams, definitions, failed executions
 /// kept for their dead letters), so that repeated CI runs do not grow the shared Redis.
