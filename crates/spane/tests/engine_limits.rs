@@ -139,12 +139,13 @@ fn assert_never_faster_than(mut starts: Vec<i64>, t0: i64, spacing_ms: f64) {
     }
 }
 
-async fn a_per_type_rate_limit_spaces_runs_evenly(b: Backend) {
+/// A registry whose `node_type` executor records when each run starts.
+fn recording(node_type: &'static str) -> (NodeRegistry, Arc<Mutex<Vec<i64>>>) {
     let starts = Arc::new(Mutex::new(Vec::new()));
     let mut r = NodeRegistry::new();
     let s = starts.clone();
     r.register(
-        "limited",
+        node_type,
         executor_fn(move |_ctx| {
             let s = s.clone();
             async move {
@@ -153,6 +154,11 @@ async fn a_per_type_rate_limit_spaces_runs_evenly(b: Backend) {
             }
         }),
     );
+    (r, starts)
+}
+
+async fn a_per_type_rate_limit_spaces_runs_evenly(b: Backend) {
+    let (mut r, starts) = recording("limited");
     let per = Duration::from_millis(200);
     r.register_rate_limit("limited", 3, per);
     let engine = engine(b, r, 8).await;
@@ -185,19 +191,7 @@ async fn a_per_type_rate_limit_spaces_runs_evenly(b: Backend) {
 }
 
 async fn the_global_rate_limit_applies_to_every_node(b: Backend) {
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let mut r = NodeRegistry::new();
-    let s = starts.clone();
-    r.register(
-        "any",
-        executor_fn(move |_ctx| {
-            let s = s.clone();
-            async move {
-                s.lock().unwrap().push(spane::core::now_millis());
-                Ok(NodeOutput::new(json!(null)))
-            }
-        }),
-    );
+    let (mut r, starts) = recording("any");
     let per = Duration::from_millis(200);
     let engine = engine_with(
         b,
