@@ -191,7 +191,7 @@ async fn a_per_type_rate_limit_spaces_runs_evenly(b: Backend) {
 }
 
 async fn the_global_rate_limit_applies_to_every_node(b: Backend) {
-    let (mut r, starts) = recording("any");
+    let (r, starts) = recording("any");
     let per = Duration::from_millis(200);
     let engine = engine_with(
         b,
