@@ -4,11 +4,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
 use spane_core::{
-    EngineEvent, ExecutionId, ExecutionRecord, ExecutionStatus, NodeRegistry, RateLimit,
-    WorkflowDefinition, now_millis,
+    ExecutionId, ExecutionRecord, ExecutionStatus, NodeRegistry, RateLimit, WorkflowDefinition,
+    now_millis,
 };
 use spane_events::{EventBus, EventFilter, EventStream, LocalBus, RedisBus};
 use spane_queue::{
@@ -24,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::redis_store::RedisDefinitionStore;
+use crate::waiters::Waiters;
 
 /// Engine settings, with documented defaults.
 #[derive(Debug, Clone)]
@@ -264,6 +264,7 @@ impl EngineBuilder {
                 _cpu_pool: cpu_pool,
                 write_behind,
                 history_writer: tokio::sync::Mutex::new(None),
+                waiters: Arc::new(Waiters::default()),
             }),
         }
     }
@@ -313,6 +314,7 @@ struct Inner {
     _cpu_pool: CpuPool,
     write_behind: bool,
     history_writer: tokio::sync::Mutex<Option<HistoryWriter>>,
+    waiters: Arc<Waiters>,
 }
 
 impl fmt::Debug for WorkflowEngine {
@@ -486,9 +488,15 @@ impl WorkflowEngine {
         timeout: Duration,
     ) -> Result<ExecutionRecord, Error> {
         let deadline = Instant::now() + timeout;
-        // Subscribe before reading, so that an end between the read and the wait is seen.
-        let mut events = self.subscribe(EventFilter::Execution(id)).await?;
+        self.inner.waiters.ensure_started(&self.inner.bus).await?;
+        let guard = self.inner.waiters.register(id);
         loop {
+            // Armed before reading, so that an end between the read and the wait is seen.
+            let (mine, everyone) = guard.notified();
+            tokio::pin!(mine);
+            tokio::pin!(everyone);
+            mine.as_mut().enable();
+            everyone.as_mut().enable();
             let record = self
                 .get_execution(id)
                 .await?
@@ -496,26 +504,19 @@ impl WorkflowEngine {
             if record.status.is_terminal() {
                 return Ok(record);
             }
-            loop {
-                match tokio::time::timeout_at(deadline, events.next()).await {
-                    Err(_) => {
-                        return Err(Error::Timeout {
-                            execution: id,
-                            status: record.status,
-                            waited: timeout,
-                        });
-                    }
-                    // Any workflow-level event, a lag or a closed bus: read the state again.
-                    Ok(Some(Ok(EngineEvent::Workflow(_)))) | Ok(Some(Err(_))) => break,
-                    Ok(None) => {
-                        tokio::time::sleep_until(
-                            deadline.min(Instant::now() + Duration::from_millis(50)),
-                        )
-                        .await;
-                        break;
-                    }
-                    Ok(Some(Ok(_))) => {}
+            let woke = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    _ = mine => {}
+                    _ = everyone => {}
                 }
+            })
+            .await;
+            if woke.is_err() {
+                return Err(Error::Timeout {
+                    execution: id,
+                    status: record.status,
+                    waited: timeout,
+                });
             }
         }
     }

@@ -36,6 +36,7 @@
 mod engine;
 mod error;
 mod redis_store;
+mod waiters;
 
 pub use engine::{EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, WorkflowEngine};
 pub use error::Error;
