@@ -45,15 +45,7 @@ async fn breaker_opens_fails_fast_half_opens_and_closes(b: Backend) {
     let engine = engine(b, api_registry(down.clone(), calls.clone()), 2).await;
     engine.register_workflow(api_workflow("api")).await.unwrap();
     for _ in 0..2 {
-        let id = engine.enqueue_workflow("api", json!({})).await.unwrap();
-        assert_eq!(
-            engine
-                .wait_for_execution(id, DEADLINE)
-                .await
-                .unwrap()
-                .status,
-            ExecutionStatus::Failed
-        );
+        assert_eq!(finish(&engine, "api").await.status, ExecutionStatus::Failed);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     let breakers = engine.circuit_breakers().await.unwrap();
@@ -112,13 +104,8 @@ async fn breaker_opens_fails_fast_half_opens_and_closes(b: Backend) {
     );
     assert!(engine.reset_circuit_breaker("flaky-api:h1").await.unwrap());
     down.store(false, Ordering::SeqCst);
-    let id = engine.enqueue_workflow("api", json!({})).await.unwrap();
     assert_eq!(
-        engine
-            .wait_for_execution(id, DEADLINE)
-            .await
-            .unwrap()
-            .status,
+        finish(&engine, "api").await.status,
         ExecutionStatus::Completed
     );
     engine.shutdown().await;
@@ -358,13 +345,8 @@ async fn panicking_and_cpu_bound_executors_do_not_hold_up_other_nodes(b: Backend
     let busy = engine.enqueue_workflow("busy", json!({})).await.unwrap();
     let boom = engine.enqueue_workflow("boom", json!({})).await.unwrap();
     for _ in 0..10 {
-        let id = engine.enqueue_workflow("quick", json!({})).await.unwrap();
         assert_eq!(
-            engine
-                .wait_for_execution(id, DEADLINE)
-                .await
-                .unwrap()
-                .status,
+            finish(&engine, "quick").await.status,
             ExecutionStatus::Completed
         );
     }

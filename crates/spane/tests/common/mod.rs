@@ -158,6 +158,18 @@ pub async fn run(engine: &WorkflowEngine, wf: WorkflowDefinition, input: Value) 
         .expect("execution ends before the deadline")
 }
 
+/// Enqueues `workflow` with empty input and waits for the end.
+pub async fn finish(engine: &WorkflowEngine, workflow: &str) -> ExecutionRecord {
+    let id = engine
+        .enqueue_workflow(workflow, json!({}))
+        .await
+        .expect("enqueued");
+    engine
+        .wait_for_execution(id, DEADLINE)
+        .await
+        .expect("execution ends before the deadline")
+}
+
 /// Tracks how many executors run at once.
 #[derive(Default, Clone)]
 pub struct Overlap {
