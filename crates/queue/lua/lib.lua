@@ -17,9 +17,20 @@
 --   a:i na:i  attempt running / attempt the next claim runs;  t:i  current lease token
 --   ts:i tf:i de:i sc:i  started, finished, delay elapsed, stall count;  dlq:i  DLQ item JSON
 --   ra:i      when the node last became claimable (for the queue-wait metric)
---   ct:i cn:i cf:i  token, content fingerprint and decided status of the last applied commit
+--   cm:i      the last applied commit: token, content fingerprint and decided status,
+--             space-separated
+--   _h        padding that keeps the hash a real hash table (see PAD)
+--
+-- Node indices stay strings inside the scripts: concatenating a Lua number formats it as a
+-- float, which showed up in profiles.
 
 local ENC = 65536
+
+-- A value longer than `hash-max-listpack-value` (64 by default) makes Redis keep the hash as a
+-- hash table. A listpack is scanned linearly on every field lookup, and an execution hash holds
+-- ~15 fields per node that the scripts read and write many times per node: profiles showed
+-- most of Redis's time in listpack scans before this.
+local PAD = string.rep('.', 80)
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -30,11 +41,12 @@ local function istr(n)
   return string.format('%d', n)
 end
 
+-- Comma-separated node indices, as strings.
 local function split(s)
   local out = {}
   if s and s ~= '' then
     for v in string.gmatch(s, '[^,]+') do
-      out[#out + 1] = tonumber(v)
+      out[#out + 1] = v
     end
   end
   return out
@@ -91,6 +103,16 @@ local function wf_event(E, wfj, status, err, now)
   end
   EV[#EV + 1] = '{"type":"workflow:status","executionId":"' .. E .. '","workflowId":' .. wfj ..
     ',"status":"' .. status .. '"' .. e .. ',"timestamp":' .. istr(now) .. '}'
+end
+
+-- Jobs that became ready during this call, pushed once at its end (flush_ready).
+local READY = {}
+
+local function flush_ready(key)
+  if #READY > 0 then
+    push_all('RPUSH', key, READY)
+    READY = {}
+  end
 end
 
 local function flush_events(stream, cap)
@@ -155,7 +177,15 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
 
   -- Resolved: propagate to the descendants.
   c.un = c.un - 1
-  local counters = {}
+  -- Join counters and parent lists of the children touched, read once each. The caller may
+  -- have read them already with the node's own fields (c.pre: child -> { k, p }).
+  local counters, parents_of = {}, {}
+  if c.pre then
+    for ch, kp in pairs(c.pre) do
+      counters[ch] = tonumber(kp[1]) or 0
+      parents_of[ch] = kp[2] or ''
+    end
+  end
   local work = { { i, kind, routes } }
   local push = {}
   while #work > 0 do
@@ -173,12 +203,14 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
         if counters[ch] == nil then
           need[#need + 1] = ch
           fields[#fields + 1] = 'k:' .. ch
+          fields[#fields + 1] = 'p:' .. ch
         end
       end
       if #fields > 0 then
         local vals = hmget_all(c.X, fields)
         for j, ch in ipairs(need) do
-          counters[ch] = tonumber(vals[j]) or 0
+          counters[ch] = tonumber(vals[j * 2 - 1]) or 0
+          parents_of[ch] = vals[j * 2] or ''
         end
       end
       for _, ch in ipairs(children) do
@@ -205,19 +237,17 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
       end
     end
   end
-  local members = {}
   for _, ch in ipairs(push) do
     if c.st == 'running' then
       set('s:' .. ch, 'R')
       set('ra:' .. ch, istr(now))
-      members[#members + 1] = c.E .. '|' .. ch
+      -- The parents ride along, so that the claim reads the inputs in the same call as
+      -- the node's own fields.
+      READY[#READY + 1] = c.E .. '|' .. ch .. '|' .. parents_of[ch]
     else
       -- Paused or ended: the node is held; resume or a DLQ retry requeues it.
       set('s:' .. ch, 'D')
     end
-  end
-  if #members > 0 then
-    push_all('RPUSH', c.ready, members)
   end
   if (c.st == 'running' or c.st == 'paused') and c.un == 0 then
     c.st = 'completed'

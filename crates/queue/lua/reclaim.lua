@@ -10,7 +10,7 @@ local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 10
 for _, m in ipairs(expired) do
   redis.call('ZREM', KEYS[2], m)
   local sep = string.find(m, '|', 1, true)
-  local E, i = string.sub(m, 1, sep - 1), tonumber(string.sub(m, sep + 1))
+  local E, i = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
   local X = SP .. 'x:' .. E
   local f = redis.call('HMGET', X, 'st', 's:' .. i, 'c:' .. i, 'un', 'wfj', 'id:' .. i, 'a:' .. i,
     'sc:' .. i)
@@ -46,5 +46,6 @@ for _, E in ipairs(late) do
     redis.call('PUBLISH', ARGV[5], E)
   end
 end
+flush_ready(KEYS[1])
 flush_events(KEYS[3], ARGV[4])
 return #expired + #late

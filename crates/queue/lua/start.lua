@@ -18,15 +18,16 @@ local n = tonumber(ARGV[10])
 local wfj = ARGV[5]
 local H = { 'st', 'running', 'wf', ARGV[4], 'wfj', wfj, 'ver', ARGV[6], 'par', ARGV[7],
   'dep', ARGV[8], 'init', ARGV[9], 'ca', istr(now), 'un', istr(n), 'n', istr(n), 'tok', '0',
-  'rq', ARGV[12] }
+  'rq', ARGV[12], '_h', PAD }
 local roots = {}
 if ARGV[11] ~= '' then
   H[#H + 1] = 'dl'
   H[#H + 1] = ARGV[11]
   redis.call('ZADD', KEYS[3], tonumber(ARGV[11]), E)
 end
-for i = 0, n - 1 do
-  local b = 13 + i * 4
+for n_i = 0, n - 1 do
+  local b = 13 + n_i * 4
+  local i = istr(n_i)
   local parents = ARGV[b + 1]
   local np = #split(parents)
   H[#H + 1] = 'id:' .. i; H[#H + 1] = ARGV[b]

@@ -72,6 +72,10 @@ pub struct ClaimedJob {
     pub node: NodeIndex,
     /// The node's id.
     pub node_id: String,
+    /// The node's children (indices in the compiled workflow), as the pinned definition has
+    /// them. Backends use them to read the children's join state along with the node's own in
+    /// the commit.
+    pub children: Vec<NodeIndex>,
     /// The attempt this claim runs, starting at 1.
     pub attempt: u32,
     /// Fencing token: a commit carrying a token other than the current lease's is refused.

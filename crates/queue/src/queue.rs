@@ -65,6 +65,21 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
         commit: NodeCommit,
     ) -> Result<CommitOutcome, QueueError>;
 
+    /// Applies the outcome of an attempt and, in the same step, claims up to `next` more ready
+    /// jobs for `worker` without waiting (BullMQ's "fetch next on finish"): a worker that
+    /// keeps busy needs one call per node instead of two. Backends that cannot combine the two
+    /// commit only and return no jobs (the default); the worker then claims as usual.
+    async fn commit_and_claim(
+        &self,
+        worker: &WorkerId,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+        next: usize,
+    ) -> Result<(CommitOutcome, Vec<ClaimedJob>), QueueError> {
+        let _ = (worker, next);
+        Ok((self.commit(job, commit).await?, Vec::new()))
+    }
+
     /// Gives a claimed job back without running it (graceful shutdown), so another worker
     /// takes it at once. The attempt is not counted.
     async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError>;

@@ -15,18 +15,28 @@ use tokio::sync::Notify;
 async fn failure_fails_once_lets_the_running_sibling_finish_and_starts_nothing_new(b: Backend) {
     let calls = Calls::default();
     let release_slow = Arc::new(Notify::new());
+    let slow_started = Arc::new(Notify::new());
     let mut r = pass_registry(&calls);
+    // `boom` fails only once `slow` runs, whichever of the two a worker takes first.
+    let started = slow_started.clone();
     r.register(
         "boom",
-        executor_fn(|_ctx| async move { Err(NodeError::fatal("card declined")) }),
+        executor_fn(move |_ctx| {
+            let started = started.clone();
+            async move {
+                started.notified().await;
+                Err(NodeError::fatal("card declined"))
+            }
+        }),
     );
-    let (c, gate) = (calls.clone(), release_slow.clone());
+    let (c, gate, started) = (calls.clone(), release_slow.clone(), slow_started.clone());
     r.register(
         "slow",
         executor_fn(move |ctx| {
-            let (c, gate) = (c.clone(), gate.clone());
+            let (c, gate, started) = (c.clone(), gate.clone(), started.clone());
             async move {
                 c.hit(&ctx.node_id);
+                started.notify_one();
                 gate.notified().await;
                 Ok(NodeOutput::new(json!("slow done")))
             }

@@ -85,6 +85,8 @@ macro_rules! queue_conformance_tests {
             definition_of_started_execution,
             queues_are_isolated,
             unknown_route_fails_the_node,
+            commit_and_claim_hands_out_next_jobs_once,
+            concurrent_commits_each_apply,
         );
     };
     (@tests ($factory:expr) $($name:ident),* $(,)?) => {

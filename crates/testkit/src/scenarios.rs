@@ -1051,3 +1051,113 @@ pub async fn unknown_route_fails_the_node(factory: &dyn QueueFactory) {
         );
     }
 }
+
+/// `commit_and_claim` applies the commit like `commit` and may hand out, in the same step, jobs
+/// that are ready, at most as many as asked: a node made ready by the commit is handed out
+/// exactly once, either in the reply or by a later claim, with its parent's output as input
+/// and a token that commits. Asking for none hands out none.
+pub async fn commit_and_claim_hands_out_next_jobs_once(factory: &dyn QueueFactory) {
+    let q = Harness::new(factory, LONG_LEASE).await;
+    let wf = workflow(
+        "wf-next",
+        &["a", "b", "c", "d"],
+        &[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")],
+    );
+    let id = q.start(&wf, json!({"n": 0})).await;
+    let a = q.claim_node(id, "a").await;
+
+    let (outcome, mut next) = bounded(
+        "commit_and_claim",
+        q.queue
+            .commit_and_claim(&q.worker, &a, completed(json!({"n": 1})), 1),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("commit_and_claim failed: {e}"));
+    assert_eq!(outcome, CommitOutcome::Applied { finished: None });
+    assert!(next.len() <= 1, "asked for one job, got {:?}", ids(&next));
+    next.extend(q.claim_exactly(2 - next.len(), 10).await);
+    let mut got: Vec<&str> = next.iter().map(|j| j.node_id.as_str()).collect();
+    got.sort_unstable();
+    assert_eq!(got, ["b", "c"], "each child of a handed out once");
+    for job in &next {
+        assert_eq!(job.input, json!({"n": 1}), "{}: input", job.node_id);
+    }
+    q.assert_idle("both children are out").await;
+
+    // Commit both children asking for nothing: no job comes with the reply, and the join is
+    // claimable once.
+    for job in &next {
+        let (outcome, more) = bounded(
+            "commit_and_claim",
+            q.queue
+                .commit_and_claim(&q.worker, job, completed(json!(job.node_id)), 0),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("commit_and_claim failed: {e}"));
+        assert_eq!(outcome, CommitOutcome::Applied { finished: None });
+        assert!(more.is_empty(), "asked for none, got {:?}", ids(&more));
+    }
+    let d = q.claim_node(id, "d").await;
+    assert_eq!(d.input, json!({"b": "b", "c": "c"}));
+
+    // The last commit asks for more than there is: it completes the execution and hands out
+    // nothing.
+    let (outcome, more) = bounded(
+        "commit_and_claim",
+        q.queue
+            .commit_and_claim(&q.worker, &d, completed(json!("done")), 4),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("commit_and_claim failed: {e}"));
+    assert_eq!(
+        outcome,
+        CommitOutcome::Applied {
+            finished: Some(ExecutionStatus::Completed)
+        }
+    );
+    assert!(more.is_empty(), "nothing was ready, got {:?}", ids(&more));
+    q.assert_stale(&d, completed(json!("again")), "d was committed")
+        .await;
+}
+
+/// Many commits at once (a worker finishing many nodes together) all apply, each exactly once,
+/// and the join they feed becomes ready once with every parent's output.
+pub async fn concurrent_commits_each_apply(factory: &dyn QueueFactory) {
+    let q = Harness::new(factory, LONG_LEASE).await;
+    let middle: Vec<String> = (0..40).map(|i| format!("m{i:02}")).collect();
+    let mut nodes: Vec<&str> = vec!["start"];
+    nodes.extend(middle.iter().map(String::as_str));
+    nodes.push("end");
+    let mut edges: Vec<(&str, &str)> = Vec::new();
+    for m in &middle {
+        edges.push(("start", m));
+        edges.push((m, "end"));
+    }
+    let wf = workflow("wf-many", &nodes, &edges);
+    let id = q.start(&wf, json!(null)).await;
+    let start = q.claim_node(id, "start").await;
+    q.complete(&start, json!("s")).await;
+    let jobs = q.claim_exactly(middle.len(), 64).await;
+    let outcomes = futures::future::join_all(
+        jobs.iter()
+            .map(|j| q.queue.commit(j, completed(json!(j.node_id.clone())))),
+    )
+    .await;
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        assert_eq!(
+            outcome.unwrap_or_else(|e| panic!("{}: commit failed: {e}", job.node_id)),
+            CommitOutcome::Applied { finished: None },
+            "{}",
+            job.node_id
+        );
+    }
+    let end = q.claim_node(id, "end").await;
+    let expected: serde_json::Map<String, Value> =
+        middle.iter().map(|m| (m.clone(), json!(m))).collect();
+    assert_eq!(end.input, Value::Object(expected));
+    q.assert_idle("the join is out").await;
+    for job in &jobs {
+        q.assert_stale(job, completed(json!("again")), "committed already")
+            .await;
+    }
+}

@@ -34,7 +34,9 @@ async fn refuses_to_start_when_redis_may_evict_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_executions_expire_and_the_event_stream_is_capped() {
-    const EXECUTIONS: usize = 30;
+    // Commits are batched (several nodes' events per stream entry): enough executions to append
+    // well over 4 × CAP entries.
+    const EXECUTIONS: usize = 200;
     const CAP: u64 = 50;
     let url = redis_url();
     let prefix = unique_prefix("retention");

@@ -245,23 +245,61 @@ async fn claim_loop(
                 }
                 continue;
             };
-            let key = (job.execution_id, job.node);
-            let cancel = executors_cancel.child_token();
-            in_flight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(key, (job.clone(), cancel.clone()));
-            let processor = processor.clone();
-            let in_flight = in_flight.clone();
-            tasks.spawn(async move {
-                processor.process(job, cancel).await;
-                in_flight
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&key);
-                drop(permit);
-            });
+            tasks.spawn(run_slot(
+                job,
+                permit,
+                Slot {
+                    queue: queue.clone(),
+                    processor: processor.clone(),
+                    worker: worker.clone(),
+                    stop: stop.clone(),
+                    executors_cancel: executors_cancel.clone(),
+                    in_flight: in_flight.clone(),
+                },
+            ));
         }
     }
     tasks
+}
+
+/// What one concurrency slot needs to run jobs.
+struct Slot {
+    queue: Arc<dyn ExecutionQueue>,
+    processor: Arc<NodeProcessor>,
+    worker: WorkerId,
+    stop: CancellationToken,
+    executors_cancel: CancellationToken,
+    in_flight: InFlight,
+}
+
+/// Runs `job` in one slot, then the jobs its commit claimed next, until a commit brings none
+/// (or the manager stops: a job claimed meanwhile is given back).
+async fn run_slot(job: ClaimedJob, permit: tokio::sync::OwnedSemaphorePermit, slot: Slot) {
+    let mut queued = vec![job];
+    while let Some(job) = queued.pop() {
+        if slot.stop.is_cancelled() {
+            if let Err(e) = slot.queue.release(&job).await {
+                tracing::warn!(error = %e, node = %job.node_id, "release failed; the lease will expire");
+            }
+            continue;
+        }
+        let key = (job.execution_id, job.node);
+        let cancel = slot.executors_cancel.child_token();
+        slot.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (job.clone(), cancel.clone()));
+        // Ask for a next job only while nothing is queued in this slot and the manager runs.
+        let want = usize::from(queued.is_empty() && !slot.stop.is_cancelled());
+        let next = slot
+            .processor
+            .process_and_claim(&slot.worker, job, cancel, want)
+            .await;
+        slot.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+        queued.extend(next);
+    }
+    drop(permit);
 }

@@ -11,7 +11,7 @@ use spane_core::{
     NodeResult, NodeStatus, RateLimit, ResultsSource, now_millis,
 };
 use spane_queue::{
-    ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, QueueError, payload_ref,
+    ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, QueueError, WorkerId, payload_ref,
     resolve_payloads,
 };
 use spane_store::{ExecutionStore, StoreError};
@@ -120,6 +120,20 @@ impl NodeProcessor {
 
     /// Processes one claimed job to its commit. `cancel` reaches the executor's context.
     pub async fn process(&self, job: ClaimedJob, cancel: CancellationToken) {
+        self.process_and_claim(&WorkerId::new(), job, cancel, 0)
+            .await;
+    }
+
+    /// Processes one claimed job to its commit and, with the commit, claims up to `next` more
+    /// jobs for `worker` (when the backend can: see
+    /// [`ExecutionQueue::commit_and_claim`]), which it returns for the caller to run.
+    pub async fn process_and_claim(
+        &self,
+        worker: &WorkerId,
+        job: ClaimedJob,
+        cancel: CancellationToken,
+        next: usize,
+    ) -> Vec<ClaimedJob> {
         let span = tracing::info_span!(
             "node",
             execution_id = %job.execution_id,
@@ -146,10 +160,10 @@ impl NodeProcessor {
                     continue_on_fail: false,
                 },
             };
-            self.commit(&job, commit, node_type).await;
+            self.commit(worker, &job, commit, node_type, next).await
         }
         .instrument(span)
-        .await;
+        .await
     }
 
     async fn run(
@@ -303,10 +317,21 @@ impl NodeProcessor {
 
     /// Commits, retrying while the backend is unavailable (the commit is idempotent: a repeat
     /// after a lost reply is refused as stale), then records history.
-    async fn commit(&self, job: &ClaimedJob, commit: NodeCommit, node_type: &str) {
+    async fn commit(
+        &self,
+        worker: &WorkerId,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+        node_type: &str,
+        next: usize,
+    ) -> Vec<ClaimedJob> {
         let mut backoff = Duration::from_millis(50);
-        let outcome = loop {
-            match self.queue.commit(job, commit.clone()).await {
+        let (outcome, jobs) = loop {
+            match self
+                .queue
+                .commit_and_claim(worker, job, commit.clone(), next)
+                .await
+            {
                 Ok(o) => break o,
                 Err(QueueError::Unavailable { reason }) => {
                     tracing::warn!(%reason, node = %job.node_id, "commit failed, retrying");
@@ -316,7 +341,7 @@ impl NodeProcessor {
                 Err(e) => {
                     tracing::error!(error = %e, node = %job.node_id, "commit rejected");
                     tracing::Span::current().record("outcome", "rejected");
-                    return;
+                    return Vec::new();
                 }
             }
         };
@@ -324,12 +349,13 @@ impl NodeProcessor {
         metrics::node_committed(node_type, label);
         tracing::Span::current().record("outcome", label);
         let CommitOutcome::Applied { finished } = outcome else {
-            return;
+            return jobs;
         };
         if let Some(status) = finished {
             metrics::execution_finished(status);
         }
         self.record_history(job, &commit, finished.is_some()).await;
+        jobs
     }
 
     async fn record_history(&self, job: &ClaimedJob, commit: &NodeCommit, finished: bool) {

@@ -164,6 +164,7 @@ impl Exec {
             workflow_version: self.version,
             node,
             node_id: self.dag.node(node).id.clone(),
+            children: self.dag.node(node).children.clone(),
             attempt,
             token,
             input,

@@ -9,6 +9,7 @@
 //! Every per-execution key and its shard's queues share one hash tag, so the layout can be
 //! spread over shards (and Redis Cluster slots) later without changing the scripts.
 
+mod batch;
 mod config;
 mod control;
 mod definitions;
@@ -61,7 +62,8 @@ struct Inner {
     keys: Keys,
     published: Mutex<HashSet<(String, u32)>>,
     last_reclaim: Mutex<Option<Instant>>,
-    round_trips: AtomicU64,
+    round_trips: Arc<AtomicU64>,
+    commits: batch::CommitBatcher,
     cancel_feed: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<ExecutionId>>>,
     history_group: std::sync::OnceLock<()>,
 }
@@ -162,6 +164,26 @@ impl RedisQueue {
             s.load(&client).await.map_err(unavailable)?;
         }
         let keys = Keys::new(&config.prefix);
+        let round_trips = Arc::new(AtomicU64::new(0));
+        let commits = batch::CommitBatcher::start(batch::BatchTarget {
+            client: client.clone(),
+            script: scripts.commit.clone(),
+            keys: vec![
+                keys.ready.clone(),
+                keys.delayed.clone(),
+                keys.leases.clone(),
+                keys.events.clone(),
+            ],
+            head: vec![
+                keys.shard.clone(),
+                millis(config.retention),
+                config.events_cap.to_string(),
+                millis(config.lease),
+            ],
+            round_trips: round_trips.clone(),
+            release: scripts.release.clone(),
+            release_keys: vec![keys.ready.clone(), keys.leases.clone()],
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -171,7 +193,8 @@ impl RedisQueue {
                 keys,
                 published: Mutex::new(HashSet::new()),
                 last_reclaim: Mutex::new(None),
-                round_trips: AtomicU64::new(0),
+                round_trips,
+                commits,
                 cancel_feed: tokio::sync::Mutex::new(None),
                 history_group: std::sync::OnceLock::new(),
             }),
@@ -459,7 +482,17 @@ impl ExecutionQueue for RedisQueue {
         job: &ClaimedJob,
         commit: NodeCommit,
     ) -> Result<CommitOutcome, QueueError> {
-        let k = &self.inner.keys;
+        let worker = WorkerId::new();
+        Ok(self.commit_and_claim(&worker, job, commit, 0).await?.0)
+    }
+
+    async fn commit_and_claim(
+        &self,
+        _worker: &WorkerId,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+        want: usize,
+    ) -> Result<(CommitOutcome, Vec<ClaimedJob>), QueueError> {
         let (kind, payload, next, cont, delay, consume) = match commit {
             NodeCommit::Completed { data, next_nodes } => (
                 "complete",
@@ -503,16 +536,11 @@ impl ExecutionQueue for RedisQueue {
             (kind, &payload, &next, cont, delay.as_millis(), consume).hash(&mut h);
             h.finish().to_string()
         };
-        self.trip();
-        let reply: Value = self
+        let (tag, finished, jobs) = self
             .inner
-            .scripts
-            .commit
-            .evalsha_with_reload(
-                &self.inner.client,
-                self.queue_keys(),
-                vec![
-                    k.shard.clone(),
+            .commits
+            .commit(
+                [
                     job.execution_id.to_string(),
                     job.node.to_string(),
                     job.token.to_string(),
@@ -522,24 +550,28 @@ impl ExecutionQueue for RedisQueue {
                     if cont { "1" } else { "0" }.to_owned(),
                     delay.as_millis().to_string(),
                     if consume { "1" } else { "0" }.to_owned(),
-                    millis(self.inner.config.retention),
-                    self.inner.config.events_cap.to_string(),
                     fingerprint,
+                    job.children
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    want.to_string(),
                 ],
+                want,
             )
-            .await
-            .map_err(unavailable)?;
-        let parts = reply.into_array();
-        let tag = parts.first().and_then(Value::as_string).unwrap_or_default();
+            .await?;
+        let lease = self.inner.config.lease;
+        let jobs = jobs
+            .into_iter()
+            .map(|j| record::claimed_job(j, lease))
+            .collect::<Result<Vec<_>, _>>()?;
         if tag != "applied" {
             tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
-            return Ok(CommitOutcome::Stale);
+            return Ok((CommitOutcome::Stale, jobs));
         }
-        let finished = parts
-            .get(1)
-            .and_then(Value::as_string)
-            .and_then(|s| record::execution_status(&s));
-        Ok(CommitOutcome::Applied { finished })
+        let finished = record::execution_status(&finished);
+        Ok((CommitOutcome::Applied { finished }, jobs))
     }
 
     async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {

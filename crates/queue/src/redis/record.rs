@@ -63,6 +63,10 @@ pub(super) fn claimed_job(value: Value, lease: Duration) -> Result<ClaimedJob, Q
         workflow_version: text(&f[9]).parse().unwrap_or(1),
         node: int(&f[1]) as usize,
         node_id,
+        children: text(f.get(14).unwrap_or(&Value::Null))
+            .split(',')
+            .filter_map(|c| c.parse().ok())
+            .collect(),
         attempt: int(&f[3]) as u32,
         token: int(&f[2]) as u64,
         input,

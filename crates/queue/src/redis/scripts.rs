@@ -1,6 +1,19 @@
-//! The Lua scripts, each prefixed with the shared library.
+//! The Lua scripts, each prefixed with the shared library (and the claim and commit scripts
+//! with the claiming library).
 
 use fred::types::scripts::Script;
+
+macro_rules! claiming {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../lua/lib.lua"),
+            "\n",
+            include_str!("../../lua/claimlib.lua"),
+            "\n",
+            include_str!(concat!("../../lua/", $file))
+        )
+    };
+}
 
 macro_rules! script {
     ($file:literal) => {
@@ -31,8 +44,8 @@ impl Scripts {
     pub(super) fn new() -> Self {
         Self {
             start: Script::from_lua(script!("start.lua")),
-            claim: Script::from_lua(script!("claim.lua")),
-            commit: Script::from_lua(script!("commit.lua")),
+            claim: Script::from_lua(claiming!("claim.lua")),
+            commit: Script::from_lua(claiming!("commit.lua")),
             renew: Script::from_lua(script!("renew.lua")),
             release: Script::from_lua(script!("release.lua")),
             reclaim: Script::from_lua(script!("reclaim.lua")),
