@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use spane_core::{ExecutionId, ExecutionRecord, WorkflowDefinition};
+use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, WorkflowDefinition};
 
 use crate::control::ExecutionControl;
 use crate::dlq::DeadLetterQueue;
@@ -86,6 +86,15 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
 
     /// The execution as the backend sees it now, while it holds it.
     async fn execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, QueueError>;
+
+    /// The status of `id` while the backend holds it: a cheap check for waiters, which read the
+    /// whole record only once it ended.
+    async fn execution_status(
+        &self,
+        id: ExecutionId,
+    ) -> Result<Option<ExecutionStatus>, QueueError> {
+        Ok(self.execution(id).await?.map(|r| r.status))
+    }
 
     /// Outputs of every node of `id` that has one so far.
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError>;

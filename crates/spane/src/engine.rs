@@ -497,13 +497,21 @@ impl WorkflowEngine {
             tokio::pin!(everyone);
             mine.as_mut().enable();
             everyone.as_mut().enable();
-            let record = self
-                .get_execution(id)
-                .await?
-                .ok_or(Error::ExecutionNotFound(id))?;
-            if record.status.is_terminal() {
-                return Ok(record);
-            }
+            // The status alone while the execution runs; the whole record once it ended (or
+            // when the queue no longer holds it).
+            let status = match self.inner.queue.execution_status(id).await? {
+                Some(status) if !status.is_terminal() => status,
+                _ => {
+                    let record = self
+                        .get_execution(id)
+                        .await?
+                        .ok_or(Error::ExecutionNotFound(id))?;
+                    if record.status.is_terminal() {
+                        return Ok(record);
+                    }
+                    record.status
+                }
+            };
             let woke = tokio::time::timeout_at(deadline, async {
                 tokio::select! {
                     _ = mine => {}
@@ -514,7 +522,7 @@ impl WorkflowEngine {
             if woke.is_err() {
                 return Err(Error::Timeout {
                     execution: id,
-                    status: record.status,
+                    status,
                     waited: timeout,
                 });
             }

@@ -212,6 +212,13 @@ impl Harness {
         .await
     }
 
+    /// The execution's status as `execution_status` reports it.
+    pub(crate) async fn status(&self, id: ExecutionId) -> Option<ExecutionStatus> {
+        bounded("execution_status", self.queue.execution_status(id))
+            .await
+            .unwrap_or_else(|e| panic!("execution_status failed: {e}"))
+    }
+
     /// One renew call.
     pub(crate) async fn renew(&self, job: &ClaimedJob) -> bool {
         bounded("renew", self.queue.renew(job))

@@ -604,6 +604,20 @@ impl ExecutionQueue for RedisQueue {
         record::execution_record(id, &fields).map(Some)
     }
 
+    async fn execution_status(
+        &self,
+        id: ExecutionId,
+    ) -> Result<Option<spane_core::ExecutionStatus>, QueueError> {
+        self.trip();
+        let status: Option<String> = self
+            .inner
+            .client
+            .hget(self.inner.keys.execution(id), "st")
+            .await
+            .map_err(unavailable)?;
+        Ok(status.as_deref().and_then(record::execution_status))
+    }
+
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Json>, QueueError> {
         let fields = self.hgetall(id).await?;
         if fields.is_empty() {
