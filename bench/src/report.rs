@@ -175,6 +175,9 @@ pub(crate) async fn peers(o: &Options, s: Sizes) -> Vec<RunResult> {
         .ok();
     let mut out = Vec::new();
     for (w, n) in [("b1", s.b1), ("b2", s.b2), ("b3", s.b3), ("b5", s.b5)] {
+        if !o.workloads.iter().any(|x| x.starts_with(w)) {
+            continue;
+        }
         let before = match &probe {
             Some(q) => q.server_stats().await.ok().flatten(),
             None => None,

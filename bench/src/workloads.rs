@@ -12,7 +12,8 @@ use spane::queue::{RedisConfig, RedisQueue, ServerStats};
 use crate::report;
 use crate::{Options, RunResult, WorkerProc, registry};
 
-const WORKLOADS: [&str; 5] = ["b1_chain", "b2_fanout", "b3_latency", "b4_rate", "b5_wide"];
+pub(crate) const WORKLOADS: [&str; 5] =
+    ["b1_chain", "b2_fanout", "b3_latency", "b4_rate", "b5_wide"];
 
 /// Workload sizes (`--quick` shrinks them).
 #[derive(Debug, Clone, Copy)]
@@ -237,7 +238,10 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
         let engine = WorkflowEngine::embedded(registry());
         register_all(&engine).await?;
         engine.start_workers(50)?;
-        for w in WORKLOADS {
+        for w in WORKLOADS
+            .iter()
+            .filter(|w| o.workloads.iter().any(|x| x == *w))
+        {
             let mut r = workload(&engine, w, s).await?;
             r.backend = "embedded".into();
             r.workers = 1;
@@ -254,7 +258,10 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
         "redis+pg" => (1, true),
         other => anyhow::bail!("unknown backend {other}"),
     };
-    for w in WORKLOADS {
+    for w in WORKLOADS
+        .iter()
+        .filter(|w| o.workloads.iter().any(|x| x == *w))
+    {
         let prefix = format!(
             "spane-bench-{}",
             ExecutionId::new().to_string().to_lowercase()

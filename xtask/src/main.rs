@@ -25,7 +25,7 @@ Tasks:
   ci         check Redis and PostgreSQL, then run fmt --check, clippy,
              nextest (profile ci) and doctests, stopping at the first failure
   services   report whether Redis and PostgreSQL are reachable
-  bench      run the benchmarks (release build): [--quick] [--backend embedded|redis|all]
+  bench      run the benchmarks (release build): [--quick] [--backend embedded|redis|all] [--workload NAME]
              [--out FILE]; see docs/BENCHMARKS.md
   migrate    apply the SQL migrations: [--database-url URL] [--schema NAME]
              (runs spane-store's spane-migrate; URL from DATABASE_URL by default)

@@ -78,6 +78,9 @@ local function push_all(cmd, key, list)
 end
 
 local function hmget_all(key, fields)
+  if #fields <= CHUNK then
+    return redis.call('HMGET', key, unpack(fields))
+  end
   local out = {}
   for i = 1, #fields, CHUNK do
     local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + CHUNK - 1, #fields)))

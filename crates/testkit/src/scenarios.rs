@@ -188,7 +188,11 @@ pub async fn chain_passes_data_and_completes(factory: &dyn QueueFactory) {
     let initial = json!({"seed": 1});
     let id = q.start(&wf, initial.clone()).await;
     assert_eq!(q.status(id).await, Some(ExecutionStatus::Running));
-    assert_eq!(q.status(ExecutionId::new()).await, None, "unknown execution");
+    assert_eq!(
+        q.status(ExecutionId::new()).await,
+        None,
+        "unknown execution"
+    );
 
     let mut expected_input = initial;
     let mut parent: Option<(&str, Value)> = None;
