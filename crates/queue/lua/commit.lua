@@ -14,7 +14,9 @@
 --       the claim read them (comma-separated), so that one HMGET reads the node's fields and
 --       its children's join counters, and how many next jobs the committer wants (0 or more)
 -- Reply: { per commit two values: 'stale' or 'applied', and the finished status or '';
---          the claimed jobs, in the format of claim.lua, to hand out in commit order }
+--          the claimed jobs, in the format of claim.lua, to hand out in commit order;
+--          per commit the list of jobs handed to it directly (none or one) }
+-- A committer gets its handed job first, then jobs from the common list up to what it asked.
 -- A replay of an applied commit (the client re-sends it after losing the reply) answers what
 -- the first run answered: each node remembers the token and content fingerprint of its last
 -- applied commit and the status that commit decided (cm:i). A different commit with the same
@@ -26,6 +28,10 @@ local want = 0
 local out = {}
 local done = {}
 local wake = false
+-- Claims made in this call: lease entries, replay memo lines, and per commit the job handed to
+-- its committer directly (see handoff below).
+local leases, held, handed = {}, {}, {}
+local expiry = istr(now + lease)
 
 local function commit_one(b)
   local E, i, tok, kind = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -37,6 +43,16 @@ local function commit_one(b)
   for _, ch in ipairs(kids) do
     fields[#fields + 1] = 'k:' .. ch
     fields[#fields + 1] = 'p:' .. ch
+  end
+  -- A committer that wants a next job may get its first child directly (handoff): read what
+  -- claiming it needs with the rest.
+  local h, hb = nil, #fields
+  if tonumber(ARGV[b + 11]) > 0 and kids[1] then
+    h = kids[1]
+    for _, name in ipairs({ 'tok', 'na:' .. h, 'de:' .. h, 'id:' .. h, 'ts:' .. h, 'c:' .. h,
+      'wf', 'ver', 'par', 'dep' }) do
+      fields[#fields + 1] = name
+    end
   end
   local f = hmget_all(X, fields)
   if f[1] and f[10] then
@@ -132,18 +148,54 @@ local function commit_one(b)
     kind = 'continue'
   end
 
+  local r0 = #READY
   settle(c, i, kind, routes, payload, payload, attempt, idj)
   c.H[#c.H + 1] = 'cm:' .. i
   c.H[#c.H + 1] = tok .. ' ' .. fp .. ' ' .. c.finished
+  if h and kind == 'complete' then
+    -- Handoff: when this commit made the first child ready and this node is its only parent,
+    -- the child is claimed here for the committer instead of going through the ready list:
+    -- its input is this node's output, and its claim is written with the commit.
+    local entry = E .. '|' .. h .. '|' .. i
+    for r = #READY, r0 + 1, -1 do
+      if READY[r] == entry then
+        table.remove(READY, r)
+        local ntok = istr((tonumber(f[hb + 1]) or 0) + 1)
+        local att = f[hb + 2] or '1'
+        local H = c.H
+        H[#H + 1] = 'tok'; H[#H + 1] = ntok
+        H[#H + 1] = 't:' .. h; H[#H + 1] = ntok
+        H[#H + 1] = 'a:' .. h; H[#H + 1] = att
+        H[#H + 1] = 'ns:' .. h; H[#H + 1] = 'running'
+        if not f[hb + 5] then
+          H[#H + 1] = 'ts:' .. h; H[#H + 1] = istr(now)
+        end
+        local member = E .. '|' .. h
+        leases[#leases + 1] = expiry
+        leases[#leases + 1] = member
+        held[#held + 1] = member .. '|' .. ntok
+        node_event(E, c.wfj, f[hb + 4], 'running', ',"attempt":' .. att, now)
+        handed[#handed + 1] = { { E, tonumber(h), tonumber(ntok), tonumber(att), 1,
+          '{' .. idj .. ':' .. payload .. '}', '', f[hb + 3] == '1' and 1 or 0, f[hb + 7],
+          f[hb + 8], f[hb + 9] or '', f[hb + 10], f[hb + 4], istr(now), f[hb + 6] or '' } }
+        write_back(c, retention)
+        return 'applied', c.finished
+      end
+    end
+  end
   write_back(c, retention)
   return 'applied', c.finished
 end
 
 for b = 6, #ARGV, 12 do
+  local n = #handed
   local tag, finished = commit_one(b)
   out[#out + 1] = tag
   out[#out + 1] = finished
-  want = want + tonumber(ARGV[b + 11])
+  if #handed == n then
+    handed[#handed + 1] = {}
+  end
+  want = want + tonumber(ARGV[b + 11]) - #handed[#handed]
 end
 if #done > 0 then
   push_all('ZREM', KEYS[3], done)
@@ -158,18 +210,17 @@ if want > 0 then
     promote_due(KEYS[1], KEYS[2], now)
     local popped = redis.call('LPOP', KEYS[1], want)
     if popped then
-      local leases, held = {}, {}
-      claim_popped(SP, popped, now, istr(now + lease), jobs, leases, held)
-      if #leases > 0 then
-        push_all('ZADD', KEYS[3], leases)
-        redis.call('SET', memo, table.concat(held, '\n'), 'PX', math.min(lease, 5000))
-      end
+      claim_popped(SP, popped, now, expiry, jobs, leases, held)
     end
   end
+end
+if #leases > 0 then
+  push_all('ZADD', KEYS[3], leases)
+  redis.call('SET', memo, table.concat(held, '\n'), 'PX', math.min(lease, 5000))
 end
 if wake then
   -- Wake workers blocked on the ready list, so they wait for the new earliest due time.
   redis.call('LPUSH', KEYS[1], 'tick')
 end
 flush_events(KEYS[4], cap)
-return { out, jobs }
+return { out, jobs, handed }

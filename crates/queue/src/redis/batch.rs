@@ -122,15 +122,19 @@ async fn run(target: BatchTarget, mut rx: mpsc::UnboundedReceiver<Pending>) {
                     .map(Value::into_array)
                     .unwrap_or_default()
                     .into_iter();
+                let mut handed = parts
+                    .next()
+                    .map(Value::into_array)
+                    .unwrap_or_default()
+                    .into_iter();
                 for (want, reply) in replies {
+                    let mut own = handed.next().map(Value::into_array).unwrap_or_default();
+                    let more = want.saturating_sub(own.len());
+                    own.extend(jobs.by_ref().take(more));
                     let tag = tags.next().and_then(|v| v.as_string());
                     let finished = tags.next().and_then(|v| v.as_string());
                     let answer = match tag {
-                        Some(tag) => Ok((
-                            tag,
-                            finished.unwrap_or_default(),
-                            jobs.by_ref().take(want).collect(),
-                        )),
+                        Some(tag) => Ok((tag, finished.unwrap_or_default(), own)),
                         None => Err(QueueError::Backend {
                             reason: "unexpected data in Redis: short commit reply".to_owned(),
                         }),
