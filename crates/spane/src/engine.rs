@@ -215,9 +215,13 @@ impl EngineBuilder {
     pub fn build(self) -> WorkflowEngine {
         let registry = Arc::new(self.registry.unwrap_or_default());
         let bus: Arc<dyn EventBus> = self.bus.unwrap_or_else(|| Arc::new(LocalBus::default()));
-        let queue: Arc<dyn ExecutionQueue> = self
-            .queue
-            .unwrap_or_else(|| Arc::new(MemoryQueue::new(bus.clone())));
+        let (queue, memory): (Arc<dyn ExecutionQueue>, _) = match self.queue {
+            Some(queue) => (queue, None),
+            None => {
+                let memory = MemoryQueue::new(bus.clone());
+                (Arc::new(memory.clone()), Some(memory))
+            }
+        };
         let store: Arc<dyn Store> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let definitions = Arc::new(Definitions::new(
             registry.clone(),
@@ -255,6 +259,7 @@ impl EngineBuilder {
             inner: Arc::new(Inner {
                 registry,
                 queue,
+                memory,
                 store,
                 bus,
                 definitions,
@@ -305,6 +310,8 @@ pub struct WorkflowEngine {
 struct Inner {
     registry: Arc<NodeRegistry>,
     queue: Arc<dyn ExecutionQueue>,
+    /// The queue again when it is the built-in [`MemoryQueue`], for its cheap status reads.
+    memory: Option<MemoryQueue>,
     store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
     definitions: Arc<Definitions>,
@@ -497,13 +504,22 @@ impl WorkflowEngine {
             tokio::pin!(everyone);
             mine.as_mut().enable();
             everyone.as_mut().enable();
-            let record = self
-                .get_execution(id)
-                .await?
-                .ok_or(Error::ExecutionNotFound(id))?;
-            if record.status.is_terminal() {
-                return Ok(record);
-            }
+            // The embedded queue tells the status without copying the record: the record is
+            // only read once the execution has ended.
+            let live = self.inner.memory.as_ref().and_then(|m| m.status(id));
+            let status = match live {
+                Some(status) if !status.is_terminal() => status,
+                _ => {
+                    let record = self
+                        .get_execution(id)
+                        .await?
+                        .ok_or(Error::ExecutionNotFound(id))?;
+                    if record.status.is_terminal() {
+                        return Ok(record);
+                    }
+                    record.status
+                }
+            };
             let woke = tokio::time::timeout_at(deadline, async {
                 tokio::select! {
                     _ = mine => {}
@@ -514,7 +530,7 @@ impl WorkflowEngine {
             if woke.is_err() {
                 return Err(Error::Timeout {
                     execution: id,
-                    status: record.status,
+                    status,
                     waited: timeout,
                 });
             }

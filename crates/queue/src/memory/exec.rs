@@ -56,6 +56,33 @@ pub(super) struct Applied {
     pub(super) finished: Option<ExecutionStatus>,
 }
 
+/// The events of one locked step. Node events are only built when someone listens
+/// ([`EventSink::wants_node_events`](spane_core::EventSink::wants_node_events)).
+pub(super) struct Events {
+    pub(super) list: Vec<EngineEvent>,
+    nodes: bool,
+}
+
+impl Events {
+    pub(super) fn new(nodes: bool) -> Self {
+        Self {
+            list: Vec::new(),
+            nodes,
+        }
+    }
+
+    fn push(&mut self, event: EngineEvent) {
+        self.list.push(event);
+    }
+
+    /// Adds the node event `make` builds, when node events are wanted.
+    fn node(&mut self, make: impl FnOnce() -> NodeEvent) {
+        if self.nodes {
+            self.list.push(EngineEvent::Node(make()));
+        }
+    }
+}
+
 impl Exec {
     pub(super) fn start(start: StartExecution) -> (Self, Vec<NodeIndex>, Vec<EngineEvent>) {
         let (state, t) = ExecutionState::start(&start.workflow);
@@ -122,7 +149,7 @@ impl Exec {
         node: NodeIndex,
         token: u64,
         lease: Duration,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Option<ClaimedJob> {
         if self.state.status() != ExecutionStatus::Running {
             // Paused, failed or cancelled: the node is held (resume or a retry releases it).
@@ -137,27 +164,27 @@ impl Exec {
         slot.started_at.get_or_insert(now);
         let attempt = slot.attempts;
         let delay_elapsed = slot.delay_elapsed;
+        let ready_at = slot.ready_at;
 
-        let live: Vec<NodeIndex> = self.state.live_parents(&self.dag, node).collect();
-        let previous_results: BTreeMap<String, Value> = live
-            .iter()
-            .filter_map(|&p| {
-                self.slots[p]
-                    .output
-                    .clone()
-                    .map(|v| (self.dag.node(p).id.clone(), v))
-            })
-            .collect();
+        let mut previous_results = BTreeMap::new();
+        for p in self.state.live_parents(&self.dag, node) {
+            if let Some(v) = &self.slots[p].output {
+                previous_results.insert(self.dag.node(p).id.clone(), v.clone());
+            }
+        }
         let input = node_input(
             &self.dag,
             node,
             &self.initial,
-            live.iter()
-                .filter_map(|&p| self.slots[p].output.as_ref().map(|v| (p, v))),
+            self.state
+                .live_parents(&self.dag, node)
+                .filter_map(|p| self.slots[p].output.as_ref().map(|v| (p, v))),
         );
-        let mut e = self.node_event(node, NodeEventStatus::Running);
-        e.attempt = Some(attempt);
-        events.push(EngineEvent::Node(e));
+        events.node(|| {
+            let mut e = self.node_event(node, NodeEventStatus::Running);
+            e.attempt = Some(attempt);
+            e
+        });
         Some(ClaimedJob {
             execution_id: self.id,
             workflow_id: self.dag.id().to_owned(),
@@ -172,7 +199,7 @@ impl Exec {
             depth: self.depth,
             delay_elapsed,
             lease,
-            ready_at: self.slots[node].ready_at,
+            ready_at,
         })
     }
 
@@ -186,7 +213,7 @@ impl Exec {
         &mut self,
         job: &ClaimedJob,
         commit: NodeCommit,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Applied {
         let node = job.node;
         let terminal = self.state.status().is_terminal();
@@ -194,14 +221,16 @@ impl Exec {
             NodeCommit::Completed { data, next_nodes } => {
                 match self.state.complete(&self.dag, node, next_nodes.as_deref()) {
                     Ok(t) => {
+                        events.node(|| {
+                            let mut e = self.node_event(node, NodeEventStatus::Completed);
+                            e.data = Some(data.clone());
+                            e.attempt = Some(job.attempt);
+                            e
+                        });
                         let slot = &mut self.slots[node];
                         slot.status = Some(NodeStatus::Completed);
-                        slot.output = Some(data.clone());
+                        slot.output = Some(data);
                         slot.finished_at = Some(now_millis());
-                        let mut e = self.node_event(node, NodeEventStatus::Completed);
-                        e.data = Some(data);
-                        e.attempt = Some(job.attempt);
-                        events.push(EngineEvent::Node(e));
                         Some(t)
                     }
                     Err(err @ TransitionError::UnknownRoute { .. }) => {
@@ -242,12 +271,14 @@ impl Exec {
                 slot.delay_elapsed = false;
                 slot.ready_at = Some(now_millis() + delay.as_millis() as i64);
                 slot.status = Some(NodeStatus::Delayed);
-                slot.error = Some(error.clone());
-                let mut e = self.node_event(node, NodeEventStatus::Retrying);
-                e.error = Some(error);
-                e.attempt = Some(job.attempt);
-                e.next_delay_ms = Some(delay.as_millis() as u64);
-                events.push(EngineEvent::Node(e));
+                events.node(|| {
+                    let mut e = self.node_event(node, NodeEventStatus::Retrying);
+                    e.error = Some(error.clone());
+                    e.attempt = Some(job.attempt);
+                    e.next_delay_ms = Some(delay.as_millis() as u64);
+                    e
+                });
+                self.slots[node].error = Some(error);
                 return Applied {
                     ready: Vec::new(),
                     dead_letter: None,
@@ -260,9 +291,11 @@ impl Exec {
                 slot.delay_elapsed = true;
                 slot.ready_at = Some(now_millis() + delay.as_millis() as i64);
                 slot.status = Some(NodeStatus::Delayed);
-                let mut e = self.node_event(node, NodeEventStatus::Delayed);
-                e.next_delay_ms = Some(delay.as_millis() as u64);
-                events.push(EngineEvent::Node(e));
+                events.node(|| {
+                    let mut e = self.node_event(node, NodeEventStatus::Delayed);
+                    e.next_delay_ms = Some(delay.as_millis() as u64);
+                    e
+                });
                 return Applied {
                     ready: Vec::new(),
                     dead_letter: None,
@@ -281,7 +314,7 @@ impl Exec {
         attempt: u32,
         error: String,
         continued: bool,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Option<Transition> {
         let t = match self.state.fail(&self.dag, node, continued) {
             Ok(t) => t,
@@ -316,23 +349,23 @@ impl Exec {
                 failed_at: now_millis(),
             });
         }
-        let mut e = self.node_event(node, NodeEventStatus::Failed);
-        e.error = Some(error);
-        e.attempt = Some(attempt);
-        e.continued = continued;
-        events.push(EngineEvent::Node(e));
+        events.node(|| {
+            let mut e = self.node_event(node, NodeEventStatus::Failed);
+            e.error = Some(error);
+            e.attempt = Some(attempt);
+            e.continued = continued;
+            e
+        });
         Some(t)
     }
 
-    fn apply(&mut self, t: Transition, events: &mut Vec<EngineEvent>) -> Applied {
+    fn apply(&mut self, t: Transition, events: &mut Events) -> Applied {
         let now = now_millis();
         for &s in &t.skipped {
             let slot = &mut self.slots[s];
             slot.status = Some(NodeStatus::Skipped);
             slot.finished_at = Some(now);
-            events.push(EngineEvent::Node(
-                self.node_event(s, NodeEventStatus::Skipped),
-            ));
+            events.node(|| self.node_event(s, NodeEventStatus::Skipped));
         }
         if let Some(status) = t.finished {
             self.finished_at = Some(now);
@@ -356,7 +389,7 @@ impl Exec {
     pub(super) fn revive(
         &mut self,
         node: NodeIndex,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Option<Vec<NodeIndex>> {
         let was = self.state.status();
         let t = self.state.revive(&self.dag, node).ok()?;
@@ -382,7 +415,7 @@ impl Exec {
     }
 
     /// Pauses; `Err` carries a status that does not allow it.
-    pub(super) fn pause(&mut self, events: &mut Vec<EngineEvent>) -> Result<(), ExecutionStatus> {
+    pub(super) fn pause(&mut self, events: &mut Events) -> Result<(), ExecutionStatus> {
         if self.state.pause()? {
             events.push(self.workflow_event(WorkflowEventStatus::Paused, None));
         }
@@ -392,7 +425,7 @@ impl Exec {
     /// Resumes; returns the held nodes to enqueue.
     pub(super) fn resume(
         &mut self,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Result<Vec<NodeIndex>, ExecutionStatus> {
         let Some(ready) = self.state.resume()? else {
             return Ok(Vec::new());
@@ -403,7 +436,7 @@ impl Exec {
     }
 
     /// Fails the execution because its deadline passed; `true` when this call ended it.
-    pub(super) fn expire(&mut self, events: &mut Vec<EngineEvent>) -> bool {
+    pub(super) fn expire(&mut self, events: &mut Events) -> bool {
         let Some(t) = self.state.expire() else {
             return false;
         };
@@ -413,10 +446,7 @@ impl Exec {
     }
 
     /// Cancels; `Ok(true)` when this call cancelled it.
-    pub(super) fn cancel(
-        &mut self,
-        events: &mut Vec<EngineEvent>,
-    ) -> Result<bool, ExecutionStatus> {
+    pub(super) fn cancel(&mut self, events: &mut Events) -> Result<bool, ExecutionStatus> {
         match self.state.status() {
             ExecutionStatus::Cancelled => return Ok(false),
             ExecutionStatus::Running | ExecutionStatus::Paused => {}
@@ -439,36 +469,35 @@ impl Exec {
     }
 
     pub(super) fn outputs(&self) -> BTreeMap<String, Value> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.output.clone().map(|v| (self.dag.node(i).id.clone(), v)))
-            .collect()
+        let mut outputs = BTreeMap::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(v) = &s.output {
+                outputs.insert(self.dag.node(i).id.clone(), v.clone());
+            }
+        }
+        outputs
     }
 
     pub(super) fn record(&self) -> ExecutionRecord {
-        let node_results = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let status = s.status?;
-                let id = self.dag.node(i).id.clone();
-                Some((
-                    id.clone(),
-                    NodeResult {
-                        node_id: id,
-                        status,
-                        data: s.output.clone(),
-                        error: s.error.clone(),
-                        attempts: s.attempts,
-                        continued: s.continued,
-                        started_at: s.started_at,
-                        finished_at: s.finished_at,
-                    },
-                ))
-            })
-            .collect();
+        // Inserted one by one: no intermediate list of (id, result) to collect and sort.
+        let mut node_results = BTreeMap::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            let Some(status) = s.status else { continue };
+            let id = &self.dag.node(i).id;
+            node_results.insert(
+                id.clone(),
+                NodeResult {
+                    node_id: id.clone(),
+                    status,
+                    data: s.output.clone(),
+                    error: s.error.clone(),
+                    attempts: s.attempts,
+                    continued: s.continued,
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
+                },
+            );
+        }
         ExecutionRecord {
             execution_id: self.id,
             workflow_id: self.dag.id().to_owned(),
