@@ -60,6 +60,12 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// The latest version of workflow `id`: what [`WorkflowStore::get_workflow`] with no version
+    /// reports, without copying the definition.
+    pub fn latest_version(&self, id: &str) -> Option<u32> {
+        self.lock().workflows.get(id).map(|w| w.latest().version)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
