@@ -18,7 +18,8 @@ use crate::job::{ClaimedJob, NodeCommit, StartExecution};
 #[derive(Default)]
 struct Slot {
     status: Option<NodeStatus>,
-    output: Option<Value>,
+    /// Shared, so that readers copy it after the queue's lock is released.
+    output: Option<Arc<Value>>,
     error: Option<String>,
     /// Attempts started.
     attempts: u32,
@@ -38,7 +39,7 @@ pub(super) struct Exec {
     version: u32,
     state: ExecutionState,
     slots: Vec<Slot>,
-    initial: Value,
+    initial: Arc<Value>,
     parent: Option<ExecutionId>,
     depth: u32,
     created_at: i64,
@@ -98,7 +99,7 @@ impl Exec {
             dag: start.workflow,
             version: start.workflow_version,
             state,
-            initial: start.initial_data,
+            initial: Arc::new(start.initial_data),
             parent: start.parent_execution_id,
             depth: start.depth,
             created_at: now_millis(),
@@ -150,7 +151,7 @@ impl Exec {
         token: u64,
         lease: Duration,
         events: &mut Events,
-    ) -> Option<ClaimedJob> {
+    ) -> Option<Claim> {
         if self.state.status() != ExecutionStatus::Running {
             // Paused, failed or cancelled: the node is held (resume or a retry releases it).
             self.state.hold(node);
@@ -166,35 +167,25 @@ impl Exec {
         let delay_elapsed = slot.delay_elapsed;
         let ready_at = slot.ready_at;
 
-        let mut previous_results = BTreeMap::new();
-        for p in self.state.live_parents(&self.dag, node) {
-            if let Some(v) = &self.slots[p].output {
-                previous_results.insert(self.dag.node(p).id.clone(), v.clone());
-            }
-        }
-        let input = node_input(
-            &self.dag,
-            node,
-            &self.initial,
-            self.state
-                .live_parents(&self.dag, node)
-                .filter_map(|p| self.slots[p].output.as_ref().map(|v| (p, v))),
-        );
+        let parents = self
+            .state
+            .live_parents(&self.dag, node)
+            .filter_map(|p| self.slots[p].output.clone().map(|v| (p, v)))
+            .collect();
         events.node(|| {
             let mut e = self.node_event(node, NodeEventStatus::Running);
             e.attempt = Some(attempt);
             e
         });
-        Some(ClaimedJob {
+        Some(Claim {
             execution_id: self.id,
-            workflow_id: self.dag.id().to_owned(),
-            workflow_version: self.version,
+            dag: self.dag.clone(),
+            version: self.version,
             node,
-            node_id: self.dag.node(node).id.clone(),
             attempt,
             token,
-            input,
-            previous_results,
+            initial: self.initial.clone(),
+            parents,
             parent_execution_id: self.parent,
             depth: self.depth,
             delay_elapsed,
@@ -229,7 +220,7 @@ impl Exec {
                         });
                         let slot = &mut self.slots[node];
                         slot.status = Some(NodeStatus::Completed);
-                        slot.output = Some(data);
+                        slot.output = Some(Arc::new(data));
                         slot.finished_at = Some(now_millis());
                         Some(t)
                     }
@@ -330,7 +321,7 @@ impl Exec {
         slot.continued = continued;
         slot.finished_at = Some(now_millis());
         if continued {
-            slot.output = Some(failure_output(&node_id, &error, attempt));
+            slot.output = Some(Arc::new(failure_output(&node_id, &error, attempt)));
         }
         if !continued {
             if self.state.status() == ExecutionStatus::Failed && t.finished.is_some() {
@@ -468,48 +459,181 @@ impl Exec {
             .then(|| self.dag.definition().clone())
     }
 
-    pub(super) fn outputs(&self) -> BTreeMap<String, Value> {
-        let mut outputs = BTreeMap::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            if let Some(v) = &s.output {
-                outputs.insert(self.dag.node(i).id.clone(), v.clone());
-            }
+    /// The outputs, to copy with [`Outputs::build`] once the lock is released.
+    pub(super) fn outputs(&self) -> Outputs {
+        Outputs {
+            dag: self.dag.clone(),
+            outputs: self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.output.clone().map(|v| (i, v)))
+                .collect(),
         }
-        outputs
     }
 
-    pub(super) fn record(&self) -> ExecutionRecord {
-        // Inserted one by one: no intermediate list of (id, result) to collect and sort.
-        let mut node_results = BTreeMap::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            let Some(status) = s.status else { continue };
-            let id = &self.dag.node(i).id;
-            node_results.insert(
-                id.clone(),
-                NodeResult {
-                    node_id: id.clone(),
-                    status,
-                    data: s.output.clone(),
+    /// The record, to copy with [`Record::build`] once the lock is released.
+    pub(super) fn record(&self) -> Record {
+        let results = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                Some(SlotRecord {
+                    node: i,
+                    status: s.status?,
+                    output: s.output.clone(),
                     error: s.error.clone(),
                     attempts: s.attempts,
                     continued: s.continued,
                     started_at: s.started_at,
                     finished_at: s.finished_at,
-                },
-            );
-        }
-        ExecutionRecord {
+                })
+            })
+            .collect();
+        Record {
             execution_id: self.id,
-            workflow_id: self.dag.id().to_owned(),
-            workflow_version: self.version,
+            dag: self.dag.clone(),
+            version: self.version,
             status: self.state.status(),
-            initial_data: self.initial.clone(),
-            parent_execution_id: self.parent,
+            initial: self.initial.clone(),
+            parent: self.parent,
             depth: self.depth,
             error: self.error.clone(),
             created_at: self.created_at,
             finished_at: self.finished_at,
+            results,
+        }
+    }
+}
+
+/// A claimed node as taken under the queue's lock: the outputs it reads are shared, and
+/// [`Claim::into_job`] copies them into the job after the lock is released, so that other
+/// workers' commits do not wait for the copies.
+pub(super) struct Claim {
+    execution_id: ExecutionId,
+    dag: Arc<CompiledWorkflow>,
+    version: u32,
+    node: NodeIndex,
+    attempt: u32,
+    token: u64,
+    initial: Arc<Value>,
+    /// The live parents that have an output, in declaration order.
+    parents: Vec<(NodeIndex, Arc<Value>)>,
+    parent_execution_id: Option<ExecutionId>,
+    depth: u32,
+    delay_elapsed: bool,
+    lease: Duration,
+    ready_at: Option<i64>,
+}
+
+impl Claim {
+    pub(super) fn into_job(self) -> ClaimedJob {
+        let dag = &self.dag;
+        let mut previous_results = BTreeMap::new();
+        for (p, v) in &self.parents {
+            previous_results.insert(dag.node(*p).id.clone(), Value::clone(v));
+        }
+        let input = node_input(
+            dag,
+            self.node,
+            &self.initial,
+            self.parents.iter().map(|(p, v)| (*p, &**v)),
+        );
+        ClaimedJob {
+            execution_id: self.execution_id,
+            workflow_id: dag.id().to_owned(),
+            workflow_version: self.version,
+            node: self.node,
+            node_id: dag.node(self.node).id.clone(),
+            attempt: self.attempt,
+            token: self.token,
+            input,
+            previous_results,
+            parent_execution_id: self.parent_execution_id,
+            depth: self.depth,
+            delay_elapsed: self.delay_elapsed,
+            lease: self.lease,
+            ready_at: self.ready_at,
+        }
+    }
+}
+
+/// One node's part of a [`Record`].
+struct SlotRecord {
+    node: NodeIndex,
+    status: NodeStatus,
+    output: Option<Arc<Value>>,
+    error: Option<String>,
+    attempts: u32,
+    continued: bool,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+/// An execution's record as taken under the queue's lock, copied by [`Record::build`] after.
+pub(super) struct Record {
+    execution_id: ExecutionId,
+    dag: Arc<CompiledWorkflow>,
+    version: u32,
+    status: ExecutionStatus,
+    initial: Arc<Value>,
+    parent: Option<ExecutionId>,
+    depth: u32,
+    error: Option<String>,
+    created_at: i64,
+    finished_at: Option<i64>,
+    results: Vec<SlotRecord>,
+}
+
+impl Record {
+    pub(super) fn build(self) -> ExecutionRecord {
+        // Inserted one by one: no intermediate list of (id, result) to collect and sort.
+        let mut node_results = BTreeMap::new();
+        for r in self.results {
+            let id = &self.dag.node(r.node).id;
+            node_results.insert(
+                id.clone(),
+                NodeResult {
+                    node_id: id.clone(),
+                    status: r.status,
+                    data: r.output.map(|v| Value::clone(&v)),
+                    error: r.error,
+                    attempts: r.attempts,
+                    continued: r.continued,
+                    started_at: r.started_at,
+                    finished_at: r.finished_at,
+                },
+            );
+        }
+        ExecutionRecord {
+            execution_id: self.execution_id,
+            workflow_id: self.dag.id().to_owned(),
+            workflow_version: self.version,
+            status: self.status,
+            initial_data: Value::clone(&self.initial),
+            parent_execution_id: self.parent,
+            depth: self.depth,
+            error: self.error,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
             node_results,
         }
+    }
+}
+
+/// An execution's outputs as taken under the queue's lock, copied by [`Outputs::build`] after.
+pub(super) struct Outputs {
+    dag: Arc<CompiledWorkflow>,
+    outputs: Vec<(NodeIndex, Arc<Value>)>,
+}
+
+impl Outputs {
+    pub(super) fn build(self) -> BTreeMap<String, Value> {
+        let mut outputs = BTreeMap::new();
+        for (i, v) in self.outputs {
+            outputs.insert(self.dag.node(i).id.clone(), Value::clone(&v));
+        }
+        outputs
     }
 }

@@ -24,7 +24,7 @@ use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId
 use crate::limits::{BreakerInfo, SharedLimits};
 use crate::payload::PayloadStore;
 use crate::queue::ExecutionQueue;
-use exec::{Events, Exec};
+use exec::{Claim, Events, Exec};
 
 /// Settings of a [`MemoryQueue`].
 #[derive(Debug, Clone)]
@@ -311,7 +311,9 @@ impl ExecutionQueue for MemoryQueue {
                 }
                 self.emit(events.list);
                 if !jobs.is_empty() {
-                    return Ok(jobs);
+                    drop(inner);
+                    // The inputs are copied once the lock is released.
+                    return Ok(jobs.into_iter().map(Claim::into_job).collect());
                 }
                 inner.next_wake()
             };
@@ -412,7 +414,9 @@ impl ExecutionQueue for MemoryQueue {
     }
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, QueueError> {
-        Ok(self.lock().executions.get(&id).map(Exec::record))
+        // Copied once the lock is released.
+        let record = self.lock().executions.get(&id).map(Exec::record);
+        Ok(record.map(exec::Record::build))
     }
 
     async fn definition(
@@ -444,12 +448,13 @@ impl ExecutionQueue for MemoryQueue {
     }
 
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError> {
-        let inner = self.lock();
-        let exec = inner
+        let outputs = self
+            .lock()
             .executions
             .get(&id)
-            .ok_or(QueueError::ExecutionNotFound(id))?;
-        Ok(exec.outputs())
+            .ok_or(QueueError::ExecutionNotFound(id))?
+            .outputs();
+        Ok(outputs.build())
     }
 }
 
