@@ -124,6 +124,13 @@ pub struct WorkflowEvent {
 pub trait EventSink: Send + Sync + 'static {
     /// Takes the events of one transition.
     fn emit(&self, events: Vec<EngineEvent>);
+
+    /// Whether anyone would receive [`EngineEvent::Node`] events now. A backend may skip
+    /// building the node events of a transition when this is `false` (they would be dropped
+    /// anyway); workflow events are always emitted. Defaults to `true`.
+    fn wants_node_events(&self) -> bool {
+        true
+    }
 }
 
 /// Drops every event.
@@ -132,9 +139,17 @@ pub struct NoEvents;
 
 impl EventSink for NoEvents {
     fn emit(&self, _events: Vec<EngineEvent>) {}
+
+    fn wants_node_events(&self) -> bool {
+        false
+    }
 }
 
 /// Milliseconds since the Unix epoch, for event and record timestamps.
 pub fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    // The system clock directly: this is called several times per node.
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
 }

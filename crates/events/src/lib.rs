@@ -89,18 +89,34 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<EngineEvent, EventError>
 pub trait EventBus: EventSink + fmt::Debug {
     /// Subscribes; events emitted after this call returns are delivered.
     async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, EventError>;
+
+    /// Subscribes to the workflow-level events ([`EngineEvent::Workflow`]) of every
+    /// execution only; events emitted after this call returns are delivered, with
+    /// [`EventError::Lagged`] when some were dropped. A bus may deliver these more cheaply than
+    /// [`subscribe`](Self::subscribe) with a filter (the [`LocalBus`] keeps a channel for
+    /// them, so that node events need not be built when nobody else listens).
+    async fn subscribe_workflow_events(&self) -> Result<EventStream, EventError> {
+        let all = self.subscribe(EventFilter::All).await?;
+        Ok(Box::pin(all.filter(|item| {
+            futures::future::ready(!matches!(item, Ok(EngineEvent::Node(_))))
+        })))
+    }
 }
 
-/// In-process event bus on a tokio broadcast channel.
+/// In-process event bus on tokio broadcast channels.
 #[derive(Clone)]
 pub struct LocalBus {
+    /// Every event, for [`EventBus::subscribe`].
     tx: broadcast::Sender<EngineEvent>,
+    /// Workflow events only, for [`EventBus::subscribe_workflow_events`].
+    workflow: broadcast::Sender<EngineEvent>,
 }
 
 impl fmt::Debug for LocalBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalBus")
             .field("subscribers", &self.tx.receiver_count())
+            .field("workflow_subscribers", &self.workflow.receiver_count())
             .finish()
     }
 }
@@ -109,8 +125,24 @@ impl LocalBus {
     /// A bus that buffers up to `capacity` events per slow subscriber before it lags.
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Self { tx }
+        let (workflow, _) = broadcast::channel(capacity.max(1));
+        Self { tx, workflow }
     }
+}
+
+/// A subscription stream over a broadcast receiver.
+fn receiver_stream(
+    rx: broadcast::Receiver<EngineEvent>,
+) -> impl Stream<Item = Result<EngineEvent, EventError>> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Ok(e) => Some((Ok(e), rx)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                Some((Err(EventError::Lagged { missed }), rx))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
 }
 
 impl LocalBus {
@@ -127,27 +159,32 @@ impl Default for LocalBus {
 
 impl EventSink for LocalBus {
     fn emit(&self, events: Vec<EngineEvent>) {
+        // No subscriber is not an error: events are live, not stored.
+        let everyone = self.tx.receiver_count() > 0;
         for e in events {
-            // No subscriber is not an error: events are live, not stored.
-            let _ = self.tx.send(e);
+            if matches!(e, EngineEvent::Workflow(_)) && self.workflow.receiver_count() > 0 {
+                if everyone {
+                    let _ = self.workflow.send(e.clone());
+                } else {
+                    let _ = self.workflow.send(e);
+                    continue;
+                }
+            }
+            if everyone {
+                let _ = self.tx.send(e);
+            }
         }
+    }
+
+    fn wants_node_events(&self) -> bool {
+        self.tx.receiver_count() > 0
     }
 }
 
 #[async_trait]
 impl EventBus for LocalBus {
     async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, EventError> {
-        let rx = self.tx.subscribe();
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(e) => Some((Ok(e), rx)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    Some((Err(EventError::Lagged { missed }), rx))
-                }
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
-        .filter(move |item| {
+        let stream = receiver_stream(self.tx.subscribe()).filter(move |item| {
             let keep = match item {
                 Ok(e) => filter.matches(e),
                 Err(_) => true,
@@ -155,5 +192,9 @@ impl EventBus for LocalBus {
             futures::future::ready(keep)
         });
         Ok(Box::pin(stream))
+    }
+
+    async fn subscribe_workflow_events(&self) -> Result<EventStream, EventError> {
+        Ok(Box::pin(receiver_stream(self.workflow.subscribe())))
     }
 }

@@ -215,10 +215,17 @@ impl EngineBuilder {
     pub fn build(self) -> WorkflowEngine {
         let registry = Arc::new(self.registry.unwrap_or_default());
         let bus: Arc<dyn EventBus> = self.bus.unwrap_or_else(|| Arc::new(LocalBus::default()));
-        let queue: Arc<dyn ExecutionQueue> = self
-            .queue
-            .unwrap_or_else(|| Arc::new(MemoryQueue::new(bus.clone())));
-        let store: Arc<dyn Store> = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let queue: Arc<dyn ExecutionQueue> = match self.queue {
+            Some(queue) => queue,
+            None => Arc::new(MemoryQueue::new(bus.clone())),
+        };
+        let (store, memory_store): (Arc<dyn Store>, _) = match self.store {
+            Some(store) => (store, None),
+            None => {
+                let memory = Arc::new(MemoryStore::new());
+                (memory.clone(), Some(memory))
+            }
+        };
         let definitions = Arc::new(Definitions::new(
             registry.clone(),
             store.clone(),
@@ -256,6 +263,7 @@ impl EngineBuilder {
                 registry,
                 queue,
                 store,
+                memory_store,
                 bus,
                 definitions,
                 processor,
@@ -306,6 +314,9 @@ struct Inner {
     registry: Arc<NodeRegistry>,
     queue: Arc<dyn ExecutionQueue>,
     store: Arc<dyn Store>,
+    /// The store again when it is the built-in [`MemoryStore`], to read a workflow's latest
+    /// version without copying its definition.
+    memory_store: Option<Arc<MemoryStore>>,
     bus: Arc<dyn EventBus>,
     definitions: Arc<Definitions>,
     processor: Arc<NodeProcessor>,
@@ -388,26 +399,26 @@ impl WorkflowEngine {
         initial_data: Value,
         options: EnqueueOptions,
     ) -> Result<ExecutionId, Error> {
-        let stored = self
-            .inner
-            .store
-            .get_workflow(workflow_id, None)
-            .await?
-            .ok_or_else(|| Error::WorkflowNotFound {
-                id: workflow_id.to_owned(),
-            })?;
-        let workflow = self
-            .inner
-            .definitions
-            .get(workflow_id, stored.version)
-            .await?;
+        let latest = match &self.inner.memory_store {
+            Some(memory) => memory.latest_version(workflow_id),
+            None => self
+                .inner
+                .store
+                .get_workflow(workflow_id, None)
+                .await?
+                .map(|w| w.version),
+        };
+        let version = latest.ok_or_else(|| Error::WorkflowNotFound {
+            id: workflow_id.to_owned(),
+        })?;
+        let workflow = self.inner.definitions.get(workflow_id, version).await?;
         let execution_id = ExecutionId::new();
         self.inner
             .store
             .save_execution(&ExecutionRecord {
                 execution_id,
                 workflow_id: workflow_id.to_owned(),
-                workflow_version: stored.version,
+                workflow_version: version,
                 status: ExecutionStatus::Running,
                 initial_data: initial_data.clone(),
                 parent_execution_id: None,
@@ -423,7 +434,7 @@ impl WorkflowEngine {
             .start_execution(StartExecution {
                 execution_id,
                 workflow,
-                workflow_version: stored.version,
+                workflow_version: version,
                 initial_data,
                 parent_execution_id: None,
                 depth: 0,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use spane_core::{EngineEvent, ExecutionId};
-use spane_events::{EventBus, EventFilter};
+use spane_events::EventBus;
 use tokio::sync::Notify;
 
 /// Wakes the waiters of an execution when a workflow-level event about it arrives.
@@ -27,7 +27,9 @@ impl Waiters {
     ) -> Result<(), spane_events::EventError> {
         self.started
             .get_or_try_init(|| async {
-                let mut events = bus.subscribe(EventFilter::All).await?;
+                // Workflow events only: node events are not needed to wake waiters, and a
+                // bus may then skip building them when nobody else listens.
+                let mut events = bus.subscribe_workflow_events().await?;
                 let me = Arc::downgrade(self);
                 tokio::spawn(async move {
                     while let Some(item) = events.next().await {

@@ -60,6 +60,12 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// The latest version of workflow `id`: what [`WorkflowStore::get_workflow`] with no version
+    /// reports, without copying the definition.
+    pub fn latest_version(&self, id: &str) -> Option<u32> {
+        self.lock().workflows.get(id).map(|w| w.latest().version)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -195,6 +201,30 @@ impl WorkflowCatalog for MemoryStore {
     }
 }
 
+/// Makes `kept` equal to `result`, copying only what differs.
+fn update_result(kept: &mut NodeResult, result: &NodeResult) {
+    let NodeResult {
+        node_id,
+        status,
+        data,
+        error,
+        attempts,
+        continued,
+        started_at,
+        finished_at,
+    } = result;
+    kept.node_id.clone_from(node_id);
+    kept.status = *status;
+    if kept.data != *data {
+        kept.data.clone_from(data);
+    }
+    kept.error.clone_from(error);
+    kept.attempts = *attempts;
+    kept.continued = *continued;
+    kept.started_at = *started_at;
+    kept.finished_at = *finished_at;
+}
+
 #[async_trait]
 impl ExecutionStore for MemoryStore {
     async fn save_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError> {
@@ -202,13 +232,41 @@ impl ExecutionStore for MemoryStore {
         match inner.executions.get_mut(&record.execution_id) {
             // Keep node results written separately that the record does not carry yet, and
             // the creation time of the first save.
+            // Updated in place: the record is not copied whole, only what it carries.
             Some(existing) => {
-                let mut results = std::mem::take(&mut existing.node_results);
-                results.extend(record.node_results.clone());
-                let created_at = existing.created_at;
-                *existing = record.clone();
-                existing.node_results = results;
-                existing.created_at = created_at;
+                let ExecutionRecord {
+                    execution_id: _,
+                    workflow_id,
+                    workflow_version,
+                    status,
+                    initial_data,
+                    parent_execution_id,
+                    depth,
+                    error,
+                    created_at: _,
+                    finished_at,
+                    node_results,
+                } = record;
+                existing.workflow_id.clone_from(workflow_id);
+                existing.workflow_version = *workflow_version;
+                existing.status = *status;
+                if existing.initial_data != *initial_data {
+                    existing.initial_data.clone_from(initial_data);
+                }
+                existing.parent_execution_id = *parent_execution_id;
+                existing.depth = *depth;
+                existing.error.clone_from(error);
+                existing.finished_at = *finished_at;
+                for (id, result) in node_results {
+                    match existing.node_results.get_mut(id) {
+                        // Usually the node's own write-through result: its data is already
+                        // there, so the (possibly large) output is compared, not copied.
+                        Some(kept) => update_result(kept, result),
+                        None => {
+                            existing.node_results.insert(id.clone(), result.clone());
+                        }
+                    }
+                }
             }
             None => {
                 inner.executions.insert(record.execution_id, record.clone());

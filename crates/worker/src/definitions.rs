@@ -20,13 +20,21 @@ pub struct Definitions {
     registry: Arc<NodeRegistry>,
     store: Arc<dyn WorkflowStore>,
     queue: Arc<dyn ExecutionQueue>,
-    cache: RwLock<HashMap<(String, u32), Arc<CompiledWorkflow>>>,
+    /// By workflow id, then version (looked up by `&str`: no key is built per node).
+    cache: RwLock<HashMap<String, HashMap<u32, Arc<CompiledWorkflow>>>>,
 }
 
 impl fmt::Debug for Definitions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Definitions")
-            .field("cached", &self.cache.read().map(|c| c.len()).unwrap_or(0))
+            .field(
+                "cached",
+                &self
+                    .cache
+                    .read()
+                    .map(|c| c.values().map(HashMap::len).sum::<usize>())
+                    .unwrap_or(0),
+            )
             .finish()
     }
 }
@@ -53,11 +61,12 @@ impl Definitions {
 
     /// Remembers a compiled version (the engine calls this when it registers one).
     pub fn insert(&self, version: u32, workflow: Arc<CompiledWorkflow>) {
-        let key = (workflow.id().to_owned(), version);
         self.cache
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, workflow);
+            .entry(workflow.id().to_owned())
+            .or_default()
+            .insert(version, workflow);
     }
 
     /// The compiled definition of `workflow_id` at `version`.
@@ -66,12 +75,12 @@ impl Definitions {
         workflow_id: &str,
         version: u32,
     ) -> Result<Arc<CompiledWorkflow>, WorkerError> {
-        let key = (workflow_id.to_owned(), version);
         if let Some(hit) = self
             .cache
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
+            .get(workflow_id)
+            .and_then(|versions| versions.get(&version))
         {
             return Ok(hit.clone());
         }

@@ -21,8 +21,11 @@
 //! `node_type` is the node's type in the definition (`delay` for delay nodes), or `unknown` when
 //! the pinned definition could not be loaded.
 //!
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
+use metrics::{Key, Label, Level, Metadata};
 use spane_core::ExecutionStatus;
 use spane_queue::{CommitOutcome, NodeCommit};
 
@@ -97,10 +100,83 @@ pub(crate) fn execution_finished(status: ExecutionStatus) {
     metrics::counter!(EXECUTIONS_FINISHED, "status" => status.as_str()).increment(1);
 }
 
+/// What the `metrics` macros would attach to the metrics recorded here.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The keys of the per-node metrics of one node type. Recorded several times per node, they
+/// are built once per thread and node type instead of once per call (a key with a label
+/// costs allocations); the recorder is still looked up on every call, so a recorder installed
+/// later (or a thread-local one) sees every record, exactly as with the macros.
+struct TypeKeys {
+    duration: Key,
+    queue_wait: Key,
+    retries: Key,
+    /// [`NODE_EXECUTIONS`] by outcome.
+    executions: Vec<(&'static str, Key)>,
+}
+
+impl TypeKeys {
+    fn new(node_type: &str) -> Self {
+        Self {
+            duration: type_key(NODE_DURATION, node_type),
+            queue_wait: type_key(QUEUE_WAIT, node_type),
+            retries: type_key(NODE_RETRIES, node_type),
+            executions: Vec::new(),
+        }
+    }
+
+    fn execution(&mut self, node_type: &str, outcome: &'static str) -> &Key {
+        let i = match self.executions.iter().position(|(o, _)| *o == outcome) {
+            Some(i) => i,
+            None => {
+                let key = Key::from_parts(
+                    NODE_EXECUTIONS,
+                    vec![
+                        Label::new("node_type", node_type.to_owned()),
+                        Label::new("outcome", outcome),
+                    ],
+                );
+                self.executions.push((outcome, key));
+                self.executions.len() - 1
+            }
+        };
+        &self.executions[i].1
+    }
+}
+
+fn type_key(name: &'static str, node_type: &str) -> Key {
+    Key::from_parts(name, vec![Label::new("node_type", node_type.to_owned())])
+}
+
+thread_local! {
+    /// By node type (a handful per engine).
+    static TYPE_KEYS: RefCell<HashMap<String, TypeKeys>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` with the keys of `node_type`.
+fn with_type_keys<T>(node_type: &str, f: impl FnOnce(&mut TypeKeys) -> T) -> T {
+    TYPE_KEYS.with(|keys| match keys.try_borrow_mut() {
+        Ok(mut keys) => {
+            if !keys.contains_key(node_type) {
+                keys.insert(node_type.to_owned(), TypeKeys::new(node_type));
+            }
+            match keys.get_mut(node_type) {
+                Some(k) => f(k),
+                None => f(&mut TypeKeys::new(node_type)),
+            }
+        }
+        // Only if a recorder records from inside a recorder call on this thread.
+        Err(_) => f(&mut TypeKeys::new(node_type)),
+    })
+}
+
 /// Records one executor call's wall time ([`NODE_DURATION`]).
 pub(crate) fn node_duration(node_type: &str, elapsed: Duration) {
-    metrics::histogram!(NODE_DURATION, "node_type" => node_type.to_owned())
-        .record(elapsed.as_secs_f64());
+    with_type_keys(node_type, |k| {
+        metrics::with_recorder(|r| r.register_histogram(&k.duration, &METADATA))
+            .record(elapsed.as_secs_f64());
+    });
 }
 
 /// The `outcome` label of a commit the queue answered with `outcome`.
@@ -125,22 +201,23 @@ pub(crate) fn outcome_label(commit: &NodeCommit, outcome: &CommitOutcome) -> &'s
 
 /// Counts one committed attempt ([`NODE_EXECUTIONS`], and [`NODE_RETRIES`] for a retry).
 pub(crate) fn node_committed(node_type: &str, outcome: &'static str) {
-    metrics::counter!(
-        NODE_EXECUTIONS,
-        "node_type" => node_type.to_owned(),
-        "outcome" => outcome
-    )
-    .increment(1);
-    if outcome == "retry" {
-        metrics::counter!(NODE_RETRIES, "node_type" => node_type.to_owned()).increment(1);
-    }
+    with_type_keys(node_type, |k| {
+        let key = k.execution(node_type, outcome);
+        metrics::with_recorder(|r| r.register_counter(key, &METADATA)).increment(1);
+        if outcome == "retry" {
+            metrics::with_recorder(|r| r.register_counter(&k.retries, &METADATA)).increment(1);
+        }
+    });
 }
 
 /// Sets [`DLQ_SIZE`].
 pub(crate) fn queue_wait(node_type: &str, ready_at: Option<i64>) {
     if let Some(at) = ready_at {
         let waited = (spane_core::now_millis() - at).max(0) as f64 / 1000.0;
-        metrics::histogram!(QUEUE_WAIT, "node_type" => node_type.to_owned()).record(waited);
+        with_type_keys(node_type, |k| {
+            metrics::with_recorder(|r| r.register_histogram(&k.queue_wait, &METADATA))
+                .record(waited);
+        });
     }
 }
 

@@ -18,7 +18,8 @@ use crate::job::{ClaimedJob, NodeCommit, StartExecution};
 #[derive(Default)]
 struct Slot {
     status: Option<NodeStatus>,
-    output: Option<Value>,
+    /// Shared, so that readers copy it after the queue's lock is released.
+    output: Option<Arc<Value>>,
     error: Option<String>,
     /// Attempts started.
     attempts: u32,
@@ -38,7 +39,7 @@ pub(super) struct Exec {
     version: u32,
     state: ExecutionState,
     slots: Vec<Slot>,
-    initial: Value,
+    initial: Arc<Value>,
     parent: Option<ExecutionId>,
     depth: u32,
     created_at: i64,
@@ -56,6 +57,33 @@ pub(super) struct Applied {
     pub(super) finished: Option<ExecutionStatus>,
 }
 
+/// The events of one locked step. Node events are only built when someone listens
+/// ([`EventSink::wants_node_events`](spane_core::EventSink::wants_node_events)).
+pub(super) struct Events {
+    pub(super) list: Vec<EngineEvent>,
+    nodes: bool,
+}
+
+impl Events {
+    pub(super) fn new(nodes: bool) -> Self {
+        Self {
+            list: Vec::new(),
+            nodes,
+        }
+    }
+
+    fn push(&mut self, event: EngineEvent) {
+        self.list.push(event);
+    }
+
+    /// Adds the node event `make` builds, when node events are wanted.
+    fn node(&mut self, make: impl FnOnce() -> NodeEvent) {
+        if self.nodes {
+            self.list.push(EngineEvent::Node(make()));
+        }
+    }
+}
+
 impl Exec {
     pub(super) fn start(start: StartExecution) -> (Self, Vec<NodeIndex>, Vec<EngineEvent>) {
         let (state, t) = ExecutionState::start(&start.workflow);
@@ -71,7 +99,7 @@ impl Exec {
             dag: start.workflow,
             version: start.workflow_version,
             state,
-            initial: start.initial_data,
+            initial: Arc::new(start.initial_data),
             parent: start.parent_execution_id,
             depth: start.depth,
             created_at: now_millis(),
@@ -122,8 +150,8 @@ impl Exec {
         node: NodeIndex,
         token: u64,
         lease: Duration,
-        events: &mut Vec<EngineEvent>,
-    ) -> Option<ClaimedJob> {
+        events: &mut Events,
+    ) -> Option<Claim> {
         if self.state.status() != ExecutionStatus::Running {
             // Paused, failed or cancelled: the node is held (resume or a retry releases it).
             self.state.hold(node);
@@ -137,43 +165,32 @@ impl Exec {
         slot.started_at.get_or_insert(now);
         let attempt = slot.attempts;
         let delay_elapsed = slot.delay_elapsed;
+        let ready_at = slot.ready_at;
 
-        let live: Vec<NodeIndex> = self.state.live_parents(&self.dag, node).collect();
-        let previous_results: BTreeMap<String, Value> = live
-            .iter()
-            .filter_map(|&p| {
-                self.slots[p]
-                    .output
-                    .clone()
-                    .map(|v| (self.dag.node(p).id.clone(), v))
-            })
+        let parents = self
+            .state
+            .live_parents(&self.dag, node)
+            .filter_map(|p| self.slots[p].output.clone().map(|v| (p, v)))
             .collect();
-        let input = node_input(
-            &self.dag,
-            node,
-            &self.initial,
-            live.iter()
-                .filter_map(|&p| self.slots[p].output.as_ref().map(|v| (p, v))),
-        );
-        let mut e = self.node_event(node, NodeEventStatus::Running);
-        e.attempt = Some(attempt);
-        events.push(EngineEvent::Node(e));
-        Some(ClaimedJob {
+        events.node(|| {
+            let mut e = self.node_event(node, NodeEventStatus::Running);
+            e.attempt = Some(attempt);
+            e
+        });
+        Some(Claim {
             execution_id: self.id,
-            workflow_id: self.dag.id().to_owned(),
-            workflow_version: self.version,
+            dag: self.dag.clone(),
+            version: self.version,
             node,
-            node_id: self.dag.node(node).id.clone(),
-            children: self.dag.node(node).children.clone(),
             attempt,
             token,
-            input,
-            previous_results,
+            initial: self.initial.clone(),
+            parents,
             parent_execution_id: self.parent,
             depth: self.depth,
             delay_elapsed,
             lease,
-            ready_at: self.slots[node].ready_at,
+            ready_at,
         })
     }
 
@@ -187,7 +204,7 @@ impl Exec {
         &mut self,
         job: &ClaimedJob,
         commit: NodeCommit,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Applied {
         let node = job.node;
         let terminal = self.state.status().is_terminal();
@@ -195,14 +212,16 @@ impl Exec {
             NodeCommit::Completed { data, next_nodes } => {
                 match self.state.complete(&self.dag, node, next_nodes.as_deref()) {
                     Ok(t) => {
+                        events.node(|| {
+                            let mut e = self.node_event(node, NodeEventStatus::Completed);
+                            e.data = Some(data.clone());
+                            e.attempt = Some(job.attempt);
+                            e
+                        });
                         let slot = &mut self.slots[node];
                         slot.status = Some(NodeStatus::Completed);
-                        slot.output = Some(data.clone());
+                        slot.output = Some(Arc::new(data));
                         slot.finished_at = Some(now_millis());
-                        let mut e = self.node_event(node, NodeEventStatus::Completed);
-                        e.data = Some(data);
-                        e.attempt = Some(job.attempt);
-                        events.push(EngineEvent::Node(e));
                         Some(t)
                     }
                     Err(err @ TransitionError::UnknownRoute { .. }) => {
@@ -243,12 +262,14 @@ impl Exec {
                 slot.delay_elapsed = false;
                 slot.ready_at = Some(now_millis() + delay.as_millis() as i64);
                 slot.status = Some(NodeStatus::Delayed);
-                slot.error = Some(error.clone());
-                let mut e = self.node_event(node, NodeEventStatus::Retrying);
-                e.error = Some(error);
-                e.attempt = Some(job.attempt);
-                e.next_delay_ms = Some(delay.as_millis() as u64);
-                events.push(EngineEvent::Node(e));
+                events.node(|| {
+                    let mut e = self.node_event(node, NodeEventStatus::Retrying);
+                    e.error = Some(error.clone());
+                    e.attempt = Some(job.attempt);
+                    e.next_delay_ms = Some(delay.as_millis() as u64);
+                    e
+                });
+                self.slots[node].error = Some(error);
                 return Applied {
                     ready: Vec::new(),
                     dead_letter: None,
@@ -261,9 +282,11 @@ impl Exec {
                 slot.delay_elapsed = true;
                 slot.ready_at = Some(now_millis() + delay.as_millis() as i64);
                 slot.status = Some(NodeStatus::Delayed);
-                let mut e = self.node_event(node, NodeEventStatus::Delayed);
-                e.next_delay_ms = Some(delay.as_millis() as u64);
-                events.push(EngineEvent::Node(e));
+                events.node(|| {
+                    let mut e = self.node_event(node, NodeEventStatus::Delayed);
+                    e.next_delay_ms = Some(delay.as_millis() as u64);
+                    e
+                });
                 return Applied {
                     ready: Vec::new(),
                     dead_letter: None,
@@ -282,7 +305,7 @@ impl Exec {
         attempt: u32,
         error: String,
         continued: bool,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Option<Transition> {
         let t = match self.state.fail(&self.dag, node, continued) {
             Ok(t) => t,
@@ -298,7 +321,7 @@ impl Exec {
         slot.continued = continued;
         slot.finished_at = Some(now_millis());
         if continued {
-            slot.output = Some(failure_output(&node_id, &error, attempt));
+            slot.output = Some(Arc::new(failure_output(&node_id, &error, attempt)));
         }
         if !continued {
             if self.state.status() == ExecutionStatus::Failed && t.finished.is_some() {
@@ -317,23 +340,23 @@ impl Exec {
                 failed_at: now_millis(),
             });
         }
-        let mut e = self.node_event(node, NodeEventStatus::Failed);
-        e.error = Some(error);
-        e.attempt = Some(attempt);
-        e.continued = continued;
-        events.push(EngineEvent::Node(e));
+        events.node(|| {
+            let mut e = self.node_event(node, NodeEventStatus::Failed);
+            e.error = Some(error);
+            e.attempt = Some(attempt);
+            e.continued = continued;
+            e
+        });
         Some(t)
     }
 
-    fn apply(&mut self, t: Transition, events: &mut Vec<EngineEvent>) -> Applied {
+    fn apply(&mut self, t: Transition, events: &mut Events) -> Applied {
         let now = now_millis();
         for &s in &t.skipped {
             let slot = &mut self.slots[s];
             slot.status = Some(NodeStatus::Skipped);
             slot.finished_at = Some(now);
-            events.push(EngineEvent::Node(
-                self.node_event(s, NodeEventStatus::Skipped),
-            ));
+            events.node(|| self.node_event(s, NodeEventStatus::Skipped));
         }
         if let Some(status) = t.finished {
             self.finished_at = Some(now);
@@ -357,7 +380,7 @@ impl Exec {
     pub(super) fn revive(
         &mut self,
         node: NodeIndex,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Option<Vec<NodeIndex>> {
         let was = self.state.status();
         let t = self.state.revive(&self.dag, node).ok()?;
@@ -383,7 +406,7 @@ impl Exec {
     }
 
     /// Pauses; `Err` carries a status that does not allow it.
-    pub(super) fn pause(&mut self, events: &mut Vec<EngineEvent>) -> Result<(), ExecutionStatus> {
+    pub(super) fn pause(&mut self, events: &mut Events) -> Result<(), ExecutionStatus> {
         if self.state.pause()? {
             events.push(self.workflow_event(WorkflowEventStatus::Paused, None));
         }
@@ -393,7 +416,7 @@ impl Exec {
     /// Resumes; returns the held nodes to enqueue.
     pub(super) fn resume(
         &mut self,
-        events: &mut Vec<EngineEvent>,
+        events: &mut Events,
     ) -> Result<Vec<NodeIndex>, ExecutionStatus> {
         let Some(ready) = self.state.resume()? else {
             return Ok(Vec::new());
@@ -404,7 +427,7 @@ impl Exec {
     }
 
     /// Fails the execution because its deadline passed; `true` when this call ended it.
-    pub(super) fn expire(&mut self, events: &mut Vec<EngineEvent>) -> bool {
+    pub(super) fn expire(&mut self, events: &mut Events) -> bool {
         let Some(t) = self.state.expire() else {
             return false;
         };
@@ -414,10 +437,7 @@ impl Exec {
     }
 
     /// Cancels; `Ok(true)` when this call cancelled it.
-    pub(super) fn cancel(
-        &mut self,
-        events: &mut Vec<EngineEvent>,
-    ) -> Result<bool, ExecutionStatus> {
+    pub(super) fn cancel(&mut self, events: &mut Events) -> Result<bool, ExecutionStatus> {
         match self.state.status() {
             ExecutionStatus::Cancelled => return Ok(false),
             ExecutionStatus::Running | ExecutionStatus::Paused => {}
@@ -439,49 +459,182 @@ impl Exec {
             .then(|| self.dag.definition().clone())
     }
 
-    pub(super) fn outputs(&self) -> BTreeMap<String, Value> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.output.clone().map(|v| (self.dag.node(i).id.clone(), v)))
-            .collect()
+    /// The outputs, to copy with [`Outputs::build`] once the lock is released.
+    pub(super) fn outputs(&self) -> Outputs {
+        Outputs {
+            dag: self.dag.clone(),
+            outputs: self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.output.clone().map(|v| (i, v)))
+                .collect(),
+        }
     }
 
-    pub(super) fn record(&self) -> ExecutionRecord {
-        let node_results = self
+    /// The record, to copy with [`Record::build`] once the lock is released.
+    pub(super) fn record(&self) -> Record {
+        let results = self
             .slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
-                let status = s.status?;
-                let id = self.dag.node(i).id.clone();
-                Some((
-                    id.clone(),
-                    NodeResult {
-                        node_id: id,
-                        status,
-                        data: s.output.clone(),
-                        error: s.error.clone(),
-                        attempts: s.attempts,
-                        continued: s.continued,
-                        started_at: s.started_at,
-                        finished_at: s.finished_at,
-                    },
-                ))
+                Some(SlotRecord {
+                    node: i,
+                    status: s.status?,
+                    output: s.output.clone(),
+                    error: s.error.clone(),
+                    attempts: s.attempts,
+                    continued: s.continued,
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
+                })
             })
             .collect();
-        ExecutionRecord {
+        Record {
             execution_id: self.id,
-            workflow_id: self.dag.id().to_owned(),
-            workflow_version: self.version,
+            dag: self.dag.clone(),
+            version: self.version,
             status: self.state.status(),
-            initial_data: self.initial.clone(),
-            parent_execution_id: self.parent,
+            initial: self.initial.clone(),
+            parent: self.parent,
             depth: self.depth,
             error: self.error.clone(),
             created_at: self.created_at,
             finished_at: self.finished_at,
+            results,
+        }
+    }
+}
+
+/// A claimed node as taken under the queue's lock: the outputs it reads are shared, and
+/// [`Claim::into_job`] copies them into the job after the lock is released, so that other
+/// workers' commits do not wait for the copies.
+pub(super) struct Claim {
+    execution_id: ExecutionId,
+    dag: Arc<CompiledWorkflow>,
+    version: u32,
+    node: NodeIndex,
+    attempt: u32,
+    token: u64,
+    initial: Arc<Value>,
+    /// The live parents that have an output, in declaration order.
+    parents: Vec<(NodeIndex, Arc<Value>)>,
+    parent_execution_id: Option<ExecutionId>,
+    depth: u32,
+    delay_elapsed: bool,
+    lease: Duration,
+    ready_at: Option<i64>,
+}
+
+impl Claim {
+    pub(super) fn into_job(self) -> ClaimedJob {
+        let dag = &self.dag;
+        let mut previous_results = BTreeMap::new();
+        for (p, v) in &self.parents {
+            previous_results.insert(dag.node(*p).id.clone(), Value::clone(v));
+        }
+        let input = node_input(
+            dag,
+            self.node,
+            &self.initial,
+            self.parents.iter().map(|(p, v)| (*p, &**v)),
+        );
+        ClaimedJob {
+            execution_id: self.execution_id,
+            workflow_id: dag.id().to_owned(),
+            workflow_version: self.version,
+            node: self.node,
+            node_id: dag.node(self.node).id.clone(),
+            children: dag.node(self.node).children.clone(),
+            attempt: self.attempt,
+            token: self.token,
+            input,
+            previous_results,
+            parent_execution_id: self.parent_execution_id,
+            depth: self.depth,
+            delay_elapsed: self.delay_elapsed,
+            lease: self.lease,
+            ready_at: self.ready_at,
+        }
+    }
+}
+
+/// One node's part of a [`Record`].
+struct SlotRecord {
+    node: NodeIndex,
+    status: NodeStatus,
+    output: Option<Arc<Value>>,
+    error: Option<String>,
+    attempts: u32,
+    continued: bool,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+/// An execution's record as taken under the queue's lock, copied by [`Record::build`] after.
+pub(super) struct Record {
+    execution_id: ExecutionId,
+    dag: Arc<CompiledWorkflow>,
+    version: u32,
+    status: ExecutionStatus,
+    initial: Arc<Value>,
+    parent: Option<ExecutionId>,
+    depth: u32,
+    error: Option<String>,
+    created_at: i64,
+    finished_at: Option<i64>,
+    results: Vec<SlotRecord>,
+}
+
+impl Record {
+    pub(super) fn build(self) -> ExecutionRecord {
+        // Inserted one by one: no intermediate list of (id, result) to collect and sort.
+        let mut node_results = BTreeMap::new();
+        for r in self.results {
+            let id = &self.dag.node(r.node).id;
+            node_results.insert(
+                id.clone(),
+                NodeResult {
+                    node_id: id.clone(),
+                    status: r.status,
+                    data: r.output.map(|v| Value::clone(&v)),
+                    error: r.error,
+                    attempts: r.attempts,
+                    continued: r.continued,
+                    started_at: r.started_at,
+                    finished_at: r.finished_at,
+                },
+            );
+        }
+        ExecutionRecord {
+            execution_id: self.execution_id,
+            workflow_id: self.dag.id().to_owned(),
+            workflow_version: self.version,
+            status: self.status,
+            initial_data: Value::clone(&self.initial),
+            parent_execution_id: self.parent,
+            depth: self.depth,
+            error: self.error,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
             node_results,
         }
+    }
+}
+
+/// An execution's outputs as taken under the queue's lock, copied by [`Outputs::build`] after.
+pub(super) struct Outputs {
+    dag: Arc<CompiledWorkflow>,
+    outputs: Vec<(NodeIndex, Arc<Value>)>,
+}
+
+impl Outputs {
+    pub(super) fn build(self) -> BTreeMap<String, Value> {
+        let mut outputs = BTreeMap::new();
+        for (i, v) in self.outputs {
+            outputs.insert(self.dag.node(i).id.clone(), Value::clone(&v));
+        }
+        outputs
     }
 }

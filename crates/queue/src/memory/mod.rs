@@ -24,7 +24,7 @@ use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId
 use crate::limits::{BreakerInfo, SharedLimits};
 use crate::payload::PayloadStore;
 use crate::queue::ExecutionQueue;
-use exec::Exec;
+use exec::{Claim, Events, Exec};
 
 /// Settings of a [`MemoryQueue`].
 #[derive(Debug, Clone)]
@@ -80,6 +80,9 @@ struct Inner {
     ready: VecDeque<JobKey>,
     delayed: BinaryHeap<Reverse<(Instant, u64, JobKey)>>,
     leases: HashMap<JobKey, Lease>,
+    /// No lease expires before this (a lower bound; `None` when there were no leases at the
+    /// last scan and none was taken since): claims only scan the leases once it has passed.
+    lease_floor: Option<Instant>,
     next_token: u64,
     finished: VecDeque<(Instant, ExecutionId)>,
     dlq: Vec<DeadLetter>,
@@ -129,6 +132,12 @@ impl MemoryQueue {
         }
     }
 
+    /// The status of execution `id` while the queue holds it: what
+    /// [`execution`](ExecutionQueue::execution) would report, without copying the record.
+    pub fn status(&self, id: ExecutionId) -> Option<ExecutionStatus> {
+        self.lock().executions.get(&id).map(Exec::status)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent data (every step completes before
         // the guard drops), so a poisoned lock is still usable.
@@ -141,7 +150,7 @@ impl MemoryQueue {
     /// Fails the executions whose deadline has passed and cancels their running executors.
     fn expire_deadlines(&self, inner: &mut Inner) {
         let now = spane_core::now_millis();
-        let mut events = Vec::new();
+        let mut events = self.events();
         while let Some(Reverse((deadline, id))) = inner.deadlines.peek().copied() {
             if deadline > now {
                 break;
@@ -154,7 +163,12 @@ impl MemoryQueue {
                 let _ = self.shared.cancels.send(id);
             }
         }
-        self.emit(events);
+        self.emit(events.list);
+    }
+
+    /// An empty event list for one locked step.
+    fn events(&self) -> Events {
+        Events::new(self.shared.sink.wants_node_events())
     }
 
     fn emit(&self, events: Vec<EngineEvent>) {
@@ -176,6 +190,9 @@ impl Inner {
     }
 
     fn reclaim_expired(&mut self, now: Instant) {
+        if self.lease_floor.is_none_or(|floor| floor > now) {
+            return;
+        }
         let expired: Vec<JobKey> = self
             .leases
             .iter()
@@ -187,6 +204,14 @@ impl Inner {
             tracing::warn!(execution = %key.execution, node = key.node, "lease expired, job is claimable again");
             self.ready.push_back(key);
         }
+        self.lease_floor = self.leases.values().map(|l| l.expires).min();
+    }
+
+    /// Records a lease taken until `expires`.
+    fn add_lease(&mut self, key: JobKey, token: u64, expires: Instant) {
+        self.leases.insert(key, Lease { token, expires });
+        // Renewals only move expiries later, so the floor stays a lower bound.
+        self.lease_floor = Some(self.lease_floor.map_or(expires, |f| f.min(expires)));
     }
 
     fn next_wake(&self) -> Option<Instant> {
@@ -266,8 +291,8 @@ impl ExecutionQueue for MemoryQueue {
                 inner.promote_due(now);
                 inner.reclaim_expired(now);
                 self.expire_deadlines(&mut inner);
-                let mut jobs = Vec::new();
-                let mut events = Vec::new();
+                let mut jobs = Vec::with_capacity(max.min(inner.ready.len()));
+                let mut events = self.events();
                 while jobs.len() < max {
                     let Some(key) = inner.ready.pop_front() else {
                         break;
@@ -281,18 +306,14 @@ impl ExecutionQueue for MemoryQueue {
                     let Some(job) = exec.claim(key.node, token, lease, &mut events) else {
                         continue;
                     };
-                    inner.leases.insert(
-                        key,
-                        Lease {
-                            token,
-                            expires: now + lease,
-                        },
-                    );
+                    inner.add_lease(key, token, now + lease);
                     jobs.push(job);
                 }
-                self.emit(events);
+                self.emit(events.list);
                 if !jobs.is_empty() {
-                    return Ok(jobs);
+                    drop(inner);
+                    // The inputs are copied once the lock is released.
+                    return Ok(jobs.into_iter().map(Claim::into_job).collect());
                 }
                 inner.next_wake()
             };
@@ -343,7 +364,7 @@ impl ExecutionQueue for MemoryQueue {
             let Some(exec) = inner.executions.get_mut(&key.execution) else {
                 return Ok(CommitOutcome::Stale);
             };
-            let mut events = Vec::new();
+            let mut events = self.events();
             let applied = exec.commit(job, commit, &mut events);
             for node in &applied.ready {
                 inner.ready.push_back(JobKey {
@@ -360,7 +381,7 @@ impl ExecutionQueue for MemoryQueue {
             if let Some(dead) = applied.dead_letter.clone() {
                 inner.dlq.push(dead);
             }
-            self.emit(events);
+            self.emit(events.list);
             applied
         };
         if !outcome.ready.is_empty() || outcome.reschedule.is_some() {
@@ -393,7 +414,9 @@ impl ExecutionQueue for MemoryQueue {
     }
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, QueueError> {
-        Ok(self.lock().executions.get(&id).map(Exec::record))
+        // Copied once the lock is released.
+        let record = self.lock().executions.get(&id).map(Exec::record);
+        Ok(record.map(exec::Record::build))
     }
 
     async fn definition(
@@ -424,13 +447,21 @@ impl ExecutionQueue for MemoryQueue {
         Some(self)
     }
 
+    async fn execution_status(
+        &self,
+        id: ExecutionId,
+    ) -> Result<Option<ExecutionStatus>, QueueError> {
+        Ok(self.status(id))
+    }
+
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError> {
-        let inner = self.lock();
-        let exec = inner
+        let outputs = self
+            .lock()
             .executions
             .get(&id)
-            .ok_or(QueueError::ExecutionNotFound(id))?;
-        Ok(exec.outputs())
+            .ok_or(QueueError::ExecutionNotFound(id))?
+            .outputs();
+        Ok(outputs.build())
     }
 }
 
@@ -441,7 +472,7 @@ impl MemoryQueue {
         {
             let mut inner = self.lock();
             let inner = &mut *inner;
-            let mut events = Vec::new();
+            let mut events = self.events();
             let mut keep = Vec::with_capacity(inner.dlq.len());
             for dead in std::mem::take(&mut inner.dlq) {
                 let selected =
@@ -466,7 +497,7 @@ impl MemoryQueue {
             }
             inner.dlq = keep;
             inner.finished.retain(|(_, id)| *id != execution);
-            self.emit(events);
+            self.emit(events.list);
         }
         if revived > 0 {
             self.shared.notify.notify_waiters();
@@ -551,10 +582,10 @@ impl ExecutionControl for MemoryQueue {
             .executions
             .get_mut(&id)
             .ok_or(QueueError::ExecutionNotFound(id))?;
-        let mut events = Vec::new();
+        let mut events = self.events();
         exec.pause(&mut events).map_err(not_allowed(id, "pause"))?;
         let status = exec.status();
-        self.emit(events);
+        self.emit(events.list);
         Ok(status)
     }
 
@@ -565,7 +596,7 @@ impl ExecutionControl for MemoryQueue {
                 .executions
                 .get_mut(&id)
                 .ok_or(QueueError::ExecutionNotFound(id))?;
-            let mut events = Vec::new();
+            let mut events = self.events();
             let ready = exec
                 .resume(&mut events)
                 .map_err(not_allowed(id, "resume"))?;
@@ -576,7 +607,7 @@ impl ExecutionControl for MemoryQueue {
                     node,
                 });
             }
-            self.emit(events);
+            self.emit(events.list);
             status
         };
         self.shared.notify.notify_waiters();
@@ -589,11 +620,11 @@ impl ExecutionControl for MemoryQueue {
             .executions
             .get_mut(&id)
             .ok_or(QueueError::ExecutionNotFound(id))?;
-        let mut events = Vec::new();
+        let mut events = self.events();
         let changed = exec
             .cancel(&mut events)
             .map_err(not_allowed(id, "cancel"))?;
-        self.emit(events);
+        self.emit(events.list);
         if changed {
             inner.finished.push_back((Instant::now(), id));
             let _ = self.shared.cancels.send(id);
