@@ -168,6 +168,14 @@ impl WorkerManager {
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(deadline, drain).await.is_err() {
             self.executors_cancel.cancel();
+            for (_, token) in self
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+            {
+                token.cancel();
+            }
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
             let left: Vec<ClaimedJob> = self
@@ -284,11 +292,25 @@ async fn run_slot(job: ClaimedJob, permit: tokio::sync::OwnedSemaphorePermit, sl
             continue;
         }
         let key = (job.execution_id, job.node);
-        let cancel = slot.executors_cancel.child_token();
+        // A token of its own (no lock shared by every job on a parent token); shutdown cancels
+        // the tokens of the jobs in flight.
+        let cancel = CancellationToken::new();
+        if slot.executors_cancel.is_cancelled() {
+            cancel.cancel();
+        }
+        // What a release needs: the ids and the token, not the inputs.
+        let kept = ClaimedJob {
+            input: serde_json::Value::Null,
+            previous_results: Default::default(),
+            workflow_id: job.workflow_id.clone(),
+            node_id: job.node_id.clone(),
+            children: Vec::new(),
+            ..job
+        };
         slot.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, (job.clone(), cancel.clone()));
+            .insert(key, (kept, cancel.clone()));
         // Ask for a next job only while nothing is queued in this slot and the manager runs.
         let want = usize::from(queued.is_empty() && !slot.stop.is_cancelled());
         let next = slot

@@ -130,7 +130,7 @@ impl NodeProcessor {
     pub async fn process_and_claim(
         &self,
         worker: &WorkerId,
-        job: ClaimedJob,
+        mut job: ClaimedJob,
         cancel: CancellationToken,
         next: usize,
     ) -> Vec<ClaimedJob> {
@@ -154,7 +154,7 @@ impl NodeProcessor {
             tracing::Span::current().record("node_type", node_type);
             metrics::queue_wait(node_type, job.ready_at);
             let commit = match &dag {
-                Ok(dag) => self.run(&job, dag, cancel).await,
+                Ok(dag) => self.run(&mut job, dag, cancel).await,
                 Err(e) => NodeCommit::Failed {
                     error: e.to_string(),
                     continue_on_fail: false,
@@ -168,7 +168,7 @@ impl NodeProcessor {
 
     async fn run(
         &self,
-        job: &ClaimedJob,
+        job: &mut ClaimedJob,
         dag: &Arc<CompiledWorkflow>,
         cancel: CancellationToken,
     ) -> NodeCommit {
@@ -200,7 +200,9 @@ impl NodeProcessor {
         {
             return NodeCommit::Delay { delay: wait };
         }
+        // The context takes the job's input and previous results (moved, not copied).
         let mut ctx = self.context(job, node, cancel);
+        let job = &*job;
         if let Some(payloads) = self.queue.payloads() {
             // Large inputs come as references (claim check): the executor sees the data.
             let resolved = async {
@@ -243,7 +245,13 @@ impl NodeProcessor {
             Ok(out) => self.claim_check(job, out).await,
             Err(e) => Err(e),
         };
-        decide(&node.settings, job.attempt, result, jitter_sample())
+        // Jitter matters only for a retry's backoff.
+        let random = if result.is_err() {
+            jitter_sample()
+        } else {
+            0.0
+        };
+        decide(&node.settings, job.attempt, result, random)
     }
 
     /// Replaces an output larger than the threshold by a reference to it, stored aside.
@@ -256,10 +264,10 @@ impl NodeProcessor {
         else {
             return Ok(out);
         };
-        let json = out.data.to_string();
-        if json.len() <= threshold {
+        if !longer_than(&out.data, threshold) {
             return Ok(out);
         }
+        let json = out.data.to_string();
         let bytes = json.len();
         let key = payloads
             .put_payload(job.execution_id, json)
@@ -271,7 +279,7 @@ impl NodeProcessor {
 
     fn context(
         &self,
-        job: &ClaimedJob,
+        job: &mut ClaimedJob,
         node: &CompiledNode,
         cancel: CancellationToken,
     ) -> ExecutionContext {
@@ -283,9 +291,9 @@ impl NodeProcessor {
         )
         .with_results_source(Arc::new(QueueResults(self.queue.clone())));
         ctx.workflow_version = job.workflow_version;
-        ctx.input_data = job.input.clone();
+        ctx.input_data = std::mem::take(&mut job.input);
         ctx.node_config = node.config.clone();
-        ctx.previous_results = job.previous_results.clone();
+        ctx.previous_results = std::mem::take(&mut job.previous_results);
         ctx.parent_execution_id = job.parent_execution_id;
         ctx.depth = job.depth;
         ctx.attempt = job.attempt;
@@ -296,10 +304,14 @@ impl NodeProcessor {
     /// Runs `work` while renewing the job's lease at a third of its length (in this task: no
     /// task and no copy of the job per node).
     async fn with_lease<F: std::future::Future>(&self, job: &ClaimedJob, work: F) -> F::Output {
+        tokio::pin!(work);
+        // Most executors finish at their first poll: no timer then.
+        if let std::task::Poll::Ready(out) = futures::poll!(&mut work) {
+            return out;
+        }
         let every = (job.lease / 3).max(Duration::from_millis(10));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut renewing = true;
-        tokio::pin!(work);
         loop {
             tokio::select! {
                 out = &mut work => return out,
@@ -354,11 +366,11 @@ impl NodeProcessor {
         if let Some(status) = finished {
             metrics::execution_finished(status);
         }
-        self.record_history(job, &commit, finished.is_some()).await;
+        self.record_history(job, commit, finished.is_some()).await;
         jobs
     }
 
-    async fn record_history(&self, job: &ClaimedJob, commit: &NodeCommit, finished: bool) {
+    async fn record_history(&self, job: &ClaimedJob, commit: NodeCommit, finished: bool) {
         if !self.write_through {
             return;
         }
@@ -366,7 +378,7 @@ impl NodeProcessor {
             NodeCommit::Completed { data, .. } => Some(NodeResult {
                 node_id: job.node_id.clone(),
                 status: NodeStatus::Completed,
-                data: Some(data.clone()),
+                data: Some(data),
                 error: None,
                 attempts: job.attempt,
                 continued: false,
@@ -380,9 +392,9 @@ impl NodeProcessor {
                 node_id: job.node_id.clone(),
                 status: NodeStatus::Failed,
                 data: None,
-                error: Some(error.clone()),
+                error: Some(error),
                 attempts: job.attempt,
-                continued: *continue_on_fail,
+                continued: continue_on_fail,
                 started_at: None,
                 finished_at: Some(now_millis()),
             }),
@@ -437,7 +449,8 @@ fn delay_step(job: &ClaimedJob, node: &CompiledNode) -> NodeCommit {
     }
 }
 
-/// Runs the executor on its own task, so a panic fails the attempt instead of the worker.
+/// Runs the executor (on the CPU pool when given one), so that a panic fails the attempt
+/// instead of the worker, and a timeout ends it.
 async fn run_guarded(
     executor: Arc<dyn spane_core::NodeExecutor>,
     ctx: ExecutionContext,
@@ -445,10 +458,20 @@ async fn run_guarded(
     pool: Option<&tokio::runtime::Handle>,
 ) -> Result<NodeOutput, NodeError> {
     let work = async move { executor.execute(ctx).await };
-    let task = match pool {
-        Some(pool) => pool.spawn(work),
-        None => tokio::spawn(work),
+    let Some(pool) = pool else {
+        // In this task (no task spawned per node): a panic is caught here, and a timeout drops
+        // the executor's future.
+        let guarded = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let caught = match timeout {
+            None => guarded.await,
+            Some(limit) => match tokio::time::timeout(limit, guarded).await {
+                Ok(caught) => caught,
+                Err(_) => return Err(timed_out(limit)),
+            },
+        };
+        return caught.unwrap_or_else(|payload| Err(panicked(payload.as_ref())));
     };
+    let task = pool.spawn(work);
     let abort = task.abort_handle();
     let joined = match timeout {
         None => task.await,
@@ -456,26 +479,51 @@ async fn run_guarded(
             Ok(joined) => joined,
             Err(_) => {
                 abort.abort();
-                return Err(NodeError::retryable(format!(
-                    "timed out after {} ms",
-                    limit.as_millis()
-                )));
+                return Err(timed_out(limit));
             }
         },
     };
     match joined {
         Ok(result) => result,
-        Err(e) if e.is_panic() => {
-            let payload = e.into_panic();
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(NodeError::retryable(format!("executor panicked: {msg}")))
-        }
+        Err(e) if e.is_panic() => Err(panicked(e.into_panic().as_ref())),
         Err(_) => Err(NodeError::retryable("executor task was cancelled")),
     }
+}
+
+fn timed_out(limit: Duration) -> NodeError {
+    NodeError::retryable(format!("timed out after {} ms", limit.as_millis()))
+}
+
+/// The failure of an attempt whose executor panicked with `payload`.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> NodeError {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    NodeError::retryable(format!("executor panicked: {msg}"))
+}
+
+/// Whether `value` as JSON is longer than `limit` bytes; stops writing once it is.
+fn longer_than(value: &Value, limit: usize) -> bool {
+    struct Count {
+        written: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.written += buf.len();
+            if self.written > self.limit {
+                return Err(std::io::Error::other("long enough"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count { written: 0, limit };
+    serde_json::to_writer(&mut count, value).is_err() || count.written > limit
 }
 
 /// A number in `[0, 1)` for backoff jitter, from a fresh ULID's random bits.
