@@ -326,6 +326,23 @@ impl ExecutionQueue for MemoryQueue {
         }
     }
 
+    async fn commit_and_claim(
+        &self,
+        worker: &WorkerId,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+        next: usize,
+    ) -> Result<(CommitOutcome, Vec<ClaimedJob>), QueueError> {
+        let outcome = self.commit(job, commit).await?;
+        let jobs = if next > 0 {
+            // Whatever is ready now, without waiting: the worker's slot runs it next.
+            self.claim(worker, next, Duration::ZERO).await?
+        } else {
+            Vec::new()
+        };
+        Ok((outcome, jobs))
+    }
+
     async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
         let mut inner = self.lock();
         let key = JobKey {
