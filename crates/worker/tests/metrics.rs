@@ -13,8 +13,8 @@ use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
 use spane_core::{
-    ExecutionId, ExecutionStatus, NoEvents, NodeDefinition, NodeError, NodeOutput, NodeRegistry,
-    WorkflowDefinition, executor_fn,
+    EngineEvent, EventSink, ExecutionId, ExecutionStatus, NodeDefinition, NodeError, NodeOutput,
+    NodeRegistry, WorkflowDefinition, WorkflowEventStatus, executor_fn,
 };
 use spane_queue::{ExecutionQueue, MemoryQueue, StartExecution};
 use spane_store::MemoryStore;
@@ -82,19 +82,50 @@ fn workflows() -> Vec<WorkflowDefinition> {
     ]
 }
 
-async fn wait_until_done(queue: &MemoryQueue, id: ExecutionId) -> ExecutionStatus {
+/// Forwards the ids of executions that ended (their terminal workflow event).
+struct Ends(tokio::sync::mpsc::UnboundedSender<ExecutionId>);
+
+impl EventSink for Ends {
+    fn emit(&self, events: Vec<EngineEvent>) {
+        for e in events {
+            if let EngineEvent::Workflow(w) = e
+                && matches!(
+                    w.status,
+                    WorkflowEventStatus::Completed
+                        | WorkflowEventStatus::Failed
+                        | WorkflowEventStatus::Cancelled
+                )
+            {
+                let _ = self.0.send(w.execution_id);
+            }
+        }
+    }
+
+    fn wants_node_events(&self) -> bool {
+        false
+    }
+}
+
+/// Waits for the end event of `id`, then reads its status.
+async fn wait_until_done(
+    queue: &MemoryQueue,
+    ends: &mut tokio::sync::mpsc::UnboundedReceiver<ExecutionId>,
+    id: ExecutionId,
+) -> ExecutionStatus {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let record = queue.execution(id).await.unwrap().expect("execution known");
-        if record.status.is_terminal() {
-            return record.status;
+        let ended = tokio::time::timeout_at(deadline, ends.recv())
+            .await
+            .unwrap_or_else(|_| panic!("execution {id} did not end before the deadline"))
+            .expect("the queue keeps its event sink");
+        if ended == id {
+            return queue
+                .execution(id)
+                .await
+                .unwrap()
+                .expect("execution known")
+                .status;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "execution {id} still {} at the deadline",
-            record.status
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -154,7 +185,8 @@ async fn worker_records_finished_executions_node_outcomes_retries_durations_and_
     let _local = metrics::set_default_local_recorder(&recorder);
 
     let registry = Arc::new(registry());
-    let queue = Arc::new(MemoryQueue::new(Arc::new(NoEvents)));
+    let (ends_tx, mut ends) = tokio::sync::mpsc::unbounded_channel();
+    let queue = Arc::new(MemoryQueue::new(Arc::new(Ends(ends_tx))));
     let dyn_queue: Arc<dyn ExecutionQueue> = queue.clone();
     let store = Arc::new(MemoryStore::new());
     let definitions = Arc::new(Definitions::new(
@@ -195,7 +227,7 @@ async fn worker_records_finished_executions_node_outcomes_retries_durations_and_
             })
             .await
             .unwrap();
-        statuses.push(wait_until_done(&queue, id).await);
+        statuses.push(wait_until_done(&queue, &mut ends, id).await);
     }
     assert_eq!(
         statuses,

@@ -336,6 +336,94 @@ impl RedisQueue {
         Ok((jobs, next_due))
     }
 
+    /// A commit through the group-commit batcher, claiming up to `want` next jobs with it.
+    async fn commit_claiming(
+        &self,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+        want: usize,
+    ) -> Result<(CommitOutcome, Vec<ClaimedJob>), QueueError> {
+        let (kind, payload, next, cont, delay, consume) = match commit {
+            NodeCommit::Completed { data, next_nodes } => (
+                "complete",
+                data.to_string(),
+                next_nodes.map_or_else(|| "*".to_owned(), |n| n.join("\n")),
+                false,
+                Duration::ZERO,
+                false,
+            ),
+            NodeCommit::Failed {
+                error,
+                continue_on_fail,
+            } => (
+                "fail",
+                error,
+                "*".to_owned(),
+                continue_on_fail,
+                Duration::ZERO,
+                false,
+            ),
+            NodeCommit::Retry {
+                error,
+                delay,
+                consume_attempt,
+            } => (
+                "retry",
+                error,
+                "*".to_owned(),
+                false,
+                delay,
+                consume_attempt,
+            ),
+            NodeCommit::Delay { delay } => {
+                ("delay", String::new(), "*".to_owned(), false, delay, false)
+            }
+        };
+        // Same content, same fingerprint: a replay of this call is recognised as such.
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (kind, &payload, &next, cont, delay.as_millis(), consume).hash(&mut h);
+            h.finish().to_string()
+        };
+        let (tag, finished, jobs) = self
+            .inner
+            .commits
+            .commit(
+                [
+                    job.execution_id.to_string(),
+                    job.node.to_string(),
+                    job.token.to_string(),
+                    kind.to_owned(),
+                    payload,
+                    next,
+                    if cont { "1" } else { "0" }.to_owned(),
+                    delay.as_millis().to_string(),
+                    if consume { "1" } else { "0" }.to_owned(),
+                    fingerprint,
+                    job.children
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    want.to_string(),
+                ],
+                want,
+            )
+            .await?;
+        let lease = self.inner.config.lease;
+        let jobs = jobs
+            .into_iter()
+            .map(|j| record::claimed_job(j, lease))
+            .collect::<Result<Vec<_>, _>>()?;
+        if tag != "applied" {
+            tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
+            return Ok((CommitOutcome::Stale, jobs));
+        }
+        let finished = record::execution_status(&finished);
+        Ok((CommitOutcome::Applied { finished }, jobs))
+    }
+
     async fn hgetall(&self, id: ExecutionId) -> Result<BTreeMap<String, String>, QueueError> {
         self.trip();
         self.inner
@@ -482,8 +570,7 @@ impl ExecutionQueue for RedisQueue {
         job: &ClaimedJob,
         commit: NodeCommit,
     ) -> Result<CommitOutcome, QueueError> {
-        let worker = WorkerId::new();
-        Ok(self.commit_and_claim(&worker, job, commit, 0).await?.0)
+        Ok(self.commit_claiming(job, commit, 0).await?.0)
     }
 
     async fn commit_and_claim(
@@ -493,85 +580,7 @@ impl ExecutionQueue for RedisQueue {
         commit: NodeCommit,
         want: usize,
     ) -> Result<(CommitOutcome, Vec<ClaimedJob>), QueueError> {
-        let (kind, payload, next, cont, delay, consume) = match commit {
-            NodeCommit::Completed { data, next_nodes } => (
-                "complete",
-                data.to_string(),
-                next_nodes.map_or_else(|| "*".to_owned(), |n| n.join("\n")),
-                false,
-                Duration::ZERO,
-                false,
-            ),
-            NodeCommit::Failed {
-                error,
-                continue_on_fail,
-            } => (
-                "fail",
-                error,
-                "*".to_owned(),
-                continue_on_fail,
-                Duration::ZERO,
-                false,
-            ),
-            NodeCommit::Retry {
-                error,
-                delay,
-                consume_attempt,
-            } => (
-                "retry",
-                error,
-                "*".to_owned(),
-                false,
-                delay,
-                consume_attempt,
-            ),
-            NodeCommit::Delay { delay } => {
-                ("delay", String::new(), "*".to_owned(), false, delay, false)
-            }
-        };
-        // Same content, same fingerprint: a replay of this call is recognised as such.
-        let fingerprint = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (kind, &payload, &next, cont, delay.as_millis(), consume).hash(&mut h);
-            h.finish().to_string()
-        };
-        let (tag, finished, jobs) = self
-            .inner
-            .commits
-            .commit(
-                [
-                    job.execution_id.to_string(),
-                    job.node.to_string(),
-                    job.token.to_string(),
-                    kind.to_owned(),
-                    payload,
-                    next,
-                    if cont { "1" } else { "0" }.to_owned(),
-                    delay.as_millis().to_string(),
-                    if consume { "1" } else { "0" }.to_owned(),
-                    fingerprint,
-                    job.children
-                        .iter()
-                        .map(usize::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    want.to_string(),
-                ],
-                want,
-            )
-            .await?;
-        let lease = self.inner.config.lease;
-        let jobs = jobs
-            .into_iter()
-            .map(|j| record::claimed_job(j, lease))
-            .collect::<Result<Vec<_>, _>>()?;
-        if tag != "applied" {
-            tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
-            return Ok((CommitOutcome::Stale, jobs));
-        }
-        let finished = record::execution_status(&finished);
-        Ok((CommitOutcome::Applied { finished }, jobs))
+        self.commit_claiming(job, commit, want).await
     }
 
     async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {
