@@ -63,8 +63,8 @@ pub use id::{ExecutionId, InvalidExecutionId};
 pub use record::{ExecutionRecord, NodeResult};
 pub use registry::{KeyExtractor, NodeRegistry, RateLimit};
 pub use settings::{
-    Backoff, BackoffKind, CircuitBreakerConfig, DELAY_NODE_TYPE, NodeSettings, RetryPolicy,
-    SUB_WORKFLOW_NODE_TYPE, SubWorkflowConfig, parse_human_duration,
+    Backoff, BackoffKind, CircuitBreakerConfig, DELAY_NODE_TYPE, MAX_DURATION, NodeSettings,
+    RetryPolicy, SUB_WORKFLOW_NODE_TYPE, SubWorkflowConfig, parse_human_duration,
 };
 pub use state::{ExecutionState, NodeState, Transition, TransitionError};
 pub use status::{ExecutionStatus, NodeStatus};

@@ -75,7 +75,10 @@ impl Backoff {
                 self.delay.saturating_mul(factor)
             }
         };
-        let capped = self.max_delay.map_or(base, |m| base.min(m));
+        let capped = self
+            .max_delay
+            .map_or(base, |m| base.min(m))
+            .min(MAX_DURATION);
         if self.jitter <= 0.0 {
             return capped;
         }
@@ -163,9 +166,8 @@ impl Parser<'_> {
     fn millis(&mut self, field: &str, value: &Value) -> Option<Duration> {
         let parsed = match value {
             Value::Number(n) => match n.as_f64() {
-                Some(ms) if ms < 0.0 => Err("must not be negative".to_owned()),
-                Some(ms) if ms.is_finite() => Ok(Duration::from_secs_f64(ms / 1000.0)),
-                _ => Err("expected a number of milliseconds".to_owned()),
+                Some(ms) => duration_from_millis(ms),
+                None => Err("expected a number of milliseconds".to_owned()),
             },
             Value::String(s) => parse_human_duration(s),
             _ => Err("expected a number of milliseconds or a duration like \"90s\"".to_owned()),
@@ -180,14 +182,14 @@ impl Parser<'_> {
     }
 
     fn scaled(&mut self, field: &str, value: &Value, unit_ms: f64) -> Option<Duration> {
-        match value.as_f64() {
-            Some(n) if n < 0.0 => {
-                self.invalid(field, value, "must not be negative");
-                None
-            }
-            Some(n) if n.is_finite() => Some(Duration::from_secs_f64(n * unit_ms / 1000.0)),
-            _ => {
-                self.invalid(field, value, "expected a number");
+        let parsed = match value.as_f64() {
+            Some(n) => duration_from_millis(n * unit_ms),
+            None => Err("expected a number".to_owned()),
+        };
+        match parsed {
+            Ok(d) => Some(d),
+            Err(reason) => {
+                self.invalid(field, value, reason);
                 None
             }
         }
@@ -441,7 +443,32 @@ pub fn parse_human_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs_f64(n * unit_ms / 1000.0))
+    duration_from_millis(n * unit_ms)
+}
+
+/// The longest duration a definition may set: a delay, a timeout, a backoff delay or a
+/// breaker's open time (365 days). Longer values are refused at registration; computed backoff
+/// delays are capped to it.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A duration from a number of milliseconds, refusing negative, non-finite and too large values
+/// (see [`MAX_DURATION`]) with the reason.
+fn duration_from_millis(ms: f64) -> Result<Duration, String> {
+    if ms.is_nan() {
+        return Err("expected a number of milliseconds".to_owned());
+    }
+    if ms < 0.0 {
+        return Err("must not be negative".to_owned());
+    }
+    // Compared in milliseconds, so that infinity and numbers past `u64` seconds are refused
+    // here instead of panicking in `Duration::from_secs_f64`.
+    let max_ms = MAX_DURATION.as_millis() as f64;
+    if ms > max_ms {
+        return Err(format!(
+            "must be at most {max_ms} ms (365 days), got {ms} ms"
+        ));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
 }
 
 #[cfg(test)]
@@ -472,6 +499,65 @@ mod tests {
         assert_eq!(s.delay, Some(Duration::ZERO));
         let (s, _) = parse("delay", json!({"duration": "90s"}));
         assert_eq!(s.delay, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn huge_durations_are_named_errors_not_panics() {
+        // Each of these used to reach `Duration::from_secs_f64` and panic.
+        let cases = [
+            ("delay", json!({"duration": 1e300}), "config.duration"),
+            (
+                "delay",
+                json!({"duration": "99999999999999999999999d"}),
+                "config.duration",
+            ),
+            (
+                "delay",
+                json!({"durationSeconds": 1e300}),
+                "config.durationSeconds",
+            ),
+            (
+                "delay",
+                json!({"durationMinutes": 1e300}),
+                "config.durationMinutes",
+            ),
+            ("x", json!({"timeout": 1e300}), "config.timeout"),
+            (
+                "x",
+                json!({"retryPolicy": {"backoff": {"delay": 1e300}}}),
+                "config.retryPolicy.backoff.delay",
+            ),
+            (
+                "x",
+                json!({"retryPolicy": {"backoff": {"maxDelay": "1000000000000000000000000h"}}}),
+                "config.retryPolicy.backoff.maxDelay",
+            ),
+            (
+                "x",
+                json!({"circuitBreaker": {"timeout": 1e300}}),
+                "config.circuitBreaker.timeout",
+            ),
+        ];
+        for (node_type, config, field) in cases {
+            let (_, errors) = parse(node_type, config.clone());
+            assert_eq!(errors.len(), 1, "{config}: {errors:?}");
+            let message = errors[0].to_string();
+            assert!(message.contains(field), "{config}: {message}");
+        }
+        let (s, e) = parse("delay", json!({"durationMinutes": 365 * 24 * 60}));
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(s.delay, Some(MAX_DURATION));
+    }
+
+    #[test]
+    fn backoff_never_overflows() {
+        let b = Backoff {
+            kind: BackoffKind::Exponential,
+            delay: MAX_DURATION,
+            max_delay: None,
+            jitter: 1.0,
+        };
+        assert_eq!(b.delay_after(u32::MAX, 1.0), MAX_DURATION * 2);
     }
 
     #[test]
