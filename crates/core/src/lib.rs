@@ -41,6 +41,7 @@ mod executor;
 mod id;
 mod record;
 mod registry;
+pub mod rules;
 mod settings;
 mod state;
 mod status;
@@ -65,6 +66,9 @@ pub use registry::{KeyExtractor, NodeRegistry, RateLimit};
 pub use settings::{
     Backoff, BackoffKind, CircuitBreakerConfig, DELAY_NODE_TYPE, MAX_DURATION, NodeSettings,
     RetryPolicy, SUB_WORKFLOW_NODE_TYPE, SubWorkflowConfig, parse_human_duration,
+};
+pub use rules::{
+    Attempt, CommitPlan, DeadLetterCause, DeadLetterPlan, Effects, Emit, Grant, NodeBook, NodeEmit,
 };
 pub use state::{ExecutionState, NodeState, Transition, TransitionError};
 pub use status::{ExecutionStatus, NodeStatus};

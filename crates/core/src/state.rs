@@ -21,6 +21,7 @@
 //!   the last one: exactly one `completed` or `failed`.
 
 use crate::dag::{CompiledWorkflow, NodeIndex};
+use crate::rules::NodeBook;
 use crate::status::ExecutionStatus;
 
 /// Where one node is in its life.
@@ -112,13 +113,17 @@ pub enum TransitionError {
 /// The state of one execution's graph.
 #[derive(Debug, Clone)]
 pub struct ExecutionState {
-    nodes: Vec<NodeState>,
+    pub(crate) nodes: Vec<NodeState>,
     /// Parents not yet resolved, per node.
     remaining: Vec<usize>,
     /// Parents resolved with a live edge into the node.
     live: Vec<usize>,
     unresolved: usize,
-    status: ExecutionStatus,
+    pub(crate) status: ExecutionStatus,
+    /// Per node: attempts, stalls and what users see (see [`crate::rules`]).
+    pub(crate) books: Vec<NodeBook>,
+    /// Why the execution failed, once it has.
+    pub(crate) error: Option<String>,
 }
 
 impl ExecutionState {
@@ -135,6 +140,8 @@ impl ExecutionState {
             live: vec![0; n],
             unresolved: n,
             status: ExecutionStatus::Running,
+            books: vec![NodeBook::new(); n],
+            error: None,
         };
         let t = Transition {
             ready: dag.roots().to_vec(),
@@ -175,27 +182,19 @@ impl ExecutionState {
         next_nodes: Option<&[String]>,
     ) -> Result<Transition, TransitionError> {
         self.check_ready(dag, node)?;
-        let routes = match next_nodes {
-            None => None,
-            Some(ids) => {
-                let mut r = Vec::with_capacity(ids.len());
-                for id in ids {
-                    match dag
-                        .index_of(id)
-                        .filter(|i| dag.node(node).children.contains(i))
-                    {
-                        Some(i) => r.push(i),
-                        None => {
-                            return Err(TransitionError::UnknownRoute {
-                                node: dag.node(node).id.clone(),
-                                target: id.clone(),
-                            });
-                        }
-                    }
-                }
-                Some(r)
-            }
-        };
+        let routes = crate::rules::resolve_routes(dag, node, next_nodes)?;
+        self.complete_routed(dag, node, routes)
+    }
+
+    /// Records that `node` completed, routing to the children `routes` (indices, all children
+    /// when `None`), as [`resolve_routes`](crate::rules::resolve_routes) resolved them.
+    pub fn complete_routed(
+        &mut self,
+        dag: &CompiledWorkflow,
+        node: NodeIndex,
+        routes: Option<Vec<NodeIndex>>,
+    ) -> Result<Transition, TransitionError> {
+        self.check_ready(dag, node)?;
         self.nodes[node] = NodeState::Completed { routes };
         Ok(self.resolve(dag, node))
     }
@@ -214,8 +213,12 @@ impl ExecutionState {
             return Ok(self.resolve(dag, node));
         }
         // Failed for good: the node stays unresolved (it can be revived) and the execution
-        // fails, once.
-        if self.status == ExecutionStatus::Running {
+        // fails, once. A paused execution fails too: otherwise its resume would leave it
+        // running with a node that can never resolve.
+        if matches!(
+            self.status,
+            ExecutionStatus::Running | ExecutionStatus::Paused
+        ) {
             self.status = ExecutionStatus::Failed;
             return Ok(Transition {
                 finished: Some(ExecutionStatus::Failed),
@@ -325,7 +328,11 @@ impl ExecutionState {
         })
     }
 
-    fn check_ready(&self, dag: &CompiledWorkflow, node: NodeIndex) -> Result<(), TransitionError> {
+    pub(crate) fn check_ready(
+        &self,
+        dag: &CompiledWorkflow,
+        node: NodeIndex,
+    ) -> Result<(), TransitionError> {
         match &self.nodes[node] {
             NodeState::Ready => Ok(()),
             other => Err(TransitionError::NotReady {

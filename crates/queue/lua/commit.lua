@@ -78,11 +78,22 @@ local function commit_one(b)
   local payload = ARGV[b + 4]
 
   if (kind == 'retry' or kind == 'delay') and c.st ~= 'running' and c.st ~= 'paused' then
-    -- The execution ended while this attempt ran: start nothing new.
-    if kind == 'delay' then
-      payload = 'the execution ended before the delay started'
+    -- The execution ended while this attempt ran. The node only waited, so it does not fail
+    -- and makes no dead letter: it is held (pending), as spane_core::rules decides, and a
+    -- dead-letter retry that revives the execution runs it again.
+    local H = { 't:' .. i, '', 's:' .. i, 'D', 'ns:' .. i, 'pending', 'cm:' .. i, tok .. ' ' .. fp }
+    if kind == 'retry' then
+      H[#H + 1] = 'de:' .. i
+      H[#H + 1] = '0'
+      H[#H + 1] = 'e:' .. i
+      H[#H + 1] = payload
+      if ARGV[b + 8] == '1' then
+        H[#H + 1] = 'na:' .. i
+        H[#H + 1] = istr(tonumber(attempt) + 1)
+      end
     end
-    kind = 'fail'
+    redis.call('HSET', X, unpack(H))
+    return 'applied', ''
   end
 
   if kind == 'retry' or kind == 'delay' then

@@ -165,7 +165,8 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
           reason = c.reason or 'failed', error = err, attempts = tonumber(attempt), failedAt = now
         }))
       end
-      if c.st == 'running' then
+      -- A paused execution fails too: its resume would leave a node that never resolves.
+      if c.st == 'running' or c.st == 'paused' then
         c.st = 'failed'
         c.finished = 'failed'
         local msg = 'node ' .. idj .. ' failed: ' .. err

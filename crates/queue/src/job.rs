@@ -133,6 +133,34 @@ pub enum NodeCommit {
     },
 }
 
+impl NodeCommit {
+    /// The commit as the core's rules see it: everything but the output data.
+    pub(crate) fn attempt(&self) -> spane_core::Attempt<'_> {
+        match self {
+            Self::Completed { next_nodes, .. } => spane_core::Attempt::Completed {
+                next_nodes: next_nodes.as_deref(),
+            },
+            Self::Failed {
+                error,
+                continue_on_fail,
+            } => spane_core::Attempt::Failed {
+                error,
+                continue_on_fail: *continue_on_fail,
+            },
+            Self::Retry {
+                error,
+                delay,
+                consume_attempt,
+            } => spane_core::Attempt::Retry {
+                error,
+                delay: *delay,
+                consume_attempt: *consume_attempt,
+            },
+            Self::Delay { delay } => spane_core::Attempt::Delay { delay: *delay },
+        }
+    }
+}
+
 /// What the queue did with a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

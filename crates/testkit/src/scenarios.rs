@@ -564,6 +564,179 @@ pub async fn expired_lease_is_reclaimed_with_new_token(factory: &dyn QueueFactor
     assert_eq!(record.output("a"), Some(&json!("new owner")));
 }
 
+/// A job whose lease expires counts the attempt: the next claim runs attempt 2. With the
+/// default `max_stalled` of 1, a second expiry fails the node for good with reason `stalled`:
+/// a dead letter whose attempts are the attempts run, and a failed execution. The same on
+/// every backend.
+pub async fn stalled_job_counts_attempts_then_dead_letters(factory: &dyn QueueFactory) {
+    let lease = Duration::from_millis(200);
+    let q = Harness::new(factory, lease).await;
+    let wf = workflow("wf-stall", &["hang", "after"], &[("hang", "after")]);
+    let id = q.start(&wf, json!({})).await;
+    let first = q.claim_node(id, "hang").await;
+    assert_eq!(first.attempt, 1);
+
+    let second = q.claim_node(id, "hang").await;
+    assert_eq!(
+        second.attempt, 2,
+        "an expired lease counts as an attempt: the reclaimed job runs the next one"
+    );
+
+    // Not renewed again: past `max_stalled` (1) the node fails for good. Claims keep asking
+    // (the memory backend reclaims while claiming) until the execution has failed.
+    let deadline = Instant::now() + DEADLINE;
+    while q.status(id).await != Some(ExecutionStatus::Failed) {
+        assert!(
+            Instant::now() < deadline,
+            "the execution did not fail within {DEADLINE:?} after the second stall"
+        );
+        let jobs = q.claim(4, POLL).await;
+        assert!(
+            jobs.is_empty(),
+            "a node stalled past max_stalled is not handed out again: {:?}",
+            ids(&jobs)
+        );
+    }
+    let record = q.record(id).await;
+    let hang = &record.node_results["hang"];
+    assert_eq!(hang.status, NodeStatus::Failed);
+    assert_eq!(hang.attempts, 2, "both runs were attempts");
+    assert!(
+        hang.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("stalled")),
+        "the node's error says it stalled: {:?}",
+        hang.error
+    );
+    assert_eq!(
+        status_of(&record, "after"),
+        None,
+        "its child never became ready"
+    );
+    let dlq = q.queue.dead_letters().expect("a dead-letter queue");
+    let item = bounded("get_dead_letter", dlq.get_dead_letter(id, "hang"))
+        .await
+        .unwrap_or_else(|e| panic!("get_dead_letter failed: {e}"))
+        .unwrap_or_else(|| panic!("the stalled node is in the dead-letter queue"));
+    assert_eq!(item.reason, spane_queue::DeadLetterReason::Stalled);
+    assert_eq!(item.attempts, 2);
+    q.assert_stale(
+        &second,
+        completed(json!("too late")),
+        "the stalled claim is spent",
+    )
+    .await;
+}
+
+/// A retry committed after its execution failed (another node failed for good meanwhile)
+/// does not fail the node and makes no dead letter: the node only waited, so it is held and
+/// shown as pending. A dead-letter retry of the failed node revives the execution and runs
+/// the held node again, with the attempt its retry decided.
+pub async fn retry_after_the_execution_failed_is_held(factory: &dyn QueueFactory) {
+    let q = Harness::new(factory, LONG_LEASE).await;
+    let wf = workflow(
+        "wf-held-retry",
+        &["root", "bad", "flaky"],
+        &[("root", "bad"), ("root", "flaky")],
+    );
+    let id = q.start(&wf, json!({})).await;
+    let root = q.claim_node(id, "root").await;
+    assert_eq!(q.complete(&root, json!("r")).await, None);
+    let jobs = q.claim_exactly(2, 2).await;
+    let bad = jobs
+        .iter()
+        .find(|j| j.node_id == "bad")
+        .expect("bad is claimed");
+    let flaky = jobs
+        .iter()
+        .find(|j| j.node_id == "flaky")
+        .expect("flaky is claimed");
+    assert_eq!(
+        q.applied(bad, failed("fatal", false)).await,
+        Some(ExecutionStatus::Failed)
+    );
+    assert_eq!(
+        q.applied(flaky, retry(Duration::from_millis(10), true))
+            .await,
+        None
+    );
+    q.assert_idle("a retry of a failed execution is not scheduled")
+        .await;
+
+    let record = q.record(id).await;
+    assert_eq!(record.status, ExecutionStatus::Failed);
+    assert_eq!(
+        status_of(&record, "flaky"),
+        Some(NodeStatus::Pending),
+        "held, not failed"
+    );
+    assert_eq!(status_of(&record, "bad"), Some(NodeStatus::Failed));
+    let dlq = q.queue.dead_letters().expect("a dead-letter queue");
+    let items = bounded("list_dead_letters", dlq.list_dead_letters(0, 100))
+        .await
+        .unwrap_or_else(|e| panic!("list_dead_letters failed: {e}"));
+    let nodes: Vec<&str> = items
+        .iter()
+        .filter(|d| d.execution_id == id)
+        .map(|d| d.node_id.as_str())
+        .collect();
+    assert_eq!(
+        nodes,
+        ["bad"],
+        "only the node that failed for good is a dead letter"
+    );
+
+    assert!(
+        bounded("retry_dead_letter", dlq.retry_dead_letter(id, "bad"))
+            .await
+            .unwrap_or_else(|e| panic!("retry_dead_letter failed: {e}"))
+    );
+    let again = q.claim_exactly(2, 2).await;
+    let flaky = again
+        .iter()
+        .find(|j| j.node_id == "flaky")
+        .expect("the held node runs again");
+    assert_eq!(
+        flaky.attempt, 2,
+        "the held retry runs the attempt it decided"
+    );
+    let bad = again
+        .iter()
+        .find(|j| j.node_id == "bad")
+        .expect("the revived node runs");
+    assert_eq!(bad.attempt, 1, "a dead-letter retry starts from attempt 1");
+    assert_eq!(q.complete(flaky, json!("f")).await, None);
+    assert_eq!(
+        q.complete(bad, json!("b")).await,
+        Some(ExecutionStatus::Completed)
+    );
+}
+
+/// A node that fails for good while its execution is paused fails the execution: a later
+/// resume is refused instead of leaving it running with a node that never resolves.
+pub async fn failure_while_paused_fails_the_execution(factory: &dyn QueueFactory) {
+    let q = Harness::new(factory, LONG_LEASE).await;
+    let wf = workflow("wf-pause-fail", &["a", "b"], &[("a", "b")]);
+    let id = q.start(&wf, json!({})).await;
+    let a = q.claim_node(id, "a").await;
+    let control = q.queue.control().expect("pause and resume");
+    let paused = bounded("pause", control.pause(id))
+        .await
+        .unwrap_or_else(|e| panic!("pause failed: {e}"));
+    assert_eq!(paused, ExecutionStatus::Paused);
+    assert_eq!(
+        q.applied(&a, failed("fatal", false)).await,
+        Some(ExecutionStatus::Failed),
+        "the failure ends the paused execution"
+    );
+    assert_eq!(q.status(id).await, Some(ExecutionStatus::Failed));
+    let resumed = bounded("resume", control.resume(id)).await;
+    assert!(
+        matches!(resumed, Err(QueueError::NotAllowed { .. })),
+        "a failed execution cannot resume: {resumed:?}"
+    );
+}
+
 /// Renewing a claim every third of its lease keeps it alive well past the lease length: no
 /// other worker gets the job meanwhile, and the owner's commit then applies.
 pub async fn renew_keeps_lease_alive(factory: &dyn QueueFactory) {

@@ -1,4 +1,6 @@
-//! One execution's hot state in the memory backend, driven by [`ExecutionState`].
+//! One execution's hot state in the memory backend. Every rule comes from
+//! [`spane_core::rules`]: this file stores data and timestamps and applies the
+//! [`Effects`] the core decides.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,27 +8,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 use spane_core::{
-    CompiledWorkflow, EngineEvent, ExecutionId, ExecutionRecord, ExecutionState, ExecutionStatus,
-    NodeEvent, NodeEventStatus, NodeIndex, NodeResult, NodeStatus, Transition, TransitionError,
-    WorkflowDefinition, WorkflowEvent, WorkflowEventStatus, failure_output, node_input, now_millis,
+    CommitPlan, CompiledWorkflow, DeadLetterCause, Effects, Emit, EngineEvent, ExecutionId,
+    ExecutionRecord, ExecutionState, ExecutionStatus, NodeEvent, NodeIndex, NodeResult, NodeStatus,
+    WorkflowDefinition, WorkflowEvent, WorkflowEventStatus, node_input, now_millis,
 };
 
 use crate::dlq::{DeadLetter, DeadLetterReason};
 use crate::job::{ClaimedJob, NodeCommit, StartExecution};
 
-/// Per-node bookkeeping beside the state machine.
+/// Per-node data beside the core's bookkeeping.
 #[derive(Default)]
 struct Slot {
-    status: Option<NodeStatus>,
     /// Shared, so that readers copy it after the queue's lock is released.
     output: Option<Arc<Value>>,
-    error: Option<String>,
-    /// Attempts started.
-    attempts: u32,
-    /// The attempt number the next claim runs.
-    next_attempt: u32,
-    continued: bool,
-    delay_elapsed: bool,
     started_at: Option<i64>,
     finished_at: Option<i64>,
     /// When the node last became claimable.
@@ -44,16 +38,18 @@ pub(super) struct Exec {
     depth: u32,
     created_at: i64,
     finished_at: Option<i64>,
-    error: Option<String>,
-    /// The dead letter the last failure produced, until the queue takes it.
-    dead: Option<DeadLetter>,
 }
 
-/// What a commit changed, for the queue to act on.
+/// What one step changed, for the queue to act on.
+#[derive(Default)]
 pub(super) struct Applied {
+    /// Append to the ready queue.
     pub(super) ready: Vec<NodeIndex>,
-    pub(super) dead_letter: Option<DeadLetter>,
+    /// Put back at the head of the ready queue.
+    pub(super) requeue: Option<NodeIndex>,
+    /// Run the node again after this wait.
     pub(super) reschedule: Option<Duration>,
+    pub(super) dead_letter: Option<DeadLetter>,
     pub(super) finished: Option<ExecutionStatus>,
 }
 
@@ -71,80 +67,122 @@ impl Events {
             nodes,
         }
     }
-
-    fn push(&mut self, event: EngineEvent) {
-        self.list.push(event);
-    }
-
-    /// Adds the node event `make` builds, when node events are wanted.
-    fn node(&mut self, make: impl FnOnce() -> NodeEvent) {
-        if self.nodes {
-            self.list.push(EngineEvent::Node(make()));
-        }
-    }
 }
 
 impl Exec {
     pub(super) fn start(start: StartExecution) -> (Self, Vec<NodeIndex>, Vec<EngineEvent>) {
         let (state, t) = ExecutionState::start(&start.workflow);
         let n = start.workflow.nodes().len();
-        let exec = Self {
+        let now = now_millis();
+        let mut exec = Self {
             id: start.execution_id,
-            slots: (0..n)
-                .map(|_| Slot {
-                    next_attempt: 1,
-                    ..Slot::default()
-                })
-                .collect(),
+            slots: (0..n).map(|_| Slot::default()).collect(),
             dag: start.workflow,
             version: start.workflow_version,
             state,
             initial: Arc::new(start.initial_data),
             parent: start.parent_execution_id,
             depth: start.depth,
-            created_at: now_millis(),
+            created_at: now,
             finished_at: None,
-            error: None,
-            dead: None,
         };
-        let mut exec = exec;
-        exec.mark_ready(&t.ready, now_millis());
-        let events = vec![exec.workflow_event(WorkflowEventStatus::Started, None)];
-        (exec, t.ready, events)
+        for &r in &t.ready {
+            exec.slots[r].ready_at = Some(now);
+        }
+        let mut events = Events::new(false);
+        exec.emit(
+            &Emit::Workflow {
+                status: WorkflowEventStatus::Started,
+                error: None,
+            },
+            now,
+            &mut events,
+        );
+        (exec, t.ready, events.list)
     }
 
-    fn mark_ready(&mut self, nodes: &[NodeIndex], at: i64) {
-        for &n in nodes {
-            self.slots[n].ready_at = Some(at);
+    /// Turns the core's events into engine events, with ids, outputs and a timestamp.
+    fn emit(&self, emit: &Emit, now: i64, events: &mut Events) {
+        match emit {
+            Emit::Node(e) => {
+                if !events.nodes {
+                    return;
+                }
+                let data = if e.with_output {
+                    self.slots[e.node].output.as_deref().cloned()
+                } else {
+                    None
+                };
+                events.list.push(EngineEvent::Node(NodeEvent {
+                    execution_id: self.id,
+                    workflow_id: self.dag.id().to_owned(),
+                    node_id: self.dag.node(e.node).id.clone(),
+                    status: e.status,
+                    data,
+                    error: e.error.clone(),
+                    attempt: e.attempt,
+                    next_delay_ms: e.next_delay_ms,
+                    continued: e.continued,
+                    timestamp: now,
+                }));
+            }
+            Emit::Workflow { status, error } => {
+                events.list.push(EngineEvent::Workflow(WorkflowEvent {
+                    execution_id: self.id,
+                    workflow_id: self.dag.id().to_owned(),
+                    status: *status,
+                    error: error.clone(),
+                    timestamp: now,
+                }));
+            }
+            // `Emit` may grow: a kind this backend does not know is not emitted.
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
     }
 
-    fn workflow_event(&self, status: WorkflowEventStatus, error: Option<String>) -> EngineEvent {
-        EngineEvent::Workflow(WorkflowEvent {
+    /// Applies the core's effects: timestamps, events, the dead letter.
+    fn apply(&mut self, effects: Effects, events: &mut Events) -> Applied {
+        let now = now_millis();
+        for &s in &effects.skipped {
+            self.slots[s].finished_at = Some(now);
+        }
+        for &r in effects.ready.iter().chain(&effects.requeue) {
+            self.slots[r].ready_at = Some(now);
+        }
+        if let Some((node, delay)) = effects.schedule {
+            self.slots[node].ready_at = Some(now + delay.as_millis() as i64);
+        }
+        if effects.finished.is_some() {
+            self.finished_at = Some(now);
+        }
+        for e in &effects.events {
+            self.emit(e, now, events);
+        }
+        let dead_letter = effects.dead_letter.map(|d| DeadLetter {
             execution_id: self.id,
             workflow_id: self.dag.id().to_owned(),
-            status,
-            error,
-            timestamp: now_millis(),
-        })
-    }
-
-    fn node_event(&self, node: NodeIndex, status: NodeEventStatus) -> NodeEvent {
-        NodeEvent {
-            execution_id: self.id,
-            workflow_id: self.dag.id().to_owned(),
-            node_id: self.dag.node(node).id.clone(),
-            status,
-            data: None,
-            error: None,
-            attempt: None,
-            next_delay_ms: None,
-            continued: false,
-            timestamp: now_millis(),
+            workflow_version: self.version,
+            node_id: self.dag.node(d.node).id.clone(),
+            reason: match d.cause {
+                DeadLetterCause::Stalled => DeadLetterReason::Stalled,
+                _ => DeadLetterReason::Failed,
+            },
+            error: d.error,
+            attempts: d.attempts,
+            failed_at: now,
+        });
+        Applied {
+            ready: effects.ready,
+            requeue: effects.requeue,
+            reschedule: effects.schedule.map(|(_, d)| d),
+            dead_letter,
+            finished: effects.finished,
         }
     }
 
-    /// Hands out `node` under `token`, or `None` when it must not run (the execution ended).
+    /// Hands out `node` under `token`, or `None` when it must not run (see
+    /// [`ExecutionState::claim`]).
     pub(super) fn claim(
         &mut self,
         node: NodeIndex,
@@ -152,52 +190,38 @@ impl Exec {
         lease: Duration,
         events: &mut Events,
     ) -> Option<Claim> {
-        if self.state.status() != ExecutionStatus::Running {
-            // Paused, failed or cancelled: the node is held (resume or a retry releases it).
-            self.state.hold(node);
-            self.slots[node].status = Some(NodeStatus::Pending);
-            return None;
-        }
+        let (grant, effects) = self.state.claim(node);
+        let grant = grant?;
         let now = now_millis();
-        let slot = &mut self.slots[node];
-        slot.attempts = slot.next_attempt;
-        slot.status = Some(NodeStatus::Running);
-        slot.started_at.get_or_insert(now);
-        let attempt = slot.attempts;
-        let delay_elapsed = slot.delay_elapsed;
-        let ready_at = slot.ready_at;
-
+        self.slots[node].started_at.get_or_insert(now);
+        for e in &effects.events {
+            self.emit(e, now, events);
+        }
         let parents = self
             .state
             .live_parents(&self.dag, node)
             .filter_map(|p| self.slots[p].output.clone().map(|v| (p, v)))
             .collect();
-        events.node(|| {
-            let mut e = self.node_event(node, NodeEventStatus::Running);
-            e.attempt = Some(attempt);
-            e
-        });
         Some(Claim {
             execution_id: self.id,
             dag: self.dag.clone(),
             version: self.version,
             node,
-            attempt,
+            attempt: grant.attempt,
             token,
             initial: self.initial.clone(),
             parents,
             parent_execution_id: self.parent,
             depth: self.depth,
-            delay_elapsed,
+            delay_elapsed: grant.delay_elapsed,
             lease,
-            ready_at,
+            ready_at: self.slots[node].ready_at,
         })
     }
 
     pub(super) fn release(&mut self, node: NodeIndex) {
-        let slot = &mut self.slots[node];
-        slot.status = Some(NodeStatus::Pending);
-        slot.ready_at = Some(now_millis());
+        self.state.release(node);
+        self.slots[node].ready_at = Some(now_millis());
     }
 
     pub(super) fn commit(
@@ -207,173 +231,45 @@ impl Exec {
         events: &mut Events,
     ) -> Applied {
         let node = job.node;
-        let terminal = self.state.status().is_terminal();
-        let transition = match commit {
-            NodeCommit::Completed { data, next_nodes } => {
-                match self.state.complete(&self.dag, node, next_nodes.as_deref()) {
-                    Ok(t) => {
-                        events.node(|| {
-                            let mut e = self.node_event(node, NodeEventStatus::Completed);
-                            e.data = Some(data.clone());
-                            e.attempt = Some(job.attempt);
-                            e
-                        });
-                        let slot = &mut self.slots[node];
-                        slot.status = Some(NodeStatus::Completed);
-                        slot.output = Some(Arc::new(data));
-                        slot.finished_at = Some(now_millis());
-                        Some(t)
-                    }
-                    Err(err @ TransitionError::UnknownRoute { .. }) => {
-                        let continued = self.dag.node(node).settings.continue_on_fail;
-                        self.fail(node, job.attempt, err.to_string(), continued, events)
-                    }
-                    Err(err) => {
-                        tracing::error!(%err, "commit on a node that is not ready");
-                        None
-                    }
-                }
-            }
-            NodeCommit::Failed {
-                error,
-                continue_on_fail,
-            } => self.fail(node, job.attempt, error, continue_on_fail, events),
-            // The execution ended while this attempt ran: start nothing new.
-            NodeCommit::Retry { error, .. } if terminal => {
-                self.fail(node, job.attempt, error, false, events)
-            }
-            NodeCommit::Delay { .. } if terminal => self.fail(
-                node,
-                job.attempt,
-                "the execution ended before the delay started".to_owned(),
-                false,
-                events,
-            ),
-            NodeCommit::Retry {
-                error,
-                delay,
-                consume_attempt,
-            } => {
-                let slot = &mut self.slots[node];
-                if consume_attempt {
-                    slot.next_attempt = job.attempt + 1;
-                }
-                // A retry asks the rate limiter again.
-                slot.delay_elapsed = false;
-                slot.ready_at = Some(now_millis() + delay.as_millis() as i64);
-                slot.status = Some(NodeStatus::Delayed);
-                events.node(|| {
-                    let mut e = self.node_event(node, NodeEventStatus::Retrying);
-                    e.error = Some(error.clone());
-                    e.attempt = Some(job.attempt);
-                    e.next_delay_ms = Some(delay.as_millis() as u64);
-                    e
-                });
-                self.slots[node].error = Some(error);
-                return Applied {
-                    ready: Vec::new(),
-                    dead_letter: None,
-                    reschedule: Some(delay),
-                    finished: None,
-                };
-            }
-            NodeCommit::Delay { delay } => {
-                let slot = &mut self.slots[node];
-                slot.delay_elapsed = true;
-                slot.ready_at = Some(now_millis() + delay.as_millis() as i64);
-                slot.status = Some(NodeStatus::Delayed);
-                events.node(|| {
-                    let mut e = self.node_event(node, NodeEventStatus::Delayed);
-                    e.next_delay_ms = Some(delay.as_millis() as u64);
-                    e
-                });
-                return Applied {
-                    ready: Vec::new(),
-                    dead_letter: None,
-                    reschedule: Some(delay),
-                    finished: None,
-                };
+        let outcome = commit.attempt();
+        let plan = CommitPlan::decide(&self.dag, node, job.attempt, outcome);
+        let effects = match self.state.commit(&self.dag, node, job.attempt, &plan) {
+            Ok(effects) => effects,
+            Err(err) => {
+                tracing::error!(%err, "commit on a node that is not ready");
+                return Applied::default();
             }
         };
-        let t = transition.unwrap_or_default();
-        self.apply(t, events)
+        let output = match (plan, commit) {
+            (CommitPlan::Complete { .. }, NodeCommit::Completed { data, .. }) => Some(data),
+            (CommitPlan::Continue { output, .. }, _) => Some(output),
+            _ => None,
+        };
+        let slot = &mut self.slots[node];
+        if let Some(output) = output {
+            slot.output = Some(Arc::new(output));
+        }
+        if matches!(
+            self.state.node_status(node),
+            Some(NodeStatus::Completed | NodeStatus::Failed)
+        ) {
+            slot.finished_at = Some(now_millis());
+        }
+        self.apply(effects, events)
     }
 
-    fn fail(
+    /// The lease of `node` expired: the core counts the stall (see [`ExecutionState::stall`]).
+    pub(super) fn stall(
         &mut self,
         node: NodeIndex,
-        attempt: u32,
-        error: String,
-        continued: bool,
+        max_stalled: u32,
         events: &mut Events,
-    ) -> Option<Transition> {
-        let t = match self.state.fail(&self.dag, node, continued) {
-            Ok(t) => t,
-            Err(err) => {
-                tracing::error!(%err, "failure committed on a node that is not ready");
-                return None;
-            }
-        };
-        let node_id = self.dag.node(node).id.clone();
-        let slot = &mut self.slots[node];
-        slot.status = Some(NodeStatus::Failed);
-        slot.error = Some(error.clone());
-        slot.continued = continued;
-        slot.finished_at = Some(now_millis());
-        if continued {
-            slot.output = Some(Arc::new(failure_output(&node_id, &error, attempt)));
+    ) -> Applied {
+        let effects = self.state.stall(&self.dag, node, max_stalled);
+        if self.state.node_status(node) == Some(NodeStatus::Failed) {
+            self.slots[node].finished_at = Some(now_millis());
         }
-        if !continued {
-            if self.state.status() == ExecutionStatus::Failed && t.finished.is_some() {
-                self.error = Some(format!("node {node_id:?} failed: {error}"));
-            }
-            // A node of a cancelled execution is not worth retrying: no dead letter.
-            let cancelled = self.state.status() == ExecutionStatus::Cancelled;
-            self.dead = (!cancelled).then(|| DeadLetter {
-                execution_id: self.id,
-                workflow_id: self.dag.id().to_owned(),
-                workflow_version: self.version,
-                node_id,
-                reason: DeadLetterReason::Failed,
-                error: error.clone(),
-                attempts: attempt,
-                failed_at: now_millis(),
-            });
-        }
-        events.node(|| {
-            let mut e = self.node_event(node, NodeEventStatus::Failed);
-            e.error = Some(error);
-            e.attempt = Some(attempt);
-            e.continued = continued;
-            e
-        });
-        Some(t)
-    }
-
-    fn apply(&mut self, t: Transition, events: &mut Events) -> Applied {
-        let now = now_millis();
-        for &s in &t.skipped {
-            let slot = &mut self.slots[s];
-            slot.status = Some(NodeStatus::Skipped);
-            slot.finished_at = Some(now);
-            events.node(|| self.node_event(s, NodeEventStatus::Skipped));
-        }
-        if let Some(status) = t.finished {
-            self.finished_at = Some(now);
-            let (kind, error) = match status {
-                ExecutionStatus::Completed => (WorkflowEventStatus::Completed, None),
-                ExecutionStatus::Cancelled => (WorkflowEventStatus::Cancelled, None),
-                _ => (WorkflowEventStatus::Failed, self.error.clone()),
-            };
-            events.push(self.workflow_event(kind, error));
-        }
-        self.mark_ready(&t.ready, now);
-        Applied {
-            ready: t.ready,
-            dead_letter: self.dead.take(),
-            reschedule: None,
-            finished: t.finished,
-        }
+        self.apply(effects, events)
     }
 
     /// Revives `node` after a dead-letter retry; returns the nodes to enqueue.
@@ -382,22 +278,12 @@ impl Exec {
         node: NodeIndex,
         events: &mut Events,
     ) -> Option<Vec<NodeIndex>> {
-        let was = self.state.status();
-        let t = self.state.revive(&self.dag, node).ok()?;
-        let slot = &mut self.slots[node];
-        slot.next_attempt = 1;
-        slot.status = Some(NodeStatus::Pending);
-        slot.finished_at = None;
-        for &r in &t.ready[1..] {
-            self.slots[r].status = Some(NodeStatus::Pending);
-        }
-        self.mark_ready(&t.ready, now_millis());
-        if was != ExecutionStatus::Running {
-            self.error = None;
+        let effects = self.state.revive_node(&self.dag, node).ok()?;
+        self.slots[node].finished_at = None;
+        if !effects.events.is_empty() {
             self.finished_at = None;
-            events.push(self.workflow_event(WorkflowEventStatus::Resumed, None));
         }
-        Some(t.ready)
+        Some(self.apply(effects, events).ready)
     }
 
     /// The index of node `id`.
@@ -407,9 +293,8 @@ impl Exec {
 
     /// Pauses; `Err` carries a status that does not allow it.
     pub(super) fn pause(&mut self, events: &mut Events) -> Result<(), ExecutionStatus> {
-        if self.state.pause()? {
-            events.push(self.workflow_event(WorkflowEventStatus::Paused, None));
-        }
+        let effects = self.state.pause_effects()?;
+        self.apply(effects, events);
         Ok(())
     }
 
@@ -418,35 +303,30 @@ impl Exec {
         &mut self,
         events: &mut Events,
     ) -> Result<Vec<NodeIndex>, ExecutionStatus> {
-        let Some(ready) = self.state.resume()? else {
-            return Ok(Vec::new());
-        };
-        events.push(self.workflow_event(WorkflowEventStatus::Resumed, None));
-        self.mark_ready(&ready, now_millis());
-        Ok(ready)
+        let effects = self.state.resume_effects()?;
+        Ok(self.apply(effects, events).ready)
     }
 
     /// Fails the execution because its deadline passed; `true` when this call ended it.
     pub(super) fn expire(&mut self, events: &mut Events) -> bool {
-        let Some(t) = self.state.expire() else {
-            return false;
-        };
-        self.error = Some("execution deadline exceeded".to_owned());
-        self.apply(t, events);
-        true
+        match self.state.expire_effects() {
+            Some(effects) => {
+                self.apply(effects, events);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Cancels; `Ok(true)` when this call cancelled it.
     pub(super) fn cancel(&mut self, events: &mut Events) -> Result<bool, ExecutionStatus> {
-        match self.state.status() {
-            ExecutionStatus::Cancelled => return Ok(false),
-            ExecutionStatus::Running | ExecutionStatus::Paused => {}
-            other => return Err(other),
+        match self.state.cancel_effects()? {
+            Some(effects) => {
+                self.apply(effects, events);
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        if let Some(t) = self.state.cancel() {
-            self.apply(t, events);
-        }
-        Ok(true)
     }
 
     /// The execution's status.
@@ -479,13 +359,14 @@ impl Exec {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
+                let book = self.state.book(i);
                 Some(SlotRecord {
                     node: i,
-                    status: s.status?,
+                    status: book.shown?,
                     output: s.output.clone(),
-                    error: s.error.clone(),
-                    attempts: s.attempts,
-                    continued: s.continued,
+                    error: book.error.clone(),
+                    attempts: book.attempt,
+                    continued: book.continued,
                     started_at: s.started_at,
                     finished_at: s.finished_at,
                 })
@@ -499,7 +380,7 @@ impl Exec {
             initial: self.initial.clone(),
             parent: self.parent,
             depth: self.depth,
-            error: self.error.clone(),
+            error: self.state.error().map(str::to_owned),
             created_at: self.created_at,
             finished_at: self.finished_at,
             results,

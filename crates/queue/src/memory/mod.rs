@@ -35,6 +35,9 @@ pub struct MemoryQueueConfig {
     /// How long a finished execution stays readable from the queue (default 1 hour); the store
     /// keeps its history.
     pub retention: Duration,
+    /// How many lease expiries a job survives (default 1, as on Redis). Each expiry counts as
+    /// an attempt; one more fails the node for good with reason `stalled`.
+    pub max_stalled: u32,
 }
 
 impl Default for MemoryQueueConfig {
@@ -42,6 +45,7 @@ impl Default for MemoryQueueConfig {
         Self {
             lease: Duration::from_secs(30),
             retention: Duration::from_secs(3600),
+            max_stalled: 1,
         }
     }
 }
@@ -189,20 +193,42 @@ impl Inner {
         }
     }
 
-    fn reclaim_expired(&mut self, now: Instant) {
+    /// Applies the expiry of every lease that has run out: the core counts the stall (the
+    /// next claim runs the next attempt) or, past `max_stalled`, fails the node.
+    fn reclaim_expired(&mut self, now: Instant, max_stalled: u32, events: &mut Events) {
         if self.lease_floor.is_none_or(|floor| floor > now) {
             return;
         }
-        let expired: Vec<JobKey> = self
+        let mut expired: Vec<JobKey> = self
             .leases
             .iter()
             .filter(|(_, l)| l.expires <= now)
             .map(|(k, _)| *k)
             .collect();
+        // In the order they were handed out, as on Redis (lease scores, then members).
+        expired.sort_by_key(|k| self.leases[k].token);
         for key in expired {
             self.leases.remove(&key);
-            tracing::warn!(execution = %key.execution, node = key.node, "lease expired, job is claimable again");
-            self.ready.push_back(key);
+            tracing::warn!(execution = %key.execution, node = key.node, "lease expired");
+            let Some(exec) = self.executions.get_mut(&key.execution) else {
+                continue;
+            };
+            let applied = exec.stall(key.node, max_stalled, events);
+            if applied.requeue.is_some() {
+                self.ready.push_front(key);
+            }
+            for node in applied.ready {
+                self.ready.push_back(JobKey {
+                    execution: key.execution,
+                    node,
+                });
+            }
+            if let Some(dead) = applied.dead_letter {
+                self.dlq.push(dead);
+            }
+            if applied.finished.is_some() {
+                self.finished.push_back((now, key.execution));
+            }
         }
         self.lease_floor = self.leases.values().map(|l| l.expires).min();
     }
@@ -289,10 +315,10 @@ impl ExecutionQueue for MemoryQueue {
                 let mut inner = self.lock();
                 let now = Instant::now();
                 inner.promote_due(now);
-                inner.reclaim_expired(now);
+                let mut events = self.events();
+                inner.reclaim_expired(now, self.shared.config.max_stalled, &mut events);
                 self.expire_deadlines(&mut inner);
                 let mut jobs = Vec::with_capacity(max.min(inner.ready.len()));
-                let mut events = self.events();
                 while jobs.len() < max {
                     let Some(key) = inner.ready.pop_front() else {
                         break;
