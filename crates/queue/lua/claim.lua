@@ -5,7 +5,8 @@
 -- A replay of the same call (the client re-sends it after losing the reply) returns the jobs
 -- the first run handed out, listed for a few seconds under P:{0}:claim:<nonce> as
 -- 'E|i|token' lines, instead of handing out more and leaving the first ones to stall.
--- Reply: { jobs, next_due_ms_or_-1 }, each job
+-- Reply: { jobs, µs until the earliest delayed job is due (by this server's clock, so the
+-- workers' clocks do not matter) or -1 when none waits or jobs were handed out }, each job
 --   { E, i, token, attempt, declared parents, previous JSON object, initial JSON or '',
 --     delay elapsed 0/1, wf, ver, par, dep, node id JSON, ready at ms or '', children }
 local SP, max, lease, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -17,16 +18,19 @@ if replay then
 end
 local now = now_ms()
 promote_due(KEYS[1], KEYS[2], now)
-local function next_due()
+local function until_due()
   local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   if #nxt == 0 then
     return -1
   end
-  return tonumber(nxt[2])
+  -- In microseconds: `now` is whole milliseconds, which would wake the worker up to one late.
+  local t = redis.call('TIME')
+  local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return math.max(tonumber(nxt[2]) * 1000 - now_us, 0)
 end
 local popped = redis.call('LPOP', KEYS[1], max)
 if not popped then
-  return { {}, next_due() }
+  return { {}, until_due() }
 end
 local out, leases, held = {}, {}, {}
 claim_popped(SP, popped, now, istr(now + lease), out, leases, held)
@@ -35,7 +39,7 @@ if #leases > 0 then
 end
 flush_events(KEYS[4], cap)
 if #out == 0 then
-  return { out, next_due() }
+  return { out, until_due() }
 end
 redis.call('SET', memo, table.concat(held, '\n'), 'PX', math.min(lease, 5000))
 return { out, -1 }

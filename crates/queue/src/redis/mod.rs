@@ -304,7 +304,12 @@ impl RedisQueue {
         Ok(())
     }
 
-    async fn claim_once(&self, max: usize) -> Result<(Vec<ClaimedJob>, i64), QueueError> {
+    /// One claim script call: the jobs it handed out and, when it handed out none, how long
+    /// until the earliest delayed job is due (by Redis's clock), if any is waiting.
+    async fn claim_once(
+        &self,
+        max: usize,
+    ) -> Result<(Vec<ClaimedJob>, Option<Duration>), QueueError> {
         let k = &self.inner.keys;
         self.trip();
         let reply: Value = self
@@ -327,13 +332,101 @@ impl RedisQueue {
             .map_err(unavailable)?;
         let mut parts = reply.into_array().into_iter();
         let jobs = parts.next().map(Value::into_array).unwrap_or_default();
-        let next_due = parts.next().and_then(|v| v.as_i64()).unwrap_or(-1);
+        let until_due = parts
+            .next()
+            .and_then(|v| v.as_i64())
+            .and_then(|us| u64::try_from(us).ok())
+            .map(Duration::from_micros);
         let lease = self.inner.config.lease;
         let jobs = jobs
             .into_iter()
             .map(|j| record::claimed_job(j, lease))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((jobs, next_due))
+        Ok((jobs, until_due))
+    }
+
+    /// Waits until the ready list has an entry or `wake_at` comes, whichever is first.
+    ///
+    /// Redis checks the timeouts of blocked clients on its clock tick (`hz`, 10 per second by
+    /// default), so a `BLMOVE` given 5 ms returns after up to 100 ms: a delayed job would wait
+    /// for that tick. The timeout given to Redis is only a backstop; the wake is timed here, and
+    /// at `wake_at` a `CLIENT UNBLOCK` sent on the other connection ends the wait.
+    async fn wait_for_ready(&self, wake_at: Instant) -> Result<(), QueueError> {
+        let blocker = self.inner.blocker.lock().await;
+        let now = Instant::now();
+        if wake_at <= now {
+            return Ok(());
+        }
+        // Redis reads a timeout that rounds to 0 as "forever".
+        let backstop = (wake_at - now).max(Duration::from_millis(1));
+        // The blocked connection's id, cached by the client at (re)connection.
+        let id = blocker.connection_ids().into_values().next();
+        // Rotating the ready list onto itself moves nothing.
+        self.trip();
+        let blmove = blocker.blmove::<Option<String>, _, _>(
+            &self.inner.keys.ready,
+            &self.inner.keys.ready,
+            LMoveDirection::Left,
+            LMoveDirection::Left,
+            backstop.as_secs_f64(),
+        );
+        tokio::pin!(blmove);
+        let woke = tokio::select! {
+            woke = &mut blmove => woke,
+            () = tokio::time::sleep_until(wake_at) => match id {
+                Some(id) => self.unblock(id, blmove).await,
+                None => blmove.await,
+            },
+        };
+        match woke {
+            Ok(_) => Ok(()),
+            // fred reports the blocking timeout (a nil reply) as a timeout error.
+            Err(e) if *e.kind() == fred::error::ErrorKind::Timeout => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Ends the `BLMOVE` of connection `id` (as a timeout) and returns its reply.
+    ///
+    /// `CLIENT UNBLOCK` answers 0 when the connection is not blocked: its `BLMOVE` just returned,
+    /// or has not reached Redis yet, or the connection was replaced (a reconnection gives a new
+    /// id). A few more tries cover the second case; otherwise Redis's timeout ends the wait.
+    async fn unblock<F>(
+        &self,
+        id: i64,
+        mut blmove: std::pin::Pin<&mut F>,
+    ) -> Result<Option<String>, fred::error::Error>
+    where
+        F: std::future::Future<Output = Result<Option<String>, fred::error::Error>>,
+    {
+        for _ in 0..UNBLOCK_TRIES {
+            self.trip();
+            let unblocked: Result<i64, _> = self
+                .inner
+                .client
+                .custom(
+                    fred::cmd!("CLIENT"),
+                    vec![
+                        Value::from("UNBLOCK"),
+                        Value::from(id),
+                        Value::from("TIMEOUT"),
+                    ],
+                )
+                .await;
+            match unblocked {
+                Ok(1) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "CLIENT UNBLOCK failed; the wait ends at Redis's timeout");
+                    break;
+                }
+            }
+            tokio::select! {
+                woke = &mut blmove => return woke,
+                () = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
+        }
+        blmove.await
     }
 
     /// A commit through the group-commit batcher, claiming up to `want` next jobs with it.
@@ -434,12 +527,11 @@ impl RedisQueue {
     }
 }
 
+/// `CLIENT UNBLOCK` tries before a waiting claim falls back on Redis's own blocking timeout.
+const UNBLOCK_TRIES: usize = 3;
+
 fn millis(d: Duration) -> String {
     d.as_millis().max(1).to_string()
-}
-
-fn epoch_millis() -> i64 {
-    spane_core::now_millis()
 }
 
 #[async_trait]
@@ -507,7 +599,7 @@ impl ExecutionQueue for RedisQueue {
         let deadline = Instant::now() + wait;
         loop {
             self.maybe_reclaim().await?;
-            let (jobs, next_due) = self.claim_once(max).await?;
+            let (jobs, until_due) = self.claim_once(max).await?;
             if !jobs.is_empty() {
                 return Ok(jobs);
             }
@@ -515,30 +607,15 @@ impl ExecutionQueue for RedisQueue {
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            let mut block = (deadline - now).min(self.inner.config.reclaim_every);
-            if next_due >= 0 {
-                let until_due = Duration::from_millis((next_due - epoch_millis()).max(0) as u64);
-                block = block.min(until_due);
+            // Wake for new ready jobs, or when the earliest delayed job is due (its promotion
+            // is the next claim call's), or to run the stalled-job recovery, or at the deadline.
+            // A commit that delays a job ahead of the earliest one pushes a 'tick' onto the
+            // ready list, so that waiting workers come back for the new due time.
+            let mut wake_at = deadline.min(now + self.inner.config.reclaim_every);
+            if let Some(until_due) = until_due {
+                wake_at = wake_at.min(now + until_due);
             }
-            let block = block.max(Duration::from_millis(10));
-            // Wait until the ready list is non-empty: rotating it onto itself moves nothing.
-            self.trip();
-            let blocker = self.inner.blocker.lock().await;
-            let woke: Result<Option<String>, _> = blocker
-                .blmove(
-                    &self.inner.keys.ready,
-                    &self.inner.keys.ready,
-                    LMoveDirection::Left,
-                    LMoveDirection::Left,
-                    block.as_secs_f64(),
-                )
-                .await;
-            match woke {
-                Ok(_) => {}
-                // fred reports the blocking timeout (a nil reply) as a timeout error.
-                Err(e) if *e.kind() == fred::error::ErrorKind::Timeout => {}
-                Err(e) => return Err(unavailable(e)),
-            }
+            self.wait_for_ready(wake_at).await?;
         }
     }
 
