@@ -8,11 +8,15 @@
 -- KEYS: ready, delayed, leases, events
 -- ARGV: SP, retention ms, events cap, lease ms, request nonce (for the claims' replay memo,
 --       see claim.lua), then per commit 12 values:
---       E, i, token, kind (complete|fail|retry|delay), payload (data JSON or error text),
---       next nodes (newline-separated ids, or '*' for all), continueOnFail 0/1, delay ms,
+--       E, i, token, kind (complete|continue|fail|retry|delay), payload (data JSON or error
+--       text), routes ('*' for all children, or the chosen child indices, comma-separated) or,
+--       for continue, the output the children receive, per child of the node '1' when the
+--       node is its only parent and '0' otherwise (one character each), delay ms,
 --       consume attempt 0/1, fingerprint of this commit's content, the node's children as
 --       the claim read them (comma-separated), so that one HMGET reads the node's fields and
 --       its children's join counters, and how many next jobs the committer wants (0 or more)
+-- The commit was decided in the worker by spane_core::rules (CommitPlan::decide): routes are
+-- resolved, an unknown route is already a failure, and the continueOnFail output is built.
 -- Reply: { per commit two values: 'stale' or 'applied', and the finished status or '';
 --          the claimed jobs, in the format of claim.lua, to hand out in commit order;
 --          per commit the list of jobs handed to it directly (none or one) }
@@ -39,10 +43,9 @@ local function commit_one(b)
   local X = SP .. 'x:' .. E
   local kids = split(ARGV[b + 10])
   local fields = { 'st', 's:' .. i, 't:' .. i, 'c:' .. i, 'un', 'wfj', 'id:' .. i, 'a:' .. i,
-    'cof:' .. i, 'cm:' .. i }
+    'cm:' .. i }
   for _, ch in ipairs(kids) do
     fields[#fields + 1] = 'k:' .. ch
-    fields[#fields + 1] = 'p:' .. ch
   end
   -- A committer that wants a next job may get its first child directly (handoff): read what
   -- claiming it needs with the rest.
@@ -55,8 +58,8 @@ local function commit_one(b)
     end
   end
   local f = hmget_all(X, fields)
-  if f[1] and f[10] then
-    local ct, cn, cf = string.match(f[10], '^(%S*) (%S*) ?(%S*)$')
+  if f[1] and f[9] then
+    local ct, cn, cf = string.match(f[9], '^(%S*) (%S*) ?(%S*)$')
     if ct == tok and cn == fp then
       return 'applied', cf or ''
     end
@@ -69,9 +72,11 @@ local function commit_one(b)
   local c = { X = X, E = E, SP = SP, st = f[1], un = tonumber(f[5]), wfj = f[6], now = now,
     ready = KEYS[1], children = f[4], H = {}, finished = '' }
   if f[4] == ARGV[b + 10] then
-    c.pre = {}
+    c.pre, c.single = {}, {}
+    local single = ARGV[b + 6]
     for j, ch in ipairs(kids) do
-      c.pre[ch] = { f[9 + j * 2], f[10 + j * 2] }
+      c.pre[ch] = f[9 + j]
+      c.single[ch] = string.sub(single, j, j) == '1'
     end
   end
   local idj, attempt = f[7], f[8] or '1'
@@ -127,40 +132,15 @@ local function commit_one(b)
     return 'applied', ''
   end
 
-  local routes = nil
+  local routes, data = nil, payload
   if kind == 'complete' and ARGV[b + 5] ~= '*' then
-    local children = split(c.children)
-    local ids = {}
-    if #children > 0 then
-      local fields = {}
-      for _, ch in ipairs(children) do
-        fields[#fields + 1] = 'id:' .. ch
-      end
-      local v = hmget_all(X, fields)
-      for j, ch in ipairs(children) do
-        ids[v[j]] = ch
-      end
-    end
-    local chosen = {}
-    for name in string.gmatch(ARGV[b + 5], '[^\n]+') do
-      local ch = ids[cjson.encode(name)]
-      if not ch then
-        kind = (f[9] == '1') and 'continue' or 'fail'
-        payload = 'node ' .. idj .. ': next_nodes names ' .. cjson.encode(name) ..
-          ', which is not one of its outputs'
-        break
-      end
-      chosen[#chosen + 1] = ch
-    end
-    if kind == 'complete' then
-      routes = table.concat(chosen, ',')
-    end
-  elseif kind == 'fail' and ARGV[b + 6] == '1' then
-    kind = 'continue'
+    routes = ARGV[b + 5]
+  elseif kind == 'continue' then
+    data = ARGV[b + 5]
   end
 
   local r0 = #READY
-  settle(c, i, kind, routes, payload, payload, attempt, idj)
+  settle(c, i, kind, routes, data, payload, attempt, idj)
   c.H[#c.H + 1] = 'cm:' .. i
   c.H[#c.H + 1] = tok .. ' ' .. fp .. ' ' .. c.finished
   if h and kind == 'complete' then

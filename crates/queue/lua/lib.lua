@@ -9,7 +9,6 @@
 --   un        nodes not resolved yet;  n  node count;  tok  last fencing token handed out
 -- per node i:
 --   id:i      node id as a JSON string;  p:i / c:i  parents / children (comma-separated indices)
---   cof:i     '1' when continueOnFail
 --   k:i       remaining parents + 65536 * parents whose data flows in
 --   s:i       W (absent) | R ready | C completed | K failed-and-continued | F failed | S skipped | D held
 --   ns:i      status shown to users: pending | running | delayed | completed | failed | skipped
@@ -126,7 +125,8 @@ local function flush_events(stream, cap)
 end
 
 -- Applies the end of an attempt of node i: kind is 'complete' (routes: nil for all children, or
--- a comma-separated list of child indices), 'continue' (failed with continueOnFail) or 'fail'.
+-- a comma-separated list of child indices; data: the output), 'continue' (failed with
+-- continueOnFail; data: the output its children receive) or 'fail'.
 -- `c` carries the execution: X, E, SP, st, un, wfj, now, ready key, H (fields to write).
 local function settle(c, i, kind, routes, data, err, attempt, idj)
   local function set(k, v)
@@ -151,8 +151,8 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
     set('e:' .. i, err)
     local extra = ',"error":' .. cjson.encode(err) .. ',"attempt":' .. attempt
     if continued then
-      set('o:' .. i, '{"error":' .. cjson.encode(err) .. ',"failed":true,"nodeId":' .. idj ..
-        ',"attempts":' .. attempt .. '}')
+      -- The output the children receive, built by the worker (spane_core::failure_output).
+      set('o:' .. i, data)
       extra = extra .. ',"continued":true'
     end
     node_event(c.E, c.wfj, idj, 'failed', extra, now)
@@ -181,13 +181,15 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
 
   -- Resolved: propagate to the descendants.
   c.un = c.un - 1
-  -- Join counters and parent lists of the children touched, read once each. The caller may
-  -- have read them already with the node's own fields (c.pre: child -> { k, p }).
-  local counters, parents_of = {}, {}
+  -- Join counters of the children touched, read once each. The caller may have read them
+  -- already with the node's own fields (c.pre: child -> counter). A child's parent list is read
+  -- only when the child becomes ready, so a join of n parents has it read once, not n times;
+  -- c.single names the children whose only parent is i (the worker knows the graph), which
+  -- need no read at all.
+  local counters = {}
   if c.pre then
-    for ch, kp in pairs(c.pre) do
-      counters[ch] = tonumber(kp[1]) or 0
-      parents_of[ch] = kp[2] or ''
+    for ch, k in pairs(c.pre) do
+      counters[ch] = tonumber(k) or 0
     end
   end
   local work = { { i, kind, routes } }
@@ -207,14 +209,12 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
         if counters[ch] == nil then
           need[#need + 1] = ch
           fields[#fields + 1] = 'k:' .. ch
-          fields[#fields + 1] = 'p:' .. ch
         end
       end
       if #fields > 0 then
         local vals = hmget_all(c.X, fields)
         for j, ch in ipairs(need) do
-          counters[ch] = tonumber(vals[j * 2 - 1]) or 0
-          parents_of[ch] = vals[j * 2] or ''
+          counters[ch] = tonumber(vals[j]) or 0
         end
       end
       for _, ch in ipairs(children) do
@@ -247,7 +247,11 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
       set('ra:' .. ch, istr(now))
       -- The parents ride along, so that the claim reads the inputs in the same call as
       -- the node's own fields.
-      READY[#READY + 1] = c.E .. '|' .. ch .. '|' .. parents_of[ch]
+      local parents = i
+      if not (c.single and c.single[ch]) then
+        parents = redis.call('HGET', c.X, 'p:' .. ch) or ''
+      end
+      READY[#READY + 1] = c.E .. '|' .. ch .. '|' .. parents
     else
       -- Paused or ended: the node is held; resume or a DLQ retry requeues it.
       set('s:' .. ch, 'D')

@@ -1,7 +1,7 @@
 -- Creates an execution and makes its roots ready.
 -- KEYS: ready, events, deadlines
 -- ARGV: SP, E, events cap, wf, wfj, ver, par, dep, init, n, deadline ms or '', request nonce,
---       then per node: idj, parents, children, cof
+--       then per node: idj, parents, children
 -- The nonce makes a replay of the same call (the client re-sends it after losing the reply)
 -- answer 'ok' instead of 'duplicate'.
 local SP, E, cap = ARGV[1], ARGV[2], ARGV[3]
@@ -26,7 +26,7 @@ if ARGV[11] ~= '' then
   redis.call('ZADD', KEYS[3], tonumber(ARGV[11]), E)
 end
 for n_i = 0, n - 1 do
-  local b = 13 + n_i * 4
+  local b = 13 + n_i * 3
   local i = istr(n_i)
   local parents = ARGV[b + 1]
   local np = #split(parents)
@@ -35,9 +35,6 @@ for n_i = 0, n - 1 do
   H[#H + 1] = 'c:' .. i; H[#H + 1] = ARGV[b + 2]
   H[#H + 1] = 'k:' .. i; H[#H + 1] = istr(np)
   H[#H + 1] = 'na:' .. i; H[#H + 1] = '1'
-  if ARGV[b + 3] == '1' then
-    H[#H + 1] = 'cof:' .. i; H[#H + 1] = '1'
-  end
   if np == 0 then
     H[#H + 1] = 's:' .. i; H[#H + 1] = 'R'
     H[#H + 1] = 'ra:' .. i; H[#H + 1] = istr(now)

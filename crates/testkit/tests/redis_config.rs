@@ -56,7 +56,9 @@ async fn finished_executions_expire_and_the_event_stream_is_capped() {
         .redis(
             RedisConfig::new(&url)
                 .prefix(&prefix)
-                .retention(Duration::from_secs(1))
+                // Long enough that every execution is still there when its waiter first looks
+                // (the waiters start once all 200 are enqueued), short enough to watch expire.
+                .retention(Duration::from_secs(3))
                 .events_cap(CAP),
         )
         .await
@@ -76,12 +78,12 @@ async fn finished_executions_expire_and_the_event_stream_is_capped() {
         "{records:?}"
     );
 
-    // Each execution's hash expires after the retention (1 s)...
+    // Each execution's hash expires after the retention (3 s)...
     let client = connect(&url).await.expect("Redis");
     let keys: Vec<String> = ids.iter().map(|id| execution_key(&prefix, *id)).collect();
     poll_until(
         "every execution hash to expire",
-        Duration::from_secs(10),
+        Duration::from_secs(15),
         || {
             let (client, keys) = (client.clone(), keys.clone());
             async move {

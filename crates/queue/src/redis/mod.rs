@@ -14,12 +14,13 @@ mod config;
 mod control;
 mod definitions;
 mod dlq;
+mod graphs;
 mod history;
 mod limits;
 mod record;
 mod scripts;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::lists::LMoveDirection;
 use serde_json::Value as Json;
-use spane_core::{ExecutionId, ExecutionRecord, WorkflowDefinition};
+use spane_core::{CommitPlan, CompiledWorkflow, ExecutionId, ExecutionRecord, WorkflowDefinition};
 use tokio::time::Instant;
 
 use crate::error::QueueError;
@@ -60,7 +61,8 @@ struct Inner {
     scripts: Scripts,
     config: RedisConfig,
     keys: Keys,
-    published: Mutex<HashSet<(String, u32)>>,
+    /// Compiled graphs by (workflow, version): each one published to Redis once.
+    graphs: Mutex<HashMap<(String, u32), Arc<CompiledWorkflow>>>,
     last_reclaim: Mutex<Option<Instant>>,
     round_trips: Arc<AtomicU64>,
     commits: batch::CommitBatcher,
@@ -191,7 +193,7 @@ impl RedisQueue {
                 scripts,
                 config,
                 keys,
-                published: Mutex::new(HashSet::new()),
+                graphs: Mutex::new(HashMap::new()),
                 last_reclaim: Mutex::new(None),
                 round_trips,
                 commits,
@@ -227,13 +229,9 @@ impl RedisQueue {
     }
 
     async fn publish_definition(&self, start: &StartExecution) -> Result<(), QueueError> {
-        let key = (start.workflow.id().to_owned(), start.workflow_version);
         if self
-            .inner
-            .published
-            .lock()
-            .map(|p| p.contains(&key))
-            .unwrap_or(false)
+            .known_graph(start.workflow.id(), start.workflow_version)
+            .is_some()
         {
             return Ok(());
         }
@@ -242,7 +240,7 @@ impl RedisQueue {
                 reason: format!("serializing the definition: {e}"),
             }
         })?;
-        let redis_key = self.definition_key(&key.0, key.1);
+        let redis_key = self.definition_key(start.workflow.id(), start.workflow_version);
         self.trip();
         let _: Option<String> = self
             .inner
@@ -250,9 +248,7 @@ impl RedisQueue {
             .set(redis_key, json, None, Some(SetOptions::NX), false)
             .await
             .map_err(unavailable)?;
-        if let Ok(mut p) = self.inner.published.lock() {
-            p.insert(key);
-        }
+        self.remember_graph(start.workflow_version, start.workflow.clone());
         Ok(())
     }
 
@@ -436,47 +432,59 @@ impl RedisQueue {
         commit: NodeCommit,
         want: usize,
     ) -> Result<(CommitOutcome, Vec<ClaimedJob>), QueueError> {
-        let (kind, payload, next, cont, delay, consume) = match commit {
-            NodeCommit::Completed { data, next_nodes } => (
+        // Decided here by the core's rules; the script applies the plan.
+        let graph = self.graph(&job.workflow_id, job.workflow_version).await?;
+        let plan = CommitPlan::decide(&graph, job.node, job.attempt, commit.attempt());
+        let csv = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+        let (kind, payload, next, delay, consume) = match (plan, commit) {
+            (CommitPlan::Complete { routes }, NodeCommit::Completed { data, .. }) => (
                 "complete",
                 data.to_string(),
-                next_nodes.map_or_else(|| "*".to_owned(), |n| n.join("\n")),
-                false,
+                routes.map_or_else(|| "*".to_owned(), |r| csv(&r)),
                 Duration::ZERO,
                 false,
             ),
-            NodeCommit::Failed {
-                error,
-                continue_on_fail,
-            } => (
-                "fail",
-                error,
-                "*".to_owned(),
-                continue_on_fail,
-                Duration::ZERO,
-                false,
-            ),
-            NodeCommit::Retry {
-                error,
-                delay,
-                consume_attempt,
-            } => (
-                "retry",
-                error,
-                "*".to_owned(),
-                false,
-                delay,
-                consume_attempt,
-            ),
-            NodeCommit::Delay { delay } => {
-                ("delay", String::new(), "*".to_owned(), false, delay, false)
+            (CommitPlan::Continue { error, output }, _) => {
+                ("continue", error, output.to_string(), Duration::ZERO, false)
+            }
+            (
+                CommitPlan::Retry {
+                    error,
+                    delay,
+                    consume_attempt,
+                },
+                _,
+            ) => ("retry", error, String::new(), delay, consume_attempt),
+            (CommitPlan::Delay { delay }, _) => {
+                ("delay", String::new(), String::new(), delay, false)
+            }
+            (CommitPlan::Fail { error }, _) => {
+                ("fail", error, String::new(), Duration::ZERO, false)
+            }
+            (plan, _) => {
+                return Err(QueueError::Backend {
+                    reason: format!("a commit plan this backend cannot apply: {plan:?}"),
+                });
             }
         };
+        // Per child: whether this node is its only parent (its ready entry then needs no read
+        // of its parent list).
+        let single_parent: String = job
+            .children
+            .iter()
+            .map(|&c| {
+                if graph.nodes().get(c).is_some_and(|n| n.parents.len() == 1) {
+                    '1'
+                } else {
+                    '0'
+                }
+            })
+            .collect();
         // Same content, same fingerprint: a replay of this call is recognised as such.
         let fingerprint = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            (kind, &payload, &next, cont, delay.as_millis(), consume).hash(&mut h);
+            (kind, &payload, &next, delay.as_millis(), consume).hash(&mut h);
             h.finish().to_string()
         };
         let (tag, finished, jobs) = self
@@ -490,7 +498,7 @@ impl RedisQueue {
                     kind.to_owned(),
                     payload,
                     next,
-                    if cont { "1" } else { "0" }.to_owned(),
+                    single_parent,
                     delay.as_millis().to_string(),
                     if consume { "1" } else { "0" }.to_owned(),
                     fingerprint,
@@ -563,14 +571,6 @@ impl ExecutionQueue for RedisQueue {
             args.push(json_str(&n.id));
             args.push(csv(&n.parents));
             args.push(csv(&n.children));
-            args.push(
-                if n.settings.continue_on_fail {
-                    "1"
-                } else {
-                    "0"
-                }
-                .to_owned(),
-            );
         }
         self.trip();
         let reply: String = self
