@@ -4,6 +4,8 @@
 //!   format, lint, test and doctest steps in order, stopping at the first
 //!   failure.
 //! * `services` only reports whether Redis and PostgreSQL are reachable.
+//! * `model` runs the model test of the queue backends with more cases
+//!   (`--cases N`) and a given or random seed (`--seed S`).
 //!
 //! The binary uses the standard library only. Service addresses come from
 //! `REDIS_URL` (or `SPANE_REDIS_URL`) and `DATABASE_URL` (or
@@ -29,6 +31,9 @@ Tasks:
              [--out FILE]; see docs/BENCHMARKS.md
   migrate    apply the SQL migrations: [--database-url URL] [--schema NAME]
              (runs spane-store's spane-migrate; URL from DATABASE_URL by default)
+  model      run the model test of the queue backends (memory and Redis against
+             the core rules): [--cases N] (default 500) [--seed S] (default: a
+             random seed, printed); needs Redis
   help       print this message
 
 Environment:
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         Some("services") if extra.is_empty() => services(),
         Some("migrate") => migrate(extra),
         Some("bench") => bench(extra),
+        Some("model") => model(extra),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -243,6 +249,104 @@ fn bench(extra: &[String]) -> ExitCode {
         Ok(_) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("xtask bench: could not run cargo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask model`: runs the model test (crates/testkit/tests/model.rs) with
+/// `SPANE_MODEL_CASES` and `SPANE_MODEL_SEED`, under nextest when it is installed.
+fn model(extra: &[String]) -> ExitCode {
+    const DEFAULT_CASES: u64 = 500;
+    let mut cases = DEFAULT_CASES;
+    let mut seed = None;
+    let mut args = extra.iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "--cases" | "--seed" => args.next().and_then(|v| v.parse::<u64>().ok()),
+            _ => None,
+        };
+        match (arg.as_str(), value) {
+            ("--cases", Some(n)) if n > 0 => cases = n,
+            ("--seed", Some(s)) => seed = Some(s),
+            _ => {
+                eprintln!(
+                    "xtask model: expected [--cases N] [--seed S] (numbers), got: {}",
+                    extra.join(" ")
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // A fresh seed per run unless one is given: the test prints it, and a failure names it.
+    let seed = seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_secs()
+            ^ u64::from(now.subsec_nanos()).rotate_left(32)
+            ^ u64::from(std::process::id())
+    });
+    let redis = Service::redis();
+    if let Err(problem) = redis.check() {
+        eprintln!("xtask model: {} — {}", problem.message, problem.hint);
+        return ExitCode::FAILURE;
+    }
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let has_nextest = Command::new(&cargo)
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    let args: &[&str] = if has_nextest {
+        &[
+            "nextest",
+            "run",
+            "-p",
+            "spane-testkit",
+            "--test",
+            "model",
+            "--no-capture",
+        ]
+    } else {
+        &[
+            "test",
+            "-p",
+            "spane-testkit",
+            "--test",
+            "model",
+            "--",
+            "--nocapture",
+        ]
+    };
+    println!(
+        "xtask model: {cases} cases, seed {seed}: cargo {}",
+        args.join(" ")
+    );
+    let started = Instant::now();
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .env("REDIS_URL", &redis.url)
+        .env("SPANE_REDIS_URL", &redis.url)
+        .env("SPANE_MODEL_CASES", cases.to_string())
+        .env("SPANE_MODEL_SEED", seed.to_string())
+        .status();
+    let elapsed = format_duration(started.elapsed());
+    match status {
+        Ok(s) if s.success() => {
+            println!("xtask model: {cases} cases with seed {seed} passed in {elapsed}");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!(
+                "xtask model: failed with seed {seed} after {elapsed} (rerun: cargo xtask model --cases {cases} --seed {seed})"
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("xtask model: could not run cargo: {e}");
             ExitCode::FAILURE
         }
     }
