@@ -1,52 +1,52 @@
 -- Claiming, shared by claim.lua and commit.lua (which claims the committers' next jobs in the
 -- same call). Prepended after lib.lua.
 
--- The fields a job's reply is built from: the node's own (17), then per parent its status,
--- routes, output and id. `parents`: the node's parents when the ready entry carried them (one
--- HMGET then), nil to read them first.
+-- The fields a job's reply is built from: the node's own (16), then per parent its status,
+-- routes and output. `parents`: the node's parents when the ready entry carried them (one
+-- HMGET then), nil to read them from the graph first.
+local OWN = 16
+
 local function job_fields(X, i, parents)
-  local fields = { 'st', 's:' .. i, 'p:' .. i, 'tok', 'na:' .. i, 'de:' .. i, 'wfj', 'id:' .. i,
-    'ts:' .. i, 'wf', 'ver', 'par', 'dep', 'ra:' .. i, 't:' .. i, 'a:' .. i, 'c:' .. i }
+  local fields = { 'st', 's:' .. i, 'g', 'tok', 'na:' .. i, 'de:' .. i, 'wfj', 'id:' .. i,
+    'ts:' .. i, 'wf', 'ver', 'par', 'dep', 'ra:' .. i, 't:' .. i, 'a:' .. i }
   if parents then
     for _, p in ipairs(split(parents)) do
       fields[#fields + 1] = 's:' .. p
       fields[#fields + 1] = 'rt:' .. p
       fields[#fields + 1] = 'o:' .. p
-      fields[#fields + 1] = 'id:' .. p
     end
   end
   local f = hmget_all(X, fields)
-  if parents and f[3] ~= parents then
-    -- Not what the entry said (it cannot happen, the graph never changes): read them again.
-    f = hmget_all(X, { unpack(fields, 1, 17) })
+  f.pre = parents ~= nil
+  f.parents = parents
+  if not parents and f[3] then
+    f.parents = redis.call('HGET', f[3], 'p:' .. i) or ''
   end
-  f.pre = parents ~= nil and f[3] == parents
   return f
 end
 
--- The reply for job i of execution E under token tok, attempt att (strings).
+-- The reply for job i of execution E under token tok, attempt att (strings). The previous
+-- results are a JSON object keyed by parent index; the worker names them from its graph.
 local function job_reply(X, E, i, f, tok, att)
-  local parents = split(f[3])
+  local parents = split(f.parents)
   local prev = {}
   if #parents > 0 then
     local v = f
-    local base = 17
+    local base = OWN
     if not f.pre then
       local fields = {}
       for _, p in ipairs(parents) do
         fields[#fields + 1] = 's:' .. p
         fields[#fields + 1] = 'rt:' .. p
         fields[#fields + 1] = 'o:' .. p
-        fields[#fields + 1] = 'id:' .. p
       end
       v = hmget_all(X, fields)
       base = 0
     end
     for j = 1, #parents do
-      local s, rt, o, pid = v[base + j * 4 - 3], v[base + j * 4 - 2], v[base + j * 4 - 1],
-        v[base + j * 4]
+      local s, rt, o = v[base + j * 3 - 2], v[base + j * 3 - 1], v[base + j * 3]
       if (s == 'C' and (not rt or contains(rt, i))) or s == 'K' then
-        prev[#prev + 1] = pid .. ':' .. (o or 'null')
+        prev[#prev + 1] = '"' .. parents[j] .. '":' .. (o or 'null')
       end
     end
   end
@@ -56,7 +56,7 @@ local function job_reply(X, E, i, f, tok, att)
   end
   return { E, tonumber(i), tonumber(tok), tonumber(att), #parents,
     '{' .. table.concat(prev, ',') .. '}', init, f[6] == '1' and 1 or 0, f[10], f[11],
-    f[12] or '', f[13], f[8], f[14] or '', f[17] or '' }
+    f[12] or '', f[13], f[8], f[14] or '' }
 end
 
 -- Hands out the jobs of the ready-list entries `popped` under a lease until `expiry`: their
@@ -65,7 +65,7 @@ end
 local function claim_popped(SP, popped, now, expiry, out, leases, held)
   for _, m in ipairs(popped) do
     -- 'tick' entries only wake blocked workers. A job is 'E|i', or 'E|i|parents' when the
-    -- commit that made it ready knew them.
+    -- commit (or start) that made it ready knew them ('E|i|' for a root).
     local E, i, parents = string.match(m, '^([^|]+)|([^|]+)|?(.*)$')
     if E then
       local X = SP .. 'x:' .. E

@@ -12,8 +12,8 @@
 --       text), routes ('*' for all children, or the chosen child indices, comma-separated) or,
 --       for continue, the output the children receive, per child of the node '1' when the
 --       node is its only parent and '0' otherwise (one character each), delay ms,
---       consume attempt 0/1, fingerprint of this commit's content, the node's children as
---       the claim read them (comma-separated), so that one HMGET reads the node's fields and
+--       consume attempt 0/1, fingerprint of this commit's content, the node's children from
+--       the worker's graph (comma-separated), so that one HMGET reads the node's fields and
 --       its children's join counters, and how many next jobs the committer wants (0 or more)
 -- The commit was decided in the worker by spane_core::rules (CommitPlan::decide): routes are
 -- resolved, an unknown route is already a failure, and the continueOnFail output is built.
@@ -42,7 +42,7 @@ local function commit_one(b)
   local fp = ARGV[b + 9]
   local X = SP .. 'x:' .. E
   local kids = split(ARGV[b + 10])
-  local fields = { 'st', 's:' .. i, 't:' .. i, 'c:' .. i, 'un', 'wfj', 'id:' .. i, 'a:' .. i,
+  local fields = { 'st', 's:' .. i, 't:' .. i, 'g', 'un', 'wfj', 'id:' .. i, 'a:' .. i,
     'cm:' .. i }
   for _, ch in ipairs(kids) do
     fields[#fields + 1] = 'k:' .. ch
@@ -52,7 +52,7 @@ local function commit_one(b)
   local h, hb = nil, #fields
   if tonumber(ARGV[b + 11]) > 0 and kids[1] then
     h = kids[1]
-    for _, name in ipairs({ 'tok', 'na:' .. h, 'de:' .. h, 'id:' .. h, 'ts:' .. h, 'c:' .. h,
+    for _, name in ipairs({ 'tok', 'na:' .. h, 'de:' .. h, 'id:' .. h, 'ts:' .. h,
       'wf', 'ver', 'par', 'dep' }) do
       fields[#fields + 1] = name
     end
@@ -69,9 +69,10 @@ local function commit_one(b)
   end
   local member = E .. '|' .. i
   done[#done + 1] = member
-  local c = { X = X, E = E, SP = SP, st = f[1], un = tonumber(f[5]), wfj = f[6], now = now,
-    ready = KEYS[1], children = f[4], H = {}, finished = '' }
-  if f[4] == ARGV[b + 10] then
+  -- The node's children come from the worker's graph of this version (ARGV), not from Redis.
+  local c = { X = X, E = E, SP = SP, G = f[4], st = f[1], un = tonumber(f[5]), wfj = f[6],
+    now = now, ready = KEYS[1], children = ARGV[b + 10], H = {}, finished = '' }
+  do
     c.pre, c.single = {}, {}
     local single = ARGV[b + 6]
     for j, ch in ipairs(kids) do
@@ -167,8 +168,8 @@ local function commit_one(b)
         held[#held + 1] = member .. '|' .. ntok
         node_event(E, c.wfj, f[hb + 4], 'running', ',"attempt":' .. att, now)
         handed[#handed + 1] = { { E, tonumber(h), tonumber(ntok), tonumber(att), 1,
-          '{' .. idj .. ':' .. payload .. '}', '', f[hb + 3] == '1' and 1 or 0, f[hb + 7],
-          f[hb + 8], f[hb + 9] or '', f[hb + 10], f[hb + 4], istr(now), f[hb + 6] or '' } }
+          '{"' .. i .. '":' .. payload .. '}', '', f[hb + 3] == '1' and 1 or 0, f[hb + 6],
+          f[hb + 7], f[hb + 8] or '', f[hb + 9], f[hb + 4], istr(now) } }
         write_back(c, retention)
         return 'applied', c.finished
       end

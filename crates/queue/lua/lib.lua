@@ -7,13 +7,16 @@
 --   wf, wfj   workflow id, and the same as a JSON string
 --   ver, par, dep, init, ca, fa, err   version, parent, depth, initial JSON, created, finished, error
 --   un        nodes not resolved yet;  n  node count;  tok  last fencing token handed out
+--   g         the key of the definition version's graph hash, SP .. 'g:' .. wf .. ':' .. ver,
+--             written once per version (not per execution): p:i / c:i, the parents and children
+--             of node i (comma-separated indices)
 -- per node i:
---   id:i      node id as a JSON string;  p:i / c:i  parents / children (comma-separated indices)
+--   id:i      node id as a JSON string
 --   k:i       remaining parents + 65536 * parents whose data flows in
 --   s:i       W (absent) | R ready | C completed | K failed-and-continued | F failed | S skipped | D held
 --   ns:i      status shown to users: pending | running | delayed | completed | failed | skipped
 --   o:i rt:i e:i  output JSON, routes (comma-separated child indices; absent = all), last error
---   a:i na:i  attempt running / attempt the next claim runs;  t:i  current lease token
+--   a:i na:i  attempt running / attempt the next claim runs (absent: 1);  t:i  current lease token
 --   ts:i tf:i de:i sc:i  started, finished, delay elapsed, stall count;  dlq:i  DLQ item JSON
 --   ra:i      when the node last became claimable (for the queue-wait metric)
 --   cm:i      the last applied commit: token, content fingerprint and decided status,
@@ -127,7 +130,8 @@ end
 -- Applies the end of an attempt of node i: kind is 'complete' (routes: nil for all children, or
 -- a comma-separated list of child indices; data: the output), 'continue' (failed with
 -- continueOnFail; data: the output its children receive) or 'fail'.
--- `c` carries the execution: X, E, SP, st, un, wfj, now, ready key, H (fields to write).
+-- `c` carries the execution: X, E, SP, G (its graph key), st, un, wfj, now, ready key, H (fields
+-- to write).
 local function settle(c, i, kind, routes, data, err, attempt, idj)
   local function set(k, v)
     c.H[#c.H + 1] = k
@@ -201,7 +205,7 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
     if p == i then
       children = split(c.children)
     else
-      children = split(redis.call('HGET', c.X, 'c:' .. p))
+      children = split(redis.call('HGET', c.G, 'c:' .. p))
     end
     if #children > 0 then
       local need, fields = {}, {}
@@ -249,7 +253,7 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
       -- the node's own fields.
       local parents = i
       if not (c.single and c.single[ch]) then
-        parents = redis.call('HGET', c.X, 'p:' .. ch) or ''
+        parents = redis.call('HGET', c.G, 'p:' .. ch) or ''
       end
       READY[#READY + 1] = c.E .. '|' .. ch .. '|' .. parents
     else

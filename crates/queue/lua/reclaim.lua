@@ -12,7 +12,7 @@ for _, m in ipairs(expired) do
   local sep = string.find(m, '|', 1, true)
   local E, i = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
   local X = SP .. 'x:' .. E
-  local f = redis.call('HMGET', X, 'st', 's:' .. i, 'c:' .. i, 'un', 'wfj', 'id:' .. i, 'a:' .. i,
+  local f = redis.call('HMGET', X, 'st', 's:' .. i, 'g', 'un', 'wfj', 'id:' .. i, 'a:' .. i,
     'sc:' .. i)
   if f[1] and f[2] == 'R' and f[1] ~= 'running' and f[1] ~= 'paused' then
     -- The execution ended while the job was out: hold it, no dead letter.
@@ -20,8 +20,9 @@ for _, m in ipairs(expired) do
   elseif f[1] and f[2] == 'R' then
     local stalls = (tonumber(f[8]) or 0) + 1
     if stalls > maxst then
-      local c = { X = X, E = E, SP = SP, st = f[1], un = tonumber(f[4]), wfj = f[5], now = now,
-        ready = KEYS[1], children = f[3], H = { 'sc:' .. i, istr(stalls) }, finished = '',
+      -- A stalled node fails for good: nothing propagates, so no children are needed.
+      local c = { X = X, E = E, SP = SP, G = f[3], st = f[1], un = tonumber(f[4]), wfj = f[5],
+        now = now, ready = KEYS[1], children = '', H = { 'sc:' .. i, istr(stalls) }, finished = '',
         reason = 'stalled' }
       local msg = 'stalled: the lease expired ' .. stalls .. ' times (worker died or hung)'
       settle(c, i, 'fail', nil, nil, msg, f[7] or '1', f[6])

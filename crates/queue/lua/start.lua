@@ -1,7 +1,8 @@
 -- Creates an execution and makes its roots ready.
 -- KEYS: ready, events, deadlines
 -- ARGV: SP, E, events cap, wf, wfj, ver, par, dep, init, n, deadline ms or '', request nonce,
---       then per node: idj, parents, children
+--       graph key (the definition version's parents and children, written once per version by
+--       the client, see graphs.rs), then per node: idj, number of parents
 -- The nonce makes a replay of the same call (the client re-sends it after losing the reply)
 -- answer 'ok' instead of 'duplicate'.
 local SP, E, cap = ARGV[1], ARGV[2], ARGV[3]
@@ -18,7 +19,7 @@ local n = tonumber(ARGV[10])
 local wfj = ARGV[5]
 local H = { 'st', 'running', 'wf', ARGV[4], 'wfj', wfj, 'ver', ARGV[6], 'par', ARGV[7],
   'dep', ARGV[8], 'init', ARGV[9], 'ca', istr(now), 'un', istr(n), 'n', istr(n), 'tok', '0',
-  'rq', ARGV[12], '_h', PAD }
+  'rq', ARGV[12], 'g', ARGV[13], '_h', PAD }
 local roots = {}
 if ARGV[11] ~= '' then
   H[#H + 1] = 'dl'
@@ -26,19 +27,16 @@ if ARGV[11] ~= '' then
   redis.call('ZADD', KEYS[3], tonumber(ARGV[11]), E)
 end
 for n_i = 0, n - 1 do
-  local b = 13 + n_i * 3
+  local b = 14 + n_i * 2
   local i = istr(n_i)
-  local parents = ARGV[b + 1]
-  local np = #split(parents)
+  local np = ARGV[b + 1]
   H[#H + 1] = 'id:' .. i; H[#H + 1] = ARGV[b]
-  H[#H + 1] = 'p:' .. i; H[#H + 1] = parents
-  H[#H + 1] = 'c:' .. i; H[#H + 1] = ARGV[b + 2]
-  H[#H + 1] = 'k:' .. i; H[#H + 1] = istr(np)
-  H[#H + 1] = 'na:' .. i; H[#H + 1] = '1'
-  if np == 0 then
+  H[#H + 1] = 'k:' .. i; H[#H + 1] = np
+  if np == '0' then
     H[#H + 1] = 's:' .. i; H[#H + 1] = 'R'
     H[#H + 1] = 'ra:' .. i; H[#H + 1] = istr(now)
-    roots[#roots + 1] = E .. '|' .. i
+    -- A root's entry says it has no parents (the trailing '|'), so its claim reads no graph.
+    roots[#roots + 1] = E .. '|' .. i .. '|'
   end
 end
 hset_all(X, H)

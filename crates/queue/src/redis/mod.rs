@@ -248,6 +248,8 @@ impl RedisQueue {
             .set(redis_key, json, None, Some(SetOptions::NX), false)
             .await
             .map_err(unavailable)?;
+        self.publish_graph(&start.workflow, start.workflow_version)
+            .await?;
         self.remember_graph(start.workflow_version, start.workflow.clone());
         Ok(())
     }
@@ -333,11 +335,7 @@ impl RedisQueue {
             .and_then(|v| v.as_i64())
             .and_then(|us| u64::try_from(us).ok())
             .map(Duration::from_micros);
-        let lease = self.inner.config.lease;
-        let jobs = jobs
-            .into_iter()
-            .map(|j| record::claimed_job(j, lease))
-            .collect::<Result<Vec<_>, _>>()?;
+        let jobs = self.jobs(jobs).await?;
         Ok((jobs, until_due))
     }
 
@@ -512,11 +510,7 @@ impl RedisQueue {
                 want,
             )
             .await?;
-        let lease = self.inner.config.lease;
-        let jobs = jobs
-            .into_iter()
-            .map(|j| record::claimed_job(j, lease))
-            .collect::<Result<Vec<_>, _>>()?;
+        let jobs = self.jobs(jobs).await?;
         if tag != "applied" {
             tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
             return Ok((CommitOutcome::Stale, jobs));
@@ -549,7 +543,6 @@ impl ExecutionQueue for RedisQueue {
         let k = &self.inner.keys;
         let dag = &start.workflow;
         let json_str = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
-        let csv = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
         let mut args: Vec<String> = vec![
             k.shard.clone(),
             start.execution_id.to_string(),
@@ -566,11 +559,11 @@ impl ExecutionQueue for RedisQueue {
             dag.nodes().len().to_string(),
             start.deadline.map(|d| d.to_string()).unwrap_or_default(),
             ulid::Ulid::new().to_string(),
+            self.graph_key(dag.id(), start.workflow_version),
         ];
         for n in dag.nodes() {
             args.push(json_str(&n.id));
-            args.push(csv(&n.parents));
-            args.push(csv(&n.children));
+            args.push(n.parents.len().to_string());
         }
         self.trip();
         let reply: String = self

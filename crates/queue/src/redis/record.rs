@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use fred::types::Value;
 use serde_json::Value as Json;
-use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, NodeStatus};
+use spane_core::{
+    CompiledWorkflow, ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, NodeStatus,
+};
 
 use crate::error::QueueError;
 use crate::job::ClaimedJob;
@@ -29,8 +31,27 @@ fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
-/// One job of a claim reply (see `claim.lua`).
-pub(super) fn claimed_job(value: Value, lease: Duration) -> Result<ClaimedJob, QueueError> {
+/// The workflow and version of one job of a claim reply, to find its graph.
+pub(super) fn job_version(value: &Value) -> Result<(String, u32), QueueError> {
+    let Value::Array(f) = value else {
+        return Err(corrupt("a claim reply that is not a list"));
+    };
+    if f.len() < 14 {
+        return Err(corrupt(format!("claim reply with {} fields", f.len())));
+    }
+    let version = text(&f[9])
+        .parse()
+        .map_err(|e| corrupt(format!("version {:?}: {e}", text(&f[9]))))?;
+    Ok((text(&f[8]), version))
+}
+
+/// One job of a claim reply (see `claim.lua`), of a version whose graph is `graph`: the node's
+/// children come from the graph, and its input is built by the core's data-passing rule.
+pub(super) fn claimed_job(
+    value: Value,
+    lease: Duration,
+    graph: &CompiledWorkflow,
+) -> Result<ClaimedJob, QueueError> {
     let f = value.into_array();
     if f.len() < 14 {
         return Err(corrupt(format!("claim reply with {} fields", f.len())));
@@ -38,35 +59,44 @@ pub(super) fn claimed_job(value: Value, lease: Duration) -> Result<ClaimedJob, Q
     let execution_id: ExecutionId = text(&f[0])
         .parse()
         .map_err(|e| corrupt(format!("execution id: {e}")))?;
-    let declared_parents = int(&f[4]);
-    let previous = json(&text(&f[5]), "previous results")?;
-    let previous_results: BTreeMap<String, Json> = match &previous {
-        Json::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        _ => BTreeMap::new(),
+    let node = usize::try_from(int(&f[1]))
+        .ok()
+        .filter(|&n| n < graph.nodes().len())
+        .ok_or_else(|| corrupt(format!("node index {} of {}", int(&f[1]), graph.id())))?;
+    // The live parents' outputs, keyed by parent index.
+    let previous: serde_json::Map<String, Json> = match json(&text(&f[5]), "previous results")? {
+        Json::Object(m) => m,
+        other => return Err(corrupt(format!("previous results {other}"))),
     };
-    let input = match declared_parents {
-        0 => json(&text(&f[6]), "initial data")?,
-        1 => previous
-            .as_object()
-            .and_then(|m| m.values().next().cloned())
-            .unwrap_or(Json::Null),
-        _ => previous,
+    let mut parents = Vec::with_capacity(previous.len());
+    for (index, output) in previous {
+        let p = index
+            .parse::<usize>()
+            .ok()
+            .filter(|p| graph.node(node).parents.contains(p))
+            .ok_or_else(|| corrupt(format!("parent index {index:?} of node {node}")))?;
+        parents.push((p, output));
+    }
+    // In the order of the node's inputs, as the memory backend gives them.
+    parents.sort_by_key(|(p, _)| graph.node(node).parents.iter().position(|q| q == p));
+    let initial = if graph.node(node).parents.is_empty() {
+        json(&text(&f[6]), "initial data")?
+    } else {
+        Json::Null
     };
+    let input = spane_core::node_input(graph, node, &initial, parents.iter().map(|(p, v)| (*p, v)));
+    let previous_results: BTreeMap<String, Json> = parents
+        .into_iter()
+        .map(|(p, v)| (graph.node(p).id.clone(), v))
+        .collect();
     let parent = text(&f[10]);
-    let node_id = match json(&text(&f[12]), "node id")? {
-        Json::String(s) => s,
-        other => return Err(corrupt(format!("node id {other}"))),
-    };
     Ok(ClaimedJob {
         execution_id,
-        workflow_id: text(&f[8]),
+        workflow_id: graph.id().to_owned(),
         workflow_version: text(&f[9]).parse().unwrap_or(1),
-        node: int(&f[1]) as usize,
-        node_id,
-        children: text(f.get(14).unwrap_or(&Value::Null))
-            .split(',')
-            .filter_map(|c| c.parse().ok())
-            .collect(),
+        node,
+        node_id: graph.node(node).id.clone(),
+        children: graph.node(node).children.clone(),
         attempt: int(&f[3]) as u32,
         token: int(&f[2]) as u64,
         input,
