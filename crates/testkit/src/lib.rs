@@ -77,6 +77,7 @@ macro_rules! queue_conformance_tests {
             stalled_job_counts_attempts_then_dead_letters,
             retry_after_the_execution_failed_is_held,
             failure_while_paused_fails_the_execution,
+            refused_dead_letter_retry_keeps_the_item,
             renew_keeps_lease_alive,
             retry_reschedules_the_node,
             delay_reclaims_with_delay_elapsed,

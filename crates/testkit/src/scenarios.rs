@@ -737,6 +737,47 @@ pub async fn failure_while_paused_fails_the_execution(factory: &dyn QueueFactory
     );
 }
 
+/// A dead-letter retry that cannot revive its node now (the execution is paused) is refused
+/// and the item stays listed, so it can be retried once the execution resumes.
+pub async fn refused_dead_letter_retry_keeps_the_item(factory: &dyn QueueFactory) {
+    let q = Harness::new(factory, LONG_LEASE).await;
+    let wf = workflow("wf-dlq-refused", &["a", "b"], &[]);
+    let id = q.start(&wf, json!({})).await;
+    let jobs = q.claim_exactly(2, 2).await;
+    for job in &jobs {
+        q.applied(job, failed("boom", false)).await;
+    }
+    let dlq = q.queue.dead_letters().expect("a dead-letter queue");
+    let retry = |node: &'static str| {
+        let dlq = q.queue.dead_letters().expect("a dead-letter queue");
+        async move {
+            bounded("retry_dead_letter", dlq.retry_dead_letter(id, node))
+                .await
+                .unwrap_or_else(|e| panic!("retry_dead_letter failed: {e}"))
+        }
+    };
+    assert!(
+        retry("a").await,
+        "the first item revives the failed execution"
+    );
+    let control = q.queue.control().expect("pause");
+    bounded("pause", control.pause(id))
+        .await
+        .unwrap_or_else(|e| panic!("pause failed: {e}"));
+    assert!(
+        !retry("b").await,
+        "a paused execution's node is not revived"
+    );
+    let item = bounded("get_dead_letter", dlq.get_dead_letter(id, "b"))
+        .await
+        .unwrap_or_else(|e| panic!("get_dead_letter failed: {e}"));
+    assert!(item.is_some(), "the refused item is still listed");
+    bounded("resume", control.resume(id))
+        .await
+        .unwrap_or_else(|e| panic!("resume failed: {e}"));
+    assert!(retry("b").await, "after the resume the item can be retried");
+}
+
 /// Renewing a claim every third of its lease keeps it alive well past the lease length: no
 /// other worker gets the job meanwhile, and the owner's commit then applies.
 pub async fn renew_keeps_lease_alive(factory: &dyn QueueFactory) {

@@ -534,12 +534,16 @@ impl MemoryQueue {
                             inner.ready.push_back(JobKey { execution, node });
                         }
                     }
-                    None if selected => {}
+                    // Not revivable now (the execution is paused or cancelled, or the node is
+                    // no longer failed): the item stays, as on Redis.
                     None => keep.push(dead),
                 }
             }
             inner.dlq = keep;
-            inner.finished.retain(|(_, id)| *id != execution);
+            if revived > 0 {
+                // Running again: not swept until it ends again.
+                inner.finished.retain(|(_, id)| *id != execution);
+            }
             self.emit(events.list);
         }
         if revived > 0 {
