@@ -429,8 +429,6 @@ pub fn parse_cron(pattern: &str) -> Result<croner::Cron, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
-
     use super::*;
 
     /// A node `id` with the given edge lists.
@@ -503,10 +501,12 @@ mod tests {
     }
 
     #[test]
-    fn huge_fan_out_and_fan_in_compile_in_linear_time() {
+    fn huge_fan_out_and_fan_in_compile() {
         // One root, 50,000 children, one sink under all of them. Checking, resolving and
         // deduplicating edges used to compare each edge with all its siblings: a 40,000-child
-        // fan-out alone took 43 s to compile in a debug build, against about 1 s now.
+        // fan-out alone took 43 s to compile in a debug build, against about 1 s now. The time
+        // is not asserted (speed belongs to benchmarks); a quadratic regression shows up as
+        // this test hitting the runner's slow-test limit.
         let n = 50_000;
         let sink = name(n + 1);
         let mut nodes = vec![node(name(0), Vec::new(), (1..=n).map(name).collect())];
@@ -515,11 +515,8 @@ mod tests {
         let wf = nodes
             .into_iter()
             .fold(WorkflowDefinition::new("wf", ""), WorkflowDefinition::node);
-        let started = Instant::now();
         let dag = wf.compile(&AnyNodeType).unwrap();
-        let took = started.elapsed();
         assert_eq!(dag.node(0).children.len(), n);
         assert_eq!(dag.node(n + 1).parents.len(), n);
-        assert!(took < Duration::from_secs(20), "compiling took {took:?}");
     }
 }

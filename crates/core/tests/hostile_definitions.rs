@@ -651,13 +651,13 @@ fn check_compiled(
     Ok(())
 }
 
-/// Equal JSON, except that floats may differ in their last digits: serde_json, without its
-/// `float_roundtrip` feature, does not parse every float it prints back to the same `f64`.
+/// Equal JSON, floats to the bit: the workspace enables serde_json's `float_roundtrip`, so a
+/// float saved and loaded again is the same `f64`.
 fn same_json(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
             match (x.as_f64(), y.as_f64()) {
-                (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-14 * x.abs().max(y.abs()),
+                (Some(x), Some(y)) => x.to_bits() == y.to_bits(),
                 _ => false,
             }
         }
