@@ -6,7 +6,8 @@
 //!
 //! Runs the workloads of `docs/BENCHMARKS.md` on the embedded backend, on Redis with one and
 //! two worker processes, and on Redis with PostgreSQL write-behind history; measures Redis
-//! commands, CPU and client round trips per node execution, worker memory, the
+//! commands, CPU and client round trips per node execution, the CPU of the bench's own
+//! processes (enqueuing and workers) per node execution, worker memory, the
 //! `redis-benchmark` ceiling and, when Node is installed, the BullMQ peer
 //! (`bench/peers/bullmq`), all in one run. Writes a table, `target/bench/latest.json` and
 //! `target/bench/latest.svg`. Speed is measured here, never asserted by tests.
@@ -51,6 +52,9 @@ pub(crate) struct RunResult {
     pub(crate) redis_cmds_per_node: Option<f64>,
     pub(crate) round_trips_per_node: Option<f64>,
     pub(crate) redis_cpu_us_per_node: Option<f64>,
+    /// CPU time (user + system) of the bench's own processes per node: the enqueuing and
+    /// waiting process and the worker processes (one process for `embedded`), during the run.
+    pub(crate) client_cpu_us_per_node: Option<f64>,
     pub(crate) rss_mb: Option<f64>,
     pub(crate) all_completed: bool,
 }
@@ -234,6 +238,11 @@ impl WorkerProc {
             }
         }
         anyhow::bail!("worker exited before it was ready")
+    }
+
+    /// Its process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Stops it; returns its round trips and peak memory.

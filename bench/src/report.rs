@@ -31,6 +31,42 @@ pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU time (user + system) the live threads of process `pid` have used, in microseconds.
+///
+/// The sum of `/proc/<pid>/task/*/schedstat` (nanoseconds on a CPU, per thread); where that is
+/// missing, `utime + stime` of `/proc/<pid>/stat` (clock ticks of 10 ms). Threads that exited are
+/// not in the first (the bench's threads live through a run: tokio's workers, the stdin reader).
+/// `None` off Linux or once the process is gone.
+pub(crate) fn cpu_micros(pid: u32) -> Option<u64> {
+    let per_thread = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()
+        .map(|tasks| {
+            // A thread that ends meanwhile is skipped.
+            tasks
+                .filter_map(|t| {
+                    let path = t.ok()?.path().join("schedstat");
+                    let text = std::fs::read_to_string(path).ok()?;
+                    text.split_whitespace().next()?.parse::<u64>().ok()
+                })
+                .sum::<u64>()
+        })
+        .filter(|ns| *ns > 0);
+    if let Some(ns) = per_thread {
+        return Some(ns / 1000);
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: state,
+    // then ..., utime (11th) and stime (12th), in clock ticks (USER_HZ, 100 per second).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000)
+}
+
+/// [`cpu_micros`] summed over `pids`; `None` if any of them cannot be read.
+pub(crate) fn cpu_micros_of(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&p| cpu_micros(p)).sum()
+}
+
 pub(crate) fn header() {
     let cols = [
         "workload",
@@ -43,12 +79,13 @@ pub(crate) fn header() {
         "hop_p99",
         "cmds/node",
         "rt/node",
-        "cpu_us/n",
+        "redis_us/n",
+        "client_us/n",
         "rss_mb",
         "ok",
     ];
     println!(
-        "{:<11} {:<9} {:>6} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>9} {:>7} {}",
+        "{:<11} {:<9} {:>6} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {}",
         cols[0],
         cols[1],
         cols[2],
@@ -61,7 +98,8 @@ pub(crate) fn header() {
         cols[9],
         cols[10],
         cols[11],
-        cols[12]
+        cols[12],
+        cols[13]
     );
 }
 
@@ -71,7 +109,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 pub(crate) fn row(r: &RunResult) {
     println!(
-        "{:<11} {:<9} {:>6} {:>7} {:>8.3} {:>10.0} {:>9} {:>9} {:>9} {:>8} {:>9} {:>7} {}",
+        "{:<11} {:<9} {:>6} {:>7} {:>8.3} {:>10.0} {:>9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {}",
         r.workload,
         r.backend,
         r.executions,
@@ -83,6 +121,7 @@ pub(crate) fn row(r: &RunResult) {
         opt(r.redis_cmds_per_node, 1),
         opt(r.round_trips_per_node, 2),
         opt(r.redis_cpu_us_per_node, 1),
+        opt(r.client_cpu_us_per_node, 1),
         opt(r.rss_mb, 1),
         if r.all_completed { "yes" } else { "NO" }
     );

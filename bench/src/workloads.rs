@@ -241,6 +241,14 @@ fn per_node(
     }
 }
 
+/// CPU microseconds per node between two readings of [`report::cpu_micros_of`].
+fn cpu_per_node(before: Option<u64>, after: Option<u64>, nodes: usize) -> Option<f64> {
+    match (before, after) {
+        (Some(b), Some(a)) if nodes > 0 => Some(a.saturating_sub(b) as f64 / nodes as f64),
+        _ => None,
+    }
+}
+
 async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec<RunResult>> {
     let mut out = Vec::new();
     if backend == "embedded" {
@@ -252,7 +260,10 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
             .iter()
             .filter(|w| o.workloads.iter().any(|x| x == *w))
         {
+            let pid = [std::process::id()];
+            let cpu = report::cpu_micros_of(&pid);
             let mut r = workload(&engine, w, s).await?;
+            r.client_cpu_us_per_node = cpu_per_node(cpu, report::cpu_micros_of(&pid), r.nodes);
             r.backend = "embedded".into();
             r.workers = 1;
             r.rss_mb = report::peak_rss_mb(std::process::id());
@@ -297,8 +308,14 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
             .await?
             .build();
         register_all(&engine).await?;
+        // This process (enqueues and waits) and the workers, over the run only.
+        let pids: Vec<u32> = std::iter::once(std::process::id())
+            .chain(procs.iter().filter_map(WorkerProc::pid))
+            .collect();
         let before = engine.queue().server_stats().await?;
+        let cpu = report::cpu_micros_of(&pids);
         let mut r = workload(&engine, w, s).await?;
+        r.client_cpu_us_per_node = cpu_per_node(cpu, report::cpu_micros_of(&pids), r.nodes);
         let after = engine.queue().server_stats().await?;
         let (mut trips, mut rss) = (0, 0.0f64);
         for p in procs {
