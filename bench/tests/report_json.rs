@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 15] = [
     "workload",
     "backend",
     "workers",
@@ -18,6 +18,7 @@ const FIELDS: [&str; 14] = [
     "redis_cmds_per_node",
     "round_trips_per_node",
     "redis_cpu_us_per_node",
+    "client_cpu_us_per_node",
     "rss_mb",
     "all_completed",
 ];

@@ -320,10 +320,23 @@ impl NodeBook {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Grant {
+    /// The node handed out.
+    pub node: NodeIndex,
     /// The attempt this run is.
     pub attempt: u32,
     /// Whether a delay node's wait has passed.
     pub delay_elapsed: bool,
+}
+
+impl Grant {
+    /// The event of this claim: `running`, with the attempt. (Returned apart from
+    /// [`Effects`], so that a claim allocates nothing.)
+    pub fn event(&self) -> Emit {
+        Emit::Node(NodeEmit {
+            attempt: Some(self.attempt),
+            ..NodeEmit::new(self.node, NodeEventStatus::Running)
+        })
+    }
 }
 
 /// The message of a node that stalled `stalls` times.
@@ -356,29 +369,24 @@ impl ExecutionState {
 
     /// Hands out `node` from the ready queue. `None` when it must not run: it is not ready
     /// (a stale entry), or the execution is not running, in which case it is held until a
-    /// resume or a dead-letter retry.
-    pub fn claim(&mut self, node: NodeIndex) -> (Option<Grant>, Effects) {
+    /// resume or a dead-letter retry. A grant's one event is [`Grant::event`].
+    pub fn claim(&mut self, node: NodeIndex) -> Option<Grant> {
         if self.nodes[node] != NodeState::Ready {
-            return (None, Effects::default());
+            return None;
         }
         if self.status != ExecutionStatus::Running {
             self.hold(node);
             self.books[node].shown = Some(NodeStatus::Pending);
-            return (None, Effects::default());
+            return None;
         }
         let book = &mut self.books[node];
         book.attempt = book.next_attempt;
         book.shown = Some(NodeStatus::Running);
-        let grant = Grant {
+        Some(Grant {
+            node,
             attempt: book.attempt,
             delay_elapsed: book.delay_elapsed,
-        };
-        let mut effects = Effects::default();
-        effects.events.push(Emit::Node(NodeEmit {
-            attempt: Some(grant.attempt),
-            ..NodeEmit::new(node, NodeEventStatus::Running)
-        }));
-        (Some(grant), effects)
+        })
     }
 
     /// A claimed job given back unrun (its worker shut down): it is ready again.

@@ -105,7 +105,7 @@ fn a_branch_emits_completion_then_skips_in_cascade_order_then_the_end() {
     );
     let (mut s, _) = ExecutionState::start(&d);
     let a = idx(&d, "a");
-    assert!(s.claim(a).0.is_some());
+    assert!(s.claim(a).is_some());
     let plan = CommitPlan::Complete {
         routes: Some(vec![idx(&d, "b")]),
     };
@@ -116,7 +116,7 @@ fn a_branch_emits_completion_then_skips_in_cascade_order_then_the_end() {
     );
     assert_eq!(e.ready, [idx(&d, "b")]);
     let b = idx(&d, "b");
-    assert!(s.claim(b).0.is_some());
+    assert!(s.claim(b).is_some());
     let e = s
         .commit(&d, b, 1, &CommitPlan::Complete { routes: None })
         .unwrap_or_else(|e| panic!("{e}"));
@@ -130,7 +130,7 @@ fn stalls_count_attempts_then_fail_with_cause_stalled() {
     let d = dag(&[("a", true), ("b", false)], &[("a", "b")]);
     let (mut s, _) = ExecutionState::start(&d);
     let a = idx(&d, "a");
-    assert_eq!(s.claim(a).0.map(|g| g.attempt), Some(1));
+    assert_eq!(s.claim(a).map(|g| g.attempt), Some(1));
     let e = s.stall(&d, a, 1);
     assert_eq!(
         e.requeue,
@@ -138,7 +138,7 @@ fn stalls_count_attempts_then_fail_with_cause_stalled() {
         "the job goes back to the head of the queue"
     );
     assert_eq!(s.node_status(a), Some(NodeStatus::Pending));
-    assert_eq!(s.claim(a).0.map(|g| g.attempt), Some(2));
+    assert_eq!(s.claim(a).map(|g| g.attempt), Some(2));
     let e = s.stall(&d, a, 1);
     let dead = e.dead_letter.unwrap_or_else(|| panic!("a dead letter"));
     assert_eq!(dead.cause, DeadLetterCause::Stalled);
@@ -165,12 +165,12 @@ fn a_retry_or_delay_of_an_ended_execution_is_held_without_a_dead_letter() {
     );
     let (mut s, _) = ExecutionState::start(&d);
     let r = idx(&d, "r");
-    assert!(s.claim(r).0.is_some());
+    assert!(s.claim(r).is_some());
     let e = s
         .commit(&d, r, 1, &CommitPlan::Complete { routes: None })
         .unwrap_or_else(|e| panic!("{e}"));
     for &n in &e.ready {
-        assert!(s.claim(n).0.is_some());
+        assert!(s.claim(n).is_some());
     }
     let bad = idx(&d, "bad");
     let e = s
@@ -219,8 +219,8 @@ fn a_retry_or_delay_of_an_ended_execution_is_held_without_a_dead_letter() {
         e.ready
     );
     assert_eq!(trace(&d, &e.events), ["wf:Resumed"]);
-    assert_eq!(s.claim(flaky).0.map(|g| g.attempt), Some(2));
-    assert_eq!(s.claim(bad).0.map(|g| g.attempt), Some(1));
+    assert_eq!(s.claim(flaky).map(|g| g.attempt), Some(2));
+    assert_eq!(s.claim(bad).map(|g| g.attempt), Some(1));
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn a_failure_while_paused_fails_the_execution() {
     let d = dag(&[("a", false), ("b", false)], &[("a", "b")]);
     let (mut s, _) = ExecutionState::start(&d);
     let a = idx(&d, "a");
-    assert!(s.claim(a).0.is_some());
+    assert!(s.claim(a).is_some());
     let e = s.pause_effects().unwrap_or_else(|st| panic!("{st}"));
     assert!(matches!(
         e.events.as_slice(),
@@ -251,7 +251,7 @@ fn a_retry_schedules_the_node_and_emits_retrying() {
     let d = dag(&[("a", false)], &[]);
     let (mut s, _) = ExecutionState::start(&d);
     let a = idx(&d, "a");
-    assert!(s.claim(a).0.is_some());
+    assert!(s.claim(a).is_some());
     let retry = CommitPlan::Retry {
         error: "429".into(),
         delay: Duration::from_millis(250),
@@ -269,7 +269,7 @@ fn a_retry_schedules_the_node_and_emits_retrying() {
     }
     assert_eq!(s.node_status(a), Some(NodeStatus::Delayed));
     assert_eq!(
-        s.claim(a).0.map(|g| g.attempt),
+        s.claim(a).map(|g| g.attempt),
         Some(1),
         "a retry that does not consume an attempt keeps the number"
     );

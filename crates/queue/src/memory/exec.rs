@@ -190,12 +190,11 @@ impl Exec {
         lease: Duration,
         events: &mut Events,
     ) -> Option<Claim> {
-        let (grant, effects) = self.state.claim(node);
-        let grant = grant?;
+        let grant = self.state.claim(node)?;
         let now = now_millis();
         self.slots[node].started_at.get_or_insert(now);
-        for e in &effects.events {
-            self.emit(e, now, events);
+        if events.nodes {
+            self.emit(&grant.event(), now, events);
         }
         let parents = self
             .state
