@@ -1,7 +1,7 @@
 -- Promotes due delayed jobs, then hands out up to `max` ready jobs under a lease, with their
 -- inputs (the live parents' outputs) in the same reply.
 -- KEYS: ready, delayed, leases, events
--- ARGV: SP, max, lease ms, events cap, request nonce
+-- ARGV: SP, max, lease ms, events bounds (flush_events), request nonce
 -- A replay of the same call (the client re-sends it after losing the reply) returns the jobs
 -- the first run handed out, listed for a few seconds under P:{0}:claim:<nonce> as
 -- 'E|i|token' lines, instead of handing out more and leaving the first ones to stall.
@@ -9,7 +9,7 @@
 -- workers' clocks do not matter) or -1 when none waits or jobs were handed out }, each job
 --   { E, i, token, attempt, declared parents, previous JSON object, initial JSON or '',
 --     delay elapsed 0/1, wf, ver, par, dep, node id JSON, ready at ms or '', children }
-local SP, max, lease, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local SP, max, lease, trim = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local memo = SP .. 'claim:' .. ARGV[5]
 
 local replay = redis.call('GET', memo)
@@ -37,7 +37,7 @@ claim_popped(SP, popped, now, istr(now + lease), out, leases, held)
 if #leases > 0 then
   push_all('ZADD', KEYS[3], leases)
 end
-flush_events(KEYS[4], cap)
+flush_events(KEYS[4], trim)
 if #out == 0 then
   return { out, until_due() }
 end

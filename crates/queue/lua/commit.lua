@@ -6,8 +6,8 @@
 -- After the commits, the call claims the committers' next jobs (BullMQ's "fetch next on
 -- finish"): as many as they asked for, from the head of the ready list, as claim.lua does.
 -- KEYS: ready, delayed, leases, events
--- ARGV: SP, retention ms, events cap, lease ms, request nonce (for the claims' replay memo,
---       see claim.lua), then per commit 12 values:
+-- ARGV: SP, retention ms, events bounds (flush_events), lease ms, request nonce (for the
+--       claims' replay memo, see claim.lua), then per commit 12 values:
 --       E, i, token, kind (complete|continue|fail|retry|delay), payload (data JSON or error
 --       text), routes ('*' for all children, or the chosen child indices, comma-separated) or,
 --       for continue, the output the children receive, per child of the node '1' when the
@@ -25,7 +25,7 @@
 -- the first run answered: each node remembers the token and content fingerprint of its last
 -- applied commit and the status that commit decided (cm:i). A different commit with the same
 -- token is stale.
-local SP, retention, cap, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local SP, retention, trim, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local memo = SP .. 'claim:' .. ARGV[5]
 local now = now_ms()
 local want = 0
@@ -214,5 +214,5 @@ if wake then
   -- Wake workers blocked on the ready list, so they wait for the new earliest due time.
   redis.call('LPUSH', KEYS[1], 'tick')
 end
-flush_events(KEYS[4], cap)
+flush_events(KEYS[4], trim)
 return { out, jobs, handed }

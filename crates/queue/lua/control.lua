@@ -1,8 +1,9 @@
 -- Pause, resume or cancel one execution. Looks at that execution's own nodes only.
 -- KEYS: ready, events
--- ARGV: SP, E, action (pause|resume|cancel), events cap, retention ms, cancel channel
+-- ARGV: SP, E, action (pause|resume|cancel), events bounds (flush_events), retention ms,
+--       cancel channel
 -- Reply: { 'ok', status } | { 'denied', status } | { 'missing' }
-local SP, E, action, cap = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local SP, E, action, trim = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local X = SP .. 'x:' .. E
 local f = redis.call('HMGET', X, 'st', 'n', 'wfj')
 local st = f[1]
@@ -19,7 +20,7 @@ if action == 'pause' then
   end
   redis.call('HSET', X, 'st', 'paused')
   wf_event(E, f[3], 'paused', nil, now)
-  flush_events(KEYS[2], cap)
+  flush_events(KEYS[2], trim)
   return { 'ok', 'paused' }
 elseif action == 'resume' then
   if st == 'running' then
@@ -48,7 +49,7 @@ elseif action == 'resume' then
     push_all('RPUSH', KEYS[1], push)
   end
   wf_event(E, f[3], 'resumed', nil, now)
-  flush_events(KEYS[2], cap)
+  flush_events(KEYS[2], trim)
   return { 'ok', 'running' }
 else
   if st == 'cancelled' then
@@ -60,7 +61,7 @@ else
   redis.call('HSET', X, 'st', 'cancelled', 'fa', istr(now))
   redis.call('PEXPIRE', X, tonumber(ARGV[5]))
   wf_event(E, f[3], 'cancelled', nil, now)
-  flush_events(KEYS[2], cap)
+  flush_events(KEYS[2], trim)
   redis.call('PUBLISH', ARGV[6], E)
   return { 'ok', 'cancelled' }
 end

@@ -120,10 +120,20 @@ local function flush_ready(key)
   end
 end
 
-local function flush_events(stream, cap)
+-- Appends the events of this call as one stream entry. `trim` is the stream's two bounds,
+-- '<cap> <max age ms>' (RedisConfig::events_trim), both applied approximately: at most about
+-- cap entries (XADD MAXLEN ~) and none much older than max age (XTRIM MINID ~, by the new
+-- entry's id, which is Redis's clock in ms), so the stream does not keep old events for ever.
+local function flush_events(stream, trim)
   if #EV > 0 then
-    redis.call('XADD', stream, 'MAXLEN', '~', cap, '*', 'e', '[' .. table.concat(EV, ',') .. ']')
+    local cap, age = string.match(trim, '^(%d+) (%d+)$')
+    local id = redis.call('XADD', stream, 'MAXLEN', '~', cap, '*', 'e',
+      '[' .. table.concat(EV, ',') .. ']')
     EV = {}
+    local ms = tonumber(string.match(id, '^(%d+)')) - tonumber(age)
+    if ms > 0 then
+      redis.call('XTRIM', stream, 'MINID', '~', istr(ms))
+    end
   end
 end
 

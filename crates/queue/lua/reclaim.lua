@@ -2,7 +2,7 @@
 -- than `max stalled` times fails with the reason "stalled" and goes to the dead-letter queue.
 -- Also fails executions whose deadline has passed, and tells workers to cancel their executors.
 -- KEYS: ready, leases, events, deadlines
--- ARGV: SP, max stalled, retention ms, events cap, cancel channel
+-- ARGV: SP, max stalled, retention ms, events bounds (flush_events), cancel channel
 -- Reply: number of jobs reclaimed or failed
 local SP, maxst = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()

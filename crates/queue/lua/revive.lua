@@ -1,9 +1,9 @@
 -- Dead-letter retry: revives failed nodes of one execution with fresh attempts; a failed
 -- execution runs again and the nodes dropped after its failure are ready too.
 -- KEYS: ready, dlq, events
--- ARGV: SP, E, events cap, node indices...
+-- ARGV: SP, E, events bounds (flush_events), node indices...
 -- Reply: how many nodes were revived
-local SP, E, cap = ARGV[1], ARGV[2], ARGV[3]
+local SP, E, trim = ARGV[1], ARGV[2], ARGV[3]
 local X = SP .. 'x:' .. E
 local f = redis.call('HMGET', X, 'st', 'n', 'wfj')
 local st = f[1]
@@ -56,5 +56,5 @@ hset_all(X, H)
 redis.call('HDEL', X, unpack(gone))
 redis.call('PERSIST', X)
 push_all('RPUSH', KEYS[1], push)
-flush_events(KEYS[3], cap)
+flush_events(KEYS[3], trim)
 return revived

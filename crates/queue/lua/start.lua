@@ -1,11 +1,11 @@
 -- Creates an execution and makes its roots ready.
 -- KEYS: ready, events, deadlines
--- ARGV: SP, E, events cap, wf, wfj, ver, par, dep, init, n, deadline ms or '', request nonce,
---       graph key (the definition version's parents and children, written once per version by
---       the client, see graphs.rs), then per node: idj, number of parents
+-- ARGV: SP, E, events bounds (flush_events), wf, wfj, ver, par, dep, init, n, deadline ms or '',
+--       request nonce, graph key (the definition version's parents and children, written once
+--       per version by the client, see graphs.rs), then per node: idj, number of parents
 -- The nonce makes a replay of the same call (the client re-sends it after losing the reply)
 -- answer 'ok' instead of 'duplicate'.
-local SP, E, cap = ARGV[1], ARGV[2], ARGV[3]
+local SP, E, trim = ARGV[1], ARGV[2], ARGV[3]
 local X = SP .. 'x:' .. E
 local existing = redis.call('HGET', X, 'rq')
 if existing then
@@ -44,5 +44,5 @@ if #roots > 0 then
   push_all('RPUSH', KEYS[1], roots)
 end
 wf_event(E, wfj, 'started', nil, now)
-flush_events(KEYS[2], cap)
+flush_events(KEYS[2], trim)
 return 'ok'

@@ -21,6 +21,7 @@ pub struct RedisConfig {
     pub(crate) retention: Duration,
     pub(crate) max_stalled: u32,
     pub(crate) events_cap: u64,
+    pub(crate) events_max_age: Duration,
     pub(crate) allow_eviction: bool,
     pub(crate) reclaim_every: Duration,
 }
@@ -28,7 +29,8 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// Settings for the Redis at `url` (`redis://[user:pass@]host:port[/db]`), with defaults:
     /// prefix `spane`, lease 30 s, retention of finished executions 24 h, at most 1 stall
-    /// before the dead-letter queue, event stream capped at about 100,000 entries.
+    /// before the dead-letter queue, event stream capped at about 100,000 entries and about
+    /// 24 h of age.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -37,6 +39,7 @@ impl RedisConfig {
             retention: Duration::from_secs(24 * 3600),
             max_stalled: 1,
             events_cap: 100_000,
+            events_max_age: Duration::from_secs(24 * 3600),
             allow_eviction: false,
             reclaim_every: Duration::from_millis(500),
         }
@@ -79,10 +82,35 @@ impl RedisConfig {
         self
     }
 
-    /// Approximate cap of the event stream (default 100,000 entries).
+    /// Approximate cap of the event stream (default 100,000 entries). Applied together with
+    /// [`events_max_age`](Self::events_max_age): the stream keeps neither more entries nor
+    /// older ones.
     pub fn events_cap(mut self, entries: u64) -> Self {
         self.events_cap = entries.max(1);
         self
+    }
+
+    /// Approximate age bound of the event stream (default 24 h): each append also drops the
+    /// entries older than this (`XTRIM MINID ~`, by the stream ids, which are Redis
+    /// millisecond timestamps), so a quiet or short-retention deployment does not keep up to
+    /// [`events_cap`](Self::events_cap) entries for ever. Trimming is approximate: Redis drops
+    /// whole internal stream nodes (`stream-node-max-entries`, 100 by default), so up to one
+    /// node of older entries may remain. An event bus subscriber and the SQL history writer
+    /// must not fall further behind than this; with a short [`retention`](Self::retention),
+    /// lower it too, since the executions the old events name are gone anyway.
+    pub fn events_max_age(mut self, max_age: Duration) -> Self {
+        self.events_max_age = max_age.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Both bounds of the event stream as the scripts take them in one argument:
+    /// `"<cap> <max age ms>"`.
+    pub(crate) fn events_trim(&self) -> String {
+        format!(
+            "{} {}",
+            self.events_cap,
+            self.events_max_age.as_millis().max(1)
+        )
     }
 
     /// How often a worker looks for expired leases (default 500 ms).

@@ -33,7 +33,7 @@ impl RedisQueue {
                     k.shard.clone(),
                     id.to_string(),
                     action.to_owned(),
-                    self.inner.config.events_cap.to_string(),
+                    self.inner.config.events_trim(),
                     millis(self.inner.config.retention),
                     self.cancel_channel(),
                 ],

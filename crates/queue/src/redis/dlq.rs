@@ -101,7 +101,7 @@ impl RedisQueue {
         let mut args = vec![
             k.shard.clone(),
             execution.to_string(),
-            self.inner.config.events_cap.to_string(),
+            self.inner.config.events_trim(),
         ];
         args.extend(nodes.iter().map(usize::to_string));
         let n: i64 = self

@@ -1,6 +1,9 @@
 //! The history feed on Redis: a consumer group `history` on the event stream, which the scripts
 //! already append to inside every transition, so write-behind adds no command to the hot path.
-//! The stream is capped (`events_cap`): a writer must not fall further behind than that.
+//! The group is created with the stream when the queue connects, reading from the stream's
+//! first entry, so that events appended before any writer started are not skipped.
+//! The stream is bounded (`events_cap`, `events_max_age`): a writer must not fall further
+//! behind than that.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -52,31 +55,32 @@ fn parse_entries(list: Value) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Creates the `history` consumer group on `stream` (and the stream with it), reading from the
+/// stream's first entry, so that the events appended before any history writer started reach
+/// SQL too. Idempotent: an existing group (BUSYGROUP) is kept as it is.
+pub(super) async fn create_history_group(client: &Client, stream: &str) -> Result<(), QueueError> {
+    let created: Result<Value, _> = client
+        .custom(
+            fred::cmd!("XGROUP"),
+            vec!["CREATE", stream, GROUP, "0", "MKSTREAM"],
+        )
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.details().contains("BUSYGROUP") => Ok(()),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 impl RedisQueue {
+    /// Makes sure the history group exists, once per queue (the queue creates it when it
+    /// connects; this covers a stream deleted in between).
     async fn ensure_history_group(&self) -> Result<(), QueueError> {
         if self.inner.history_group.get().is_some() {
             return Ok(());
         }
         self.trip();
-        let created: Result<Value, _> = self
-            .inner
-            .client
-            .custom(
-                fred::cmd!("XGROUP"),
-                vec![
-                    "CREATE",
-                    self.inner.keys.events.as_str(),
-                    GROUP,
-                    "$",
-                    "MKSTREAM",
-                ],
-            )
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(e) if e.details().contains("BUSYGROUP") => {}
-            Err(e) => return Err(unavailable(e)),
-        }
+        create_history_group(&self.inner.client, &self.inner.keys.events).await?;
         let _ = self.inner.history_group.set(());
         Ok(())
     }

@@ -138,7 +138,9 @@ async fn connect_client(config: &RedisConfig) -> Result<Client, QueueError> {
 }
 
 impl RedisQueue {
-    /// Connects, checks that Redis will not evict keys, and loads the scripts.
+    /// Connects, checks that Redis will not evict keys, loads the scripts, and creates the
+    /// event stream with its `history` consumer group (reading from the first entry, so the
+    /// SQL history writers, whenever they start, miss no event; an existing group is kept).
     ///
     /// Fails with [`QueueError::Misconfigured`] when `maxmemory-policy` is not `noeviction`
     /// (evicted keys are lost jobs) unless [`RedisConfig::allow_eviction`] is set.
@@ -166,6 +168,9 @@ impl RedisQueue {
             s.load(&client).await.map_err(unavailable)?;
         }
         let keys = Keys::new(&config.prefix);
+        // Before anything is appended: the history writers, whenever they start, read every
+        // event from the first one.
+        history::create_history_group(&client, &keys.events).await?;
         let round_trips = Arc::new(AtomicU64::new(0));
         let commits = batch::CommitBatcher::start(batch::BatchTarget {
             client: client.clone(),
@@ -179,7 +184,7 @@ impl RedisQueue {
             head: vec![
                 keys.shard.clone(),
                 millis(config.retention),
-                config.events_cap.to_string(),
+                config.events_trim(),
                 millis(config.lease),
             ],
             round_trips: round_trips.clone(),
@@ -287,7 +292,7 @@ impl RedisQueue {
                     k.shard.clone(),
                     c.max_stalled.to_string(),
                     millis(c.retention),
-                    c.events_cap.to_string(),
+                    c.events_trim(),
                     self.cancel_channel(),
                 ],
             )
@@ -321,7 +326,7 @@ impl RedisQueue {
                     k.shard.clone(),
                     max.max(1).to_string(),
                     millis(self.inner.config.lease),
-                    self.inner.config.events_cap.to_string(),
+                    self.inner.config.events_trim(),
                     // Identifies this call, so that a replay returns the same jobs.
                     ulid::Ulid::new().to_string(),
                 ],
@@ -546,7 +551,7 @@ impl ExecutionQueue for RedisQueue {
         let mut args: Vec<String> = vec![
             k.shard.clone(),
             start.execution_id.to_string(),
-            self.inner.config.events_cap.to_string(),
+            self.inner.config.events_trim(),
             dag.id().to_owned(),
             json_str(dag.id()),
             start.workflow_version.to_string(),
