@@ -196,6 +196,18 @@ pub trait ExecutionStore: Send + Sync + fmt::Debug + 'static {
     /// one of the first save (it orders listings, so it never moves).
     async fn save_execution(&self, record: &ExecutionRecord) -> Result<(), StoreError>;
 
+    /// [`save_execution`](Self::save_execution) for several records at once, with the same
+    /// guarantees for each (idempotent; a record that appears twice is saved as its last
+    /// occurrence). A store may write them in one round trip: [`SqlStore`] writes all of them
+    /// in one transaction, with one multi-row upsert per table (per 500 rows), so either all
+    /// land or none. The default saves them one after the other.
+    async fn save_executions(&self, records: &[ExecutionRecord]) -> Result<(), StoreError> {
+        for record in records {
+            self.save_execution(record).await?;
+        }
+        Ok(())
+    }
+
     /// Creates or replaces one node result (idempotent: one result per execution and node).
     ///
     /// Returns [`StoreError::ExecutionNotFound`] when the execution was never saved.

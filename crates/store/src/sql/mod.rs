@@ -6,6 +6,7 @@ mod executions;
 mod workflows;
 
 use std::fmt;
+use std::time::Duration;
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
@@ -31,6 +32,11 @@ pub struct SqlStoreOptions {
     /// writer at a time anyway (and for which every connection to `sqlite::memory:` would be
     /// a database of its own).
     pub max_connections: Option<u32>,
+    /// How long a call waits for a connection before it fails with
+    /// [`StoreError::Unavailable`] (default 30 s). While the server refuses connections, the
+    /// pool keeps trying to connect for that long, so a shorter wait lets a caller that retries
+    /// (the write-behind history writer does) notice an outage, and its end, sooner.
+    pub acquire_timeout: Option<Duration>,
 }
 
 impl Default for SqlStoreOptions {
@@ -39,6 +45,7 @@ impl Default for SqlStoreOptions {
             schema: None,
             run_migrations: true,
             max_connections: None,
+            acquire_timeout: None,
         }
     }
 }
@@ -59,6 +66,12 @@ impl SqlStoreOptions {
     /// Sets [`max_connections`](Self::max_connections).
     pub fn max_connections(mut self, max: u32) -> Self {
         self.max_connections = Some(max);
+        self
+    }
+
+    /// Sets [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_timeout(mut self, wait: Duration) -> Self {
+        self.acquire_timeout = Some(wait);
         self
     }
 }
@@ -123,6 +136,9 @@ impl SqlStore {
         }
         if let Some(max) = options.max_connections {
             connect.max_connections(max);
+        }
+        if let Some(wait) = options.acquire_timeout {
+            connect.acquire_timeout(wait);
         }
         let db = Database::connect(connect).await.map_err(db_error)?;
         let store = Self { db };
