@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::definitions::Definitions;
+use crate::error::WorkerError;
 use crate::gate::Gate;
 use crate::metrics;
 use crate::outcome::decide;
@@ -144,10 +145,9 @@ impl NodeProcessor {
             outcome = tracing::field::Empty,
         );
         async {
-            let dag = self
-                .definitions
-                .get(&job.workflow_id, job.workflow_version)
-                .await;
+            let Some(dag) = self.definition(&job, &cancel).await else {
+                return Vec::new();
+            };
             let node_type = dag.as_ref().map_or(metrics::UNKNOWN_NODE_TYPE, |dag| {
                 dag.node(job.node).node_type.as_str()
             });
@@ -164,6 +164,65 @@ impl NodeProcessor {
         }
         .instrument(span)
         .await
+    }
+
+    /// The definition `job` runs. A transient error (the queue backend or the store cannot be
+    /// reached, as when a worker with a cold cache loads a definition during a Redis outage) is
+    /// retried with backoff while the job's lease is renewed: it is never committed as a failure
+    /// of the node. A definition that is missing or invalid is returned as the error it is.
+    /// `None` when `cancel` fires first (shutdown's deadline, or the execution was cancelled):
+    /// the job is then given back to the queue, to run later.
+    async fn definition(
+        &self,
+        job: &ClaimedJob,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Arc<CompiledWorkflow>, WorkerError>> {
+        // The hot path: a cached definition, or a first load that works.
+        let mut error = match self
+            .definitions
+            .get(&job.workflow_id, job.workflow_version)
+            .await
+        {
+            Err(e) if e.is_transient() => e,
+            other => return Some(other),
+        };
+        let retry = async {
+            let mut backoff = DEFINITION_BACKOFF_MIN;
+            loop {
+                tracing::warn!(
+                    error = %error,
+                    workflow_id = %job.workflow_id,
+                    version = job.workflow_version,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "loading the definition failed (transient), retrying"
+                );
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(DEFINITION_BACKOFF_MAX);
+                match self
+                    .definitions
+                    .get(&job.workflow_id, job.workflow_version)
+                    .await
+                {
+                    Err(e) if e.is_transient() => error = e,
+                    other => return Some(other),
+                }
+            }
+        };
+        let loaded = self.with_lease(job, retry).await;
+        if loaded.is_none() {
+            tracing::info!(
+                node = %job.node_id,
+                "stopped before the definition could be loaded; giving the job back"
+            );
+            tracing::Span::current().record("outcome", "released");
+            if let Err(e) = self.queue.release(job).await {
+                tracing::warn!(error = %e, node = %job.node_id, "release failed; the lease will expire");
+            }
+        }
+        loaded
     }
 
     async fn run(
@@ -435,6 +494,10 @@ impl NodeProcessor {
         }
     }
 }
+
+/// First and longest wait between two attempts at loading a definition after a transient error.
+const DEFINITION_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const DEFINITION_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A delay node: first claim starts the wait, the claim after it passes the data through.
 fn delay_step(job: &ClaimedJob, node: &CompiledNode) -> NodeCommit {

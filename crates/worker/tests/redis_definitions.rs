@@ -1,0 +1,329 @@
+//! A worker with a cold definition cache on Redis: a transient error while it loads the
+//! definition is retried, never committed as a failure; a definition that is really missing
+//! still fails the node with a clear error.
+//!
+//! The fault cannot be produced on demand against a real Redis, so the queue is the real
+//! `RedisQueue` (`REDIS_URL` or 127.0.0.1:6379, its own key prefix per test) behind a wrapper
+//! that fails or hides the definition loads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use spane_core::{
+    ExecutionId, ExecutionRecord, ExecutionStatus, NodeDefinition, NodeOutput, NodeRegistry,
+    NodeStatus, WorkflowDefinition, executor_fn,
+};
+use spane_queue::{
+    ClaimedJob, CommitOutcome, DeadLetterQueue, ExecutionControl, ExecutionQueue, HistoryFeed,
+    NodeCommit, PayloadStore, QueueError, QueueStats, RedisConfig, RedisQueue, ServerStats,
+    SharedLimits, StartExecution, WorkerId,
+};
+use spane_store::MemoryStore;
+use spane_worker::{Definitions, NodeProcessor, WorkerConfig, WorkerManager};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// What the wrapper does to definition loads.
+#[derive(Debug)]
+enum Fault {
+    /// The first `n` loads fail as if Redis were unreachable.
+    Unavailable(usize),
+    /// Every load finds nothing (the definition is not in the backend).
+    Missing,
+}
+
+/// The real Redis queue, with definition loads failing as `fault` says.
+#[derive(Debug)]
+struct FaultyDefinitions {
+    inner: RedisQueue,
+    fault: Fault,
+    loads: AtomicUsize,
+}
+
+#[async_trait]
+impl ExecutionQueue for FaultyDefinitions {
+    async fn start_execution(&self, start: StartExecution) -> Result<(), QueueError> {
+        self.inner.start_execution(start).await
+    }
+
+    async fn claim(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ClaimedJob>, QueueError> {
+        self.inner.claim(worker, max, wait).await
+    }
+
+    async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
+        self.inner.renew(job).await
+    }
+
+    async fn commit(
+        &self,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+    ) -> Result<CommitOutcome, QueueError> {
+        self.inner.commit(job, commit).await
+    }
+
+    async fn commit_and_claim(
+        &self,
+        worker: &WorkerId,
+        job: &ClaimedJob,
+        commit: NodeCommit,
+        next: usize,
+    ) -> Result<(CommitOutcome, Vec<ClaimedJob>), QueueError> {
+        self.inner.commit_and_claim(worker, job, commit, next).await
+    }
+
+    async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {
+        self.inner.release(job).await
+    }
+
+    async fn execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, QueueError> {
+        self.inner.execution(id).await
+    }
+
+    async fn execution_status(
+        &self,
+        id: ExecutionId,
+    ) -> Result<Option<ExecutionStatus>, QueueError> {
+        self.inner.execution_status(id).await
+    }
+
+    async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Value>, QueueError> {
+        self.inner.results(id).await
+    }
+
+    async fn definition(
+        &self,
+        workflow_id: &str,
+        version: u32,
+    ) -> Result<Option<WorkflowDefinition>, QueueError> {
+        let load = self.loads.fetch_add(1, Ordering::SeqCst);
+        match self.fault {
+            Fault::Unavailable(n) if load < n => Err(QueueError::Unavailable {
+                reason: format!("injected: Redis unreachable (definition load {})", load + 1),
+            }),
+            Fault::Unavailable(_) => self.inner.definition(workflow_id, version).await,
+            Fault::Missing => Ok(None),
+        }
+    }
+
+    fn stats(&self) -> QueueStats {
+        self.inner.stats()
+    }
+
+    async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
+        self.inner.server_stats().await
+    }
+
+    fn payloads(&self) -> Option<&dyn PayloadStore> {
+        self.inner.payloads()
+    }
+
+    fn history_feed(&self) -> Option<&dyn HistoryFeed> {
+        self.inner.history_feed()
+    }
+
+    fn limits(&self) -> Option<&dyn SharedLimits> {
+        self.inner.limits()
+    }
+
+    fn control(&self) -> Option<&dyn ExecutionControl> {
+        self.inner.control()
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterQueue> {
+        self.inner.dead_letters()
+    }
+}
+
+async fn redis_queue(test: &str) -> RedisQueue {
+    let url = std::env::var("SPANE_REDIS_URL")
+        .or_else(|_| std::env::var("REDIS_URL"))
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!(
+        "spane-defload-{test}-{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    RedisQueue::connect(RedisConfig::new(&url).prefix(prefix))
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {url} is needed for this test: {e}"))
+}
+
+fn registry() -> Arc<NodeRegistry> {
+    let mut r = NodeRegistry::new();
+    r.register(
+        "ok",
+        executor_fn(|_ctx| async move { Ok(NodeOutput::new(json!("ok"))) }),
+    );
+    Arc::new(r)
+}
+
+/// Starts a two-node chain through `queue` (which stores its definition in Redis).
+async fn start(queue: &FaultyDefinitions, registry: &NodeRegistry) -> ExecutionId {
+    let workflow = WorkflowDefinition::new("cold-cache", "cold cache")
+        .node(NodeDefinition::new("a", "ok"))
+        .node(NodeDefinition::new("b", "ok"))
+        .edge("a", "b");
+    let compiled = Arc::new(workflow.compile(registry).expect("valid workflow"));
+    let id = ExecutionId::new();
+    queue
+        .start_execution(StartExecution {
+            execution_id: id,
+            workflow: compiled,
+            workflow_version: 1,
+            initial_data: json!({}),
+            parent_execution_id: None,
+            depth: 0,
+            deadline: None,
+        })
+        .await
+        .expect("execution started");
+    id
+}
+
+/// One worker on `queue` whose definition cache is cold.
+fn cold_worker(queue: Arc<FaultyDefinitions>, registry: Arc<NodeRegistry>) -> WorkerManager {
+    let shared: Arc<dyn ExecutionQueue> = queue;
+    let store = Arc::new(MemoryStore::new());
+    // Nothing inserted: every definition comes from the queue (or the store).
+    let definitions = Arc::new(Definitions::new(registry, store.clone(), shared.clone()));
+    let processor =
+        Arc::new(NodeProcessor::new(shared.clone(), store, definitions).with_write_through(false));
+    WorkerManager::start(
+        shared,
+        processor,
+        WorkerConfig {
+            concurrency: 2,
+            claim_wait: Duration::from_millis(50),
+        },
+    )
+}
+
+/// Runs a two-node chain with one worker whose definition cache is cold; returns the record
+/// once the execution ended.
+async fn run_with_cold_cache(queue: Arc<FaultyDefinitions>) -> ExecutionRecord {
+    let registry = registry();
+    let id = start(&queue, &registry).await;
+    let worker = cold_worker(queue.clone(), registry);
+
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let status = loop {
+        let status = queue
+            .execution_status(id)
+            .await
+            .expect("status readable")
+            .expect("execution known");
+        if matches!(
+            status,
+            ExecutionStatus::Completed | ExecutionStatus::Failed | ExecutionStatus::Cancelled
+        ) {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "execution still {status:?} after {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    worker.shutdown(Duration::from_secs(5)).await;
+    let record = queue
+        .execution(id)
+        .await
+        .expect("record readable")
+        .expect("execution known");
+    assert_eq!(record.status, status);
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_error_loading_the_definition_is_retried_not_committed_as_a_failure() {
+    const FAILURES: usize = 3;
+    let queue = Arc::new(FaultyDefinitions {
+        inner: redis_queue("transient").await,
+        fault: Fault::Unavailable(FAILURES),
+        loads: AtomicUsize::new(0),
+    });
+    let record = run_with_cold_cache(queue.clone()).await;
+    assert_eq!(
+        record.status,
+        ExecutionStatus::Completed,
+        "a transient definition load error must not fail the execution: {record:?}"
+    );
+    assert!(record.error.is_none(), "{record:?}");
+    // Every failed load was retried, and the definition, once loaded, is cached.
+    assert_eq!(queue.loads.load(Ordering::SeqCst), FAILURES + 1);
+    let dead = queue
+        .dead_letters()
+        .expect("Redis keeps a dead-letter queue")
+        .count_dead_letters()
+        .await
+        .expect("dead letters readable");
+    assert_eq!(dead, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_definition_still_fails_the_node_with_a_clear_error() {
+    let queue = Arc::new(FaultyDefinitions {
+        inner: redis_queue("missing").await,
+        fault: Fault::Missing,
+        loads: AtomicUsize::new(0),
+    });
+    let record = run_with_cold_cache(queue.clone()).await;
+    assert_eq!(record.status, ExecutionStatus::Failed, "{record:?}");
+    let error = record.error.unwrap_or_default();
+    assert!(
+        error.contains("\"cold-cache\" version 1 not found"),
+        "the error names the missing definition: {error:?}"
+    );
+    // Not retried: one load, and the node failed for good.
+    assert_eq!(queue.loads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_back_a_job_whose_definition_cannot_be_loaded() {
+    let queue = Arc::new(FaultyDefinitions {
+        inner: redis_queue("shutdown").await,
+        fault: Fault::Unavailable(usize::MAX),
+        loads: AtomicUsize::new(0),
+    });
+    let registry = registry();
+    let id = start(&queue, &registry).await;
+    let worker = cold_worker(queue.clone(), registry);
+
+    // The worker has claimed the job and is retrying the load.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while queue.loads.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the definition load was not retried"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let report = worker.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(report.released, 1, "{report:?}");
+
+    // Nothing was committed: the execution still runs and its first node is claimable again.
+    let record = queue
+        .execution(id)
+        .await
+        .expect("record readable")
+        .expect("execution known");
+    assert_eq!(record.status, ExecutionStatus::Running, "{record:?}");
+    let a = record.node_results.get("a").map(|r| r.status);
+    assert_eq!(a, Some(NodeStatus::Pending), "{record:?}");
+    let again = queue
+        .inner
+        .claim(&WorkerId::new(), 1, Duration::from_secs(1))
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1, "the job was given back");
+    assert_eq!(again[0].node_id, "a");
+}
