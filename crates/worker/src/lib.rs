@@ -26,7 +26,7 @@ mod processor;
 
 pub use definitions::Definitions;
 pub use error::WorkerError;
-pub use history::{HistoryConfig, HistoryWriter};
+pub use history::{HISTORY_LAG, HISTORY_PENDING, HISTORY_WRITTEN, HistoryConfig, HistoryWriter};
 pub use manager::{ShutdownReport, WorkerConfig, WorkerManager};
 pub use outcome::decide;
 pub use processor::NodeProcessor;
