@@ -147,6 +147,33 @@ impl CommitPlan {
     }
 }
 
+impl CommitPlan {
+    /// The event of the committed node, when the commit applies while its execution runs (or
+    /// is paused): `completed` (carrying the stored output), `failed`, `retrying` or `delayed`.
+    /// Both backends emit exactly this; the Redis backend builds it in the worker.
+    pub fn event(&self, node: NodeIndex, attempt: u32) -> NodeEmit {
+        match self {
+            Self::Complete { .. } => NodeEmit {
+                attempt: Some(attempt),
+                with_output: true,
+                ..NodeEmit::new(node, NodeEventStatus::Completed)
+            },
+            Self::Continue { error, .. } => NodeEmit::failed(node, attempt, error, true),
+            Self::Fail { error } => NodeEmit::failed(node, attempt, error, false),
+            Self::Retry { error, delay, .. } => NodeEmit {
+                attempt: Some(attempt),
+                error: Some(error.clone()),
+                next_delay_ms: Some(millis(*delay)),
+                ..NodeEmit::new(node, NodeEventStatus::Retrying)
+            },
+            Self::Delay { delay } => NodeEmit {
+                next_delay_ms: Some(millis(*delay)),
+                ..NodeEmit::new(node, NodeEventStatus::Delayed)
+            },
+        }
+    }
+}
+
 /// Resolves `next_nodes` of `node` to child indices (`None`: all children), or names the first
 /// id that is not one of its children.
 pub fn resolve_routes(
@@ -217,6 +244,16 @@ pub struct NodeEmit {
 }
 
 impl NodeEmit {
+    /// The `failed` event of attempt `attempt`.
+    fn failed(node: NodeIndex, attempt: u32, error: &str, continued: bool) -> Self {
+        Self {
+            attempt: Some(attempt),
+            error: Some(error.to_owned()),
+            continued,
+            ..Self::new(node, NodeEventStatus::Failed)
+        }
+    }
+
     fn new(node: NodeIndex, status: NodeEventStatus) -> Self {
         Self {
             node,
@@ -410,11 +447,7 @@ impl ExecutionState {
                 let book = &mut self.books[node];
                 book.shown = Some(NodeStatus::Completed);
                 let mut effects = Effects::default();
-                effects.events.push(Emit::Node(NodeEmit {
-                    attempt: Some(attempt),
-                    with_output: true,
-                    ..NodeEmit::new(node, NodeEventStatus::Completed)
-                }));
+                effects.events.push(Emit::Node(plan.event(node, attempt)));
                 Ok(self.then(effects, t))
             }
             CommitPlan::Continue { error, .. } => self.fail_node(dag, node, attempt, error, true),
@@ -440,12 +473,7 @@ impl ExecutionState {
                 }
                 self.books[node].shown = Some(NodeStatus::Delayed);
                 effects.schedule = Some((node, *delay));
-                effects.events.push(Emit::Node(NodeEmit {
-                    attempt: Some(attempt),
-                    error: Some(error.clone()),
-                    next_delay_ms: Some(millis(*delay)),
-                    ..NodeEmit::new(node, NodeEventStatus::Retrying)
-                }));
+                effects.events.push(Emit::Node(plan.event(node, attempt)));
                 Ok(effects)
             }
             CommitPlan::Delay { delay } => {
@@ -459,10 +487,7 @@ impl ExecutionState {
                 book.delay_elapsed = true;
                 book.shown = Some(NodeStatus::Delayed);
                 effects.schedule = Some((node, *delay));
-                effects.events.push(Emit::Node(NodeEmit {
-                    next_delay_ms: Some(millis(*delay)),
-                    ..NodeEmit::new(node, NodeEventStatus::Delayed)
-                }));
+                effects.events.push(Emit::Node(plan.event(node, attempt)));
                 Ok(effects)
             }
         }
@@ -508,12 +533,9 @@ impl ExecutionState {
         book.error = Some(error.to_owned());
         book.continued = continued;
         let mut effects = Effects::default();
-        effects.events.push(Emit::Node(NodeEmit {
-            attempt: Some(attempt),
-            error: Some(error.to_owned()),
-            continued,
-            ..NodeEmit::new(node, NodeEventStatus::Failed)
-        }));
+        effects.events.push(Emit::Node(NodeEmit::failed(
+            node, attempt, error, continued,
+        )));
         if !continued {
             // A node of a cancelled execution is not worth retrying: no dead letter.
             if was != ExecutionStatus::Cancelled {

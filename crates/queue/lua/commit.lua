@@ -7,14 +7,15 @@
 -- finish"): as many as they asked for, from the head of the ready list, as claim.lua does.
 -- KEYS: ready, delayed, leases, events
 -- ARGV: SP, retention ms, events bounds (flush_events), lease ms, request nonce (for the
---       claims' replay memo, see claim.lua), then per commit 12 values:
+--       claims' replay memo, see claim.lua), then per commit 14 values:
 --       E, i, token, kind (complete|continue|fail|retry|delay), payload (data JSON or error
 --       text), routes ('*' for all children, or the chosen child indices, comma-separated) or,
 --       for continue, the output the children receive, per child of the node '1' when the
 --       node is its only parent and '0' otherwise (one character each), delay ms,
 --       consume attempt 0/1, fingerprint of this commit's content, the node's children from
 --       the worker's graph (comma-separated), so that one HMGET reads the node's fields and
---       its children's join counters, and how many next jobs the committer wants (0 or more)
+--       its children's join counters, how many next jobs the committer wants (0 or more),
+--       and the node's event as the worker built it, in two parts (see built_event)
 -- The commit was decided in the worker by spane_core::rules (CommitPlan::decide): routes are
 -- resolved, an unknown route is already a failure, and the continueOnFail output is built.
 -- Reply: { per commit two values: 'stale' or 'applied', and the finished status or '';
@@ -41,6 +42,7 @@ local function commit_one(b)
   local E, i, tok, kind = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local fp = ARGV[b + 9]
   local X = SP .. 'x:' .. E
+  local ev = { ARGV[b + 12], ARGV[b + 13] }
   local kids = split(ARGV[b + 10])
   local fields = { 'st', 's:' .. i, 't:' .. i, 'g', 'un', 'wfj', 'id:' .. i, 'a:' .. i,
     'cm:' .. i }
@@ -71,7 +73,7 @@ local function commit_one(b)
   done[#done + 1] = member
   -- The node's children come from the worker's graph of this version (ARGV), not from Redis.
   local c = { X = X, E = E, SP = SP, G = f[4], st = f[1], un = tonumber(f[5]), wfj = f[6],
-    now = now, ready = KEYS[1], children = ARGV[b + 10], H = {}, finished = '' }
+    now = now, ready = KEYS[1], children = ARGV[b + 10], H = {}, finished = '', ev = ev }
   do
     c.pre, c.single = {}, {}
     local single = ARGV[b + 6]
@@ -106,7 +108,6 @@ local function commit_one(b)
     local delay = tonumber(ARGV[b + 7])
     local H = { 't:' .. i, '', 'ns:' .. i, 'delayed', 'cm:' .. i, tok .. ' ' .. fp,
       'ra:' .. i, istr(now + delay) }
-    local extra = ',"nextDelayMs":' .. istr(delay)
     if kind == 'retry' then
       -- A retry asks the rate limiter again.
       H[#H + 1] = 'de:' .. i
@@ -117,13 +118,11 @@ local function commit_one(b)
       end
       H[#H + 1] = 'e:' .. i
       H[#H + 1] = payload
-      extra = ',"error":' .. cjson.encode(payload) .. ',"attempt":' .. attempt .. extra
-      node_event(E, c.wfj, idj, 'retrying', extra, now)
     else
       H[#H + 1] = 'de:' .. i
       H[#H + 1] = '1'
-      node_event(E, c.wfj, idj, 'delayed', extra, now)
     end
+    built_event(ev, nil, now)
     redis.call('HSET', X, unpack(H))
     local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
     redis.call('ZADD', KEYS[2], now + delay, member)
@@ -179,7 +178,7 @@ local function commit_one(b)
   return 'applied', c.finished
 end
 
-for b = 6, #ARGV, 12 do
+for b = 6, #ARGV, 14 do
   local n = #handed
   local tag, finished = commit_one(b)
   out[#out + 1] = tag

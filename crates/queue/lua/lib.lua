@@ -101,6 +101,17 @@ local function node_event(E, wfj, idj, status, extra, now)
     ',"timestamp":' .. istr(now) .. '}'
 end
 
+-- An event built by the worker (spane_core::CommitPlan::event), split in two so that the
+-- script adds what only it knows: `ev` is { head, tail }; the event is head, then
+-- ',"data":' .. data when `data` is given, then tail, then the timestamp.
+local function built_event(ev, data, now)
+  if data then
+    EV[#EV + 1] = ev[1] .. ',"data":' .. data .. ev[2] .. istr(now) .. '}'
+  else
+    EV[#EV + 1] = ev[1] .. ev[2] .. istr(now) .. '}'
+  end
+end
+
 local function wf_event(E, wfj, status, err, now)
   local e = ''
   if err then
@@ -141,7 +152,7 @@ end
 -- a comma-separated list of child indices; data: the output), 'continue' (failed with
 -- continueOnFail; data: the output its children receive) or 'fail'.
 -- `c` carries the execution: X, E, SP, G (its graph key), st, un, wfj, now, ready key, H (fields
--- to write).
+-- to write), and ev, the node's event as the worker built it (absent for a stall).
 local function settle(c, i, kind, routes, data, err, attempt, idj)
   local function set(k, v)
     c.H[#c.H + 1] = k
@@ -157,19 +168,23 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
     if routes then
       set('rt:' .. i, routes)
     end
-    node_event(c.E, c.wfj, idj, 'completed', ',"data":' .. data .. ',"attempt":' .. attempt, now)
+    built_event(c.ev, data, now)
   else
     local continued = kind == 'continue'
     set('s:' .. i, continued and 'K' or 'F')
     set('ns:' .. i, 'failed')
     set('e:' .. i, err)
-    local extra = ',"error":' .. cjson.encode(err) .. ',"attempt":' .. attempt
     if continued then
       -- The output the children receive, built by the worker (spane_core::failure_output).
       set('o:' .. i, data)
-      extra = extra .. ',"continued":true'
     end
-    node_event(c.E, c.wfj, idj, 'failed', extra, now)
+    if c.ev then
+      built_event(c.ev, nil, now)
+    else
+      -- A stall decided here (reclaim.lua): no worker reported an outcome.
+      node_event(c.E, c.wfj, idj, 'failed', ',"error":' .. cjson.encode(err) .. ',"attempt":' ..
+        attempt, now)
+    end
     if not continued then
       -- Failed for good: the node stays unresolved (a DLQ retry revives it) and the execution
       -- fails once.

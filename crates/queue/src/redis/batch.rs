@@ -25,7 +25,7 @@ const MAX_BATCH: usize = 256;
 
 /// The arguments of one commit (see `commit.lua`), in order.
 /// The last one is how many next jobs the committer wants.
-pub(super) type CommitArgs = [String; 12];
+pub(super) type CommitArgs = [String; 14];
 
 /// What `commit.lua` answered for one commit: `applied` or `stale`, the finished status, and
 /// the next jobs claimed for this committer (claim reply entries, see `claim.lua`).
@@ -95,7 +95,7 @@ async fn run(target: BatchTarget, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let mut args = Vec::with_capacity(target.head.len() + 1 + batch.len() * 12);
+        let mut args = Vec::with_capacity(target.head.len() + 1 + batch.len() * 14);
         args.extend(target.head.iter().cloned());
         // Identifies this call, so that a replay returns the jobs it claimed.
         args.push(ulid::Ulid::new().to_string());
