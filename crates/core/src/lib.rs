@@ -63,12 +63,12 @@ pub use executor::{
 pub use id::{ExecutionId, InvalidExecutionId};
 pub use record::{ExecutionRecord, NodeResult};
 pub use registry::{KeyExtractor, NodeRegistry, RateLimit};
+pub use rules::{
+    Attempt, CommitPlan, DeadLetterCause, DeadLetterPlan, Effects, Emit, Grant, NodeBook, NodeEmit,
+};
 pub use settings::{
     Backoff, BackoffKind, CircuitBreakerConfig, DELAY_NODE_TYPE, MAX_DURATION, NodeSettings,
     RetryPolicy, SUB_WORKFLOW_NODE_TYPE, SubWorkflowConfig, parse_human_duration,
-};
-pub use rules::{
-    Attempt, CommitPlan, DeadLetterCause, DeadLetterPlan, Effects, Emit, Grant, NodeBook, NodeEmit,
 };
 pub use state::{ExecutionState, NodeState, Transition, TransitionError};
 pub use status::{ExecutionStatus, NodeStatus};

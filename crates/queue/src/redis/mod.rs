@@ -439,7 +439,8 @@ impl RedisQueue {
         // Decided here by the core's rules; the script applies the plan.
         let graph = self.graph(&job.workflow_id, job.workflow_version).await?;
         let plan = CommitPlan::decide(&graph, job.node, job.attempt, commit.attempt());
-        let (event_head, event_tail) = built_event::split_event(job, &plan.event(job.node, job.attempt))?;
+        let (event_head, event_tail) =
+            built_event::split_event(job, &plan.event(job.node, job.attempt))?;
         let csv = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
         let (kind, payload, next, delay, consume) = match (plan, commit) {
             (CommitPlan::Complete { routes }, NodeCommit::Completed { data, .. }) => (
