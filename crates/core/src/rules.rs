@@ -282,6 +282,16 @@ pub enum Emit {
     },
 }
 
+impl Emit {
+    /// A `workflow:status` event without an error.
+    fn workflow(status: WorkflowEventStatus) -> Self {
+        Self::Workflow {
+            status,
+            error: None,
+        }
+    }
+}
+
 /// Everything one input changed, in the order a backend applies it.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
@@ -626,10 +636,9 @@ impl ExecutionState {
         };
         if was != ExecutionStatus::Running {
             self.error = None;
-            effects.events.push(Emit::Workflow {
-                status: WorkflowEventStatus::Resumed,
-                error: None,
-            });
+            effects
+                .events
+                .push(Emit::workflow(WorkflowEventStatus::Resumed));
         }
         Ok(effects)
     }
@@ -639,10 +648,9 @@ impl ExecutionState {
     pub fn pause_effects(&mut self) -> Result<Effects, ExecutionStatus> {
         let mut effects = Effects::default();
         if self.pause()? {
-            effects.events.push(Emit::Workflow {
-                status: WorkflowEventStatus::Paused,
-                error: None,
-            });
+            effects
+                .events
+                .push(Emit::workflow(WorkflowEventStatus::Paused));
         }
         Ok(effects)
     }
@@ -657,10 +665,9 @@ impl ExecutionState {
             self.books[r].shown = Some(NodeStatus::Pending);
         }
         effects.ready = ready;
-        effects.events.push(Emit::Workflow {
-            status: WorkflowEventStatus::Resumed,
-            error: None,
-        });
+        effects
+            .events
+            .push(Emit::workflow(WorkflowEventStatus::Resumed));
         Ok(effects)
     }
 
