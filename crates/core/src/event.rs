@@ -153,3 +153,77 @@ pub fn now_millis() -> i64 {
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }
+
+impl NodeEventStatus {
+    /// The wire name, for example `"retrying"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Retrying => "retrying",
+            Self::Skipped => "skipped",
+            Self::Delayed => "delayed",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeEventStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl WorkflowEventStatus {
+    /// The wire name, for example `"resumed"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Paused => "paused",
+            Self::Resumed => "resumed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkflowEventStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod status_names {
+    use super::*;
+
+    /// `as_str` is the serde wire name, for every variant.
+    #[test]
+    fn names_are_the_wire_names() {
+        use NodeEventStatus as N;
+        for s in [
+            N::Running,
+            N::Completed,
+            N::Failed,
+            N::Retrying,
+            N::Skipped,
+            N::Delayed,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        use WorkflowEventStatus as W;
+        for s in [
+            W::Started,
+            W::Completed,
+            W::Failed,
+            W::Paused,
+            W::Resumed,
+            W::Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
+    }
+}

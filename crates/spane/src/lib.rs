@@ -51,8 +51,8 @@ pub use spane_worker as worker;
 
 pub use spane_core::{
     EngineEvent, ExecutionContext, ExecutionId, ExecutionRecord, ExecutionStatus, NodeDefinition,
-    NodeError, NodeExecutor, NodeOutput, NodeRegistry, NodeResult, NodeStatus, WorkflowDefinition,
-    async_trait, executor_fn,
+    NodeError, NodeEvent, NodeEventStatus, NodeExecutor, NodeOutput, NodeRegistry, NodeResult,
+    NodeStatus, WorkflowDefinition, WorkflowEvent, WorkflowEventStatus, async_trait, executor_fn,
 };
 pub use spane_events::{EventFilter, EventStream};
 pub use spane_worker::ShutdownReport;
@@ -61,7 +61,8 @@ pub use spane_worker::ShutdownReport;
 pub mod prelude {
     pub use crate::{
         EngineEvent, EventFilter, ExecutionContext, ExecutionId, ExecutionRecord, ExecutionStatus,
-        NodeDefinition, NodeError, NodeExecutor, NodeOutput, NodeRegistry, NodeStatus,
-        WorkflowDefinition, WorkflowEngine, async_trait, executor_fn,
+        NodeDefinition, NodeError, NodeEvent, NodeEventStatus, NodeExecutor, NodeOutput,
+        NodeRegistry, NodeStatus, WorkflowDefinition, WorkflowEngine, WorkflowEvent,
+        WorkflowEventStatus, async_trait, executor_fn,
     };
 }
