@@ -17,6 +17,9 @@
 //! | [`BREAKER_STATE`] `spane_breaker_state` | gauge | `key` | What this worker last saw of a circuit breaker: 0 closed, 1 open (an attempt was rejected), 2 half-open (a probe was let through). |
 //! | [`RATE_LIMIT_WAITS`] `spane_rate_limit_waits_total` | counter | `key` | Nodes that had to wait for a rate-limit slot (`global` or `type:<node type>`). |
 //! | [`RATE_LIMIT_WAIT`] `spane_rate_limit_wait_seconds` | histogram | `key` | How long they waited for their slot. |
+//! | [`HISTORY_LAG`](crate::HISTORY_LAG) `spane_history_lag_seconds` | gauge | — | Write-behind history: age of the oldest transition not yet written to the store (0 when caught up). |
+//! | [`HISTORY_PENDING`](crate::HISTORY_PENDING) `spane_history_pending_executions` | gauge | — | Executions in the batch the history writer is working on. |
+//! | [`HISTORY_WRITTEN`](crate::HISTORY_WRITTEN) `spane_history_written_total` | counter | — | Execution records written to the store by the history writer. |
 //!
 //! `node_type` is the node's type in the definition (`delay` for delay nodes), or `unknown` when
 //! the pinned definition could not be loaded.
@@ -83,6 +86,19 @@ pub fn describe() {
         "Circuit breaker state last seen: 0 closed, 1 open, 2 half-open."
     );
     metrics::describe_counter!(RATE_LIMIT_WAITS, "Nodes that waited for a rate-limit slot.");
+    metrics::describe_gauge!(
+        crate::HISTORY_LAG,
+        metrics::Unit::Seconds,
+        "Age of the oldest transition the history writer has not written yet."
+    );
+    metrics::describe_gauge!(
+        crate::HISTORY_PENDING,
+        "Executions in the history writer's current batch."
+    );
+    metrics::describe_counter!(
+        crate::HISTORY_WRITTEN,
+        "Execution records written to the store by the history writer."
+    );
     metrics::describe_histogram!(
         RATE_LIMIT_WAIT,
         metrics::Unit::Seconds,
