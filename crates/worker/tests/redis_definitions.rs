@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,12 +35,41 @@ enum Fault {
     Missing,
 }
 
-/// The real Redis queue, with definition loads failing as `fault` says.
+/// The real Redis queue, with definition loads failing as `fault` says. It tells the test
+/// how many loads were made and which status the commit that ended the execution reported,
+/// so that the test waits on those events instead of polling.
 #[derive(Debug)]
 struct FaultyDefinitions {
     inner: RedisQueue,
     fault: Fault,
-    loads: AtomicUsize,
+    loads: tokio::sync::watch::Sender<usize>,
+    ended: tokio::sync::watch::Sender<Option<ExecutionStatus>>,
+}
+
+impl FaultyDefinitions {
+    async fn new(test: &str, fault: Fault) -> Arc<Self> {
+        Arc::new(Self {
+            inner: redis_queue(test).await,
+            fault,
+            loads: tokio::sync::watch::Sender::new(0),
+            ended: tokio::sync::watch::Sender::new(None),
+        })
+    }
+
+    /// Definition loads so far.
+    fn loads(&self) -> usize {
+        *self.loads.borrow()
+    }
+
+    /// Records the end of the execution when a commit reports it.
+    fn observe(&self, outcome: &CommitOutcome) {
+        if let CommitOutcome::Applied {
+            finished: Some(status),
+        } = outcome
+        {
+            self.ended.send_replace(Some(*status));
+        }
+    }
 }
 
 #[async_trait]
@@ -68,7 +96,9 @@ impl ExecutionQueue for FaultyDefinitions {
         job: &ClaimedJob,
         commit: NodeCommit,
     ) -> Result<CommitOutcome, QueueError> {
-        self.inner.commit(job, commit).await
+        let outcome = self.inner.commit(job, commit).await?;
+        self.observe(&outcome);
+        Ok(outcome)
     }
 
     async fn commit_and_claim(
@@ -78,7 +108,12 @@ impl ExecutionQueue for FaultyDefinitions {
         commit: NodeCommit,
         next: usize,
     ) -> Result<(CommitOutcome, Vec<ClaimedJob>), QueueError> {
-        self.inner.commit_and_claim(worker, job, commit, next).await
+        let (outcome, jobs) = self
+            .inner
+            .commit_and_claim(worker, job, commit, next)
+            .await?;
+        self.observe(&outcome);
+        Ok((outcome, jobs))
     }
 
     async fn release(&self, job: &ClaimedJob) -> Result<(), QueueError> {
@@ -105,7 +140,11 @@ impl ExecutionQueue for FaultyDefinitions {
         workflow_id: &str,
         version: u32,
     ) -> Result<Option<WorkflowDefinition>, QueueError> {
-        let load = self.loads.fetch_add(1, Ordering::SeqCst);
+        let mut load = 0;
+        self.loads.send_modify(|n| {
+            load = *n;
+            *n += 1;
+        });
         match self.fault {
             Fault::Unavailable(n) if load < n => Err(QueueError::Unavailable {
                 reason: format!("injected: Redis unreachable (definition load {})", load + 1),
@@ -214,25 +253,12 @@ async fn run_with_cold_cache(queue: Arc<FaultyDefinitions>) -> ExecutionRecord {
     let id = start(&queue, &registry).await;
     let worker = cold_worker(queue.clone(), registry);
 
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let status = loop {
-        let status = queue
-            .execution_status(id)
-            .await
-            .expect("status readable")
-            .expect("execution known");
-        if matches!(
-            status,
-            ExecutionStatus::Completed | ExecutionStatus::Failed | ExecutionStatus::Cancelled
-        ) {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "execution still {status:?} after {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let mut ended = queue.ended.subscribe();
+    let status = tokio::time::timeout(DEADLINE, ended.wait_for(Option::is_some))
+        .await
+        .unwrap_or_else(|_| panic!("the execution did not end within {DEADLINE:?}"))
+        .map(|ended| ended.expect("an end was observed"))
+        .expect("the queue outlives the test");
     worker.shutdown(Duration::from_secs(5)).await;
     let record = queue
         .execution(id)
@@ -246,11 +272,7 @@ async fn run_with_cold_cache(queue: Arc<FaultyDefinitions>) -> ExecutionRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_error_loading_the_definition_is_retried_not_committed_as_a_failure() {
     const FAILURES: usize = 3;
-    let queue = Arc::new(FaultyDefinitions {
-        inner: redis_queue("transient").await,
-        fault: Fault::Unavailable(FAILURES),
-        loads: AtomicUsize::new(0),
-    });
+    let queue = FaultyDefinitions::new("transient", Fault::Unavailable(FAILURES)).await;
     let record = run_with_cold_cache(queue.clone()).await;
     assert_eq!(
         record.status,
@@ -259,7 +281,7 @@ async fn a_transient_error_loading_the_definition_is_retried_not_committed_as_a_
     );
     assert!(record.error.is_none(), "{record:?}");
     // Every failed load was retried, and the definition, once loaded, is cached.
-    assert_eq!(queue.loads.load(Ordering::SeqCst), FAILURES + 1);
+    assert_eq!(queue.loads(), FAILURES + 1);
     let dead = queue
         .dead_letters()
         .expect("Redis keeps a dead-letter queue")
@@ -271,11 +293,7 @@ async fn a_transient_error_loading_the_definition_is_retried_not_committed_as_a_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_definition_still_fails_the_node_with_a_clear_error() {
-    let queue = Arc::new(FaultyDefinitions {
-        inner: redis_queue("missing").await,
-        fault: Fault::Missing,
-        loads: AtomicUsize::new(0),
-    });
+    let queue = FaultyDefinitions::new("missing", Fault::Missing).await;
     let record = run_with_cold_cache(queue.clone()).await;
     assert_eq!(record.status, ExecutionStatus::Failed, "{record:?}");
     let error = record.error.unwrap_or_default();
@@ -284,29 +302,22 @@ async fn a_missing_definition_still_fails_the_node_with_a_clear_error() {
         "the error names the missing definition: {error:?}"
     );
     // Not retried: one load, and the node failed for good.
-    assert_eq!(queue.loads.load(Ordering::SeqCst), 1);
+    assert_eq!(queue.loads(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_back_a_job_whose_definition_cannot_be_loaded() {
-    let queue = Arc::new(FaultyDefinitions {
-        inner: redis_queue("shutdown").await,
-        fault: Fault::Unavailable(usize::MAX),
-        loads: AtomicUsize::new(0),
-    });
+    let queue = FaultyDefinitions::new("shutdown", Fault::Unavailable(usize::MAX)).await;
     let registry = registry();
     let id = start(&queue, &registry).await;
     let worker = cold_worker(queue.clone(), registry);
 
     // The worker has claimed the job and is retrying the load.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while queue.loads.load(Ordering::SeqCst) < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the definition load was not retried"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let mut loads = queue.loads.subscribe();
+    tokio::time::timeout(DEADLINE, loads.wait_for(|n| *n >= 2))
+        .await
+        .expect("the definition load was retried")
+        .expect("the queue outlives the test");
     let report = worker.shutdown(Duration::from_millis(100)).await;
     assert_eq!(report.released, 1, "{report:?}");
 

@@ -277,9 +277,11 @@ impl Exec {
         node: NodeIndex,
         events: &mut Events,
     ) -> Option<Vec<NodeIndex>> {
+        let was_running = self.state.status() == ExecutionStatus::Running;
         let effects = self.state.revive_node(&self.dag, node).ok()?;
         self.slots[node].finished_at = None;
-        if !effects.events.is_empty() {
+        if !was_running {
+            // A failed execution runs again.
             self.finished_at = None;
         }
         Some(self.apply(effects, events).ready)

@@ -61,7 +61,7 @@ impl RedisQueue {
         version: u32,
     ) -> Option<Arc<CompiledWorkflow>> {
         let graphs = self.inner.graphs.lock().ok()?;
-        graphs.get(&(workflow_id.to_owned(), version)).cloned()
+        graphs.get(workflow_id)?.get(&version).cloned()
     }
 
     pub(super) fn remember_graph(
@@ -71,7 +71,9 @@ impl RedisQueue {
     ) -> Arc<CompiledWorkflow> {
         if let Ok(mut graphs) = self.inner.graphs.lock() {
             graphs
-                .entry((graph.id().to_owned(), version))
+                .entry(graph.id().to_owned())
+                .or_default()
+                .entry(version)
                 .or_insert_with(|| graph.clone());
         }
         graph

@@ -62,8 +62,9 @@ struct Inner {
     scripts: Scripts,
     config: RedisConfig,
     keys: Keys,
-    /// Compiled graphs by (workflow, version): each one published to Redis once.
-    graphs: Mutex<HashMap<(String, u32), Arc<CompiledWorkflow>>>,
+    /// Compiled graphs by workflow, then version: each one published to Redis once. Keyed
+    /// in two levels so that a lookup, once per commit and per claimed job, allocates nothing.
+    graphs: Mutex<HashMap<String, HashMap<u32, Arc<CompiledWorkflow>>>>,
     last_reclaim: Mutex<Option<Instant>>,
     round_trips: Arc<AtomicU64>,
     commits: batch::CommitBatcher,

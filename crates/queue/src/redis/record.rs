@@ -68,17 +68,17 @@ pub(super) fn claimed_job(
         Json::Object(m) => m,
         other => return Err(corrupt(format!("previous results {other}"))),
     };
+    // The script lists the live parents in the order of the node's inputs (its `p:i`, which is
+    // the graph's parent list), so no sort and no search per parent is needed here.
     let mut parents = Vec::with_capacity(previous.len());
     for (index, output) in previous {
         let p = index
             .parse::<usize>()
             .ok()
-            .filter(|p| graph.node(node).parents.contains(p))
+            .filter(|&p| p < graph.nodes().len())
             .ok_or_else(|| corrupt(format!("parent index {index:?} of node {node}")))?;
         parents.push((p, output));
     }
-    // In the order of the node's inputs, as the memory backend gives them.
-    parents.sort_by_key(|(p, _)| graph.node(node).parents.iter().position(|q| q == p));
     let initial = if graph.node(node).parents.is_empty() {
         json(&text(&f[6]), "initial data")?
     } else {
