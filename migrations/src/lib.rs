@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `workflows` | one row per workflow: name, `active`, `latest_version`, timestamps |
 //! | `workflow_versions` | every definition version, unique per `(workflow_id, version)`, with its content hash |
-//! | `executions` | one row per execution: pinned version, status, parent and depth, initial data, metadata, error, timestamps |
+//! | `executions` | one row per execution: pinned version, status, parent (execution and node) and depth, initial data, metadata, error, timestamps |
 //! | `node_results` | one row per `(execution_id, node_id)` (unique): status, data, error, attempts, timestamps |
 //! | `dlq_items` | nodes that failed for good, one per `(execution_id, node_id)` |
 //! | `logs` | log lines of executions and nodes |
@@ -38,6 +38,7 @@ mod collate;
 mod m20261125_000001_workflows;
 mod m20261125_000002_executions;
 mod m20261125_000003_operations;
+mod m20261130_000004_parent_node;
 
 pub use sea_orm_migration;
 pub use sea_orm_migration::MigratorTrait;
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_workflows::Migration),
             Box::new(m20261125_000002_executions::Migration),
             Box::new(m20261125_000003_operations::Migration),
+            Box::new(m20261130_000004_parent_node::Migration),
         ]
     }
 

@@ -43,6 +43,21 @@ async fn exercise(db: &DatabaseConnection) {
             "after step {i}"
         );
     }
+    // The fourth adds the parent's node of a sub-workflow's execution.
+    let manager = SchemaManager::new(db);
+    assert!(
+        !manager
+            .has_column("executions", "parent_node_id")
+            .await
+            .unwrap()
+    );
+    Migrator::up(db, Some(1)).await.expect("up one step");
+    assert!(
+        manager
+            .has_column("executions", "parent_node_id")
+            .await
+            .unwrap()
+    );
     assert!(
         Migrator::get_pending_migrations(db)
             .await
@@ -107,6 +122,13 @@ async fn exercise(db: &DatabaseConnection) {
     }
 
     // Down, one migration at a time, newest first.
+    Migrator::down(db, Some(1)).await.expect("down one step");
+    assert!(
+        !manager
+            .has_column("executions", "parent_node_id")
+            .await
+            .unwrap()
+    );
     for (i, tables) in STEPS.iter().enumerate().rev() {
         Migrator::down(db, Some(1)).await.expect("down one step");
         assert!(

@@ -64,6 +64,13 @@ pub enum ValidationError {
         /// The nodes of the cycle, first node repeated at the end.
         path: Vec<String>,
     },
+    /// Sub-workflow nodes call workflows that call this one back (A calls B calls A): the
+    /// chain of workflow ids, first repeated at the end.
+    #[error("sub-workflow cycle: {}", chain.join(" -> "))]
+    SubWorkflowCycle {
+        /// The workflow ids of the cycle.
+        chain: Vec<String>,
+    },
     /// No node is without inputs.
     #[error("workflow has no root node (every node has inputs)")]
     NoRoot,

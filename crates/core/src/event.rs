@@ -110,6 +110,12 @@ pub struct WorkflowEvent {
     pub workflow_id: String,
     /// What happened.
     pub status: WorkflowEventStatus,
+    /// For a sub-workflow's execution: the parent execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_execution_id: Option<ExecutionId>,
+    /// For a sub-workflow's execution: the parent's node that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_node_id: Option<String>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

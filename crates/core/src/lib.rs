@@ -45,6 +45,7 @@ pub mod rules;
 mod settings;
 mod state;
 mod status;
+pub mod subworkflow;
 
 pub use breaker::{BreakerDecision, BreakerState, BreakerStatus};
 pub use dag::{AnyNodeType, CompiledNode, CompiledWorkflow, NodeIndex, NodeTypes, parse_cron};
@@ -72,3 +73,4 @@ pub use settings::{
 };
 pub use state::{ExecutionState, NodeState, Transition, TransitionError};
 pub use status::{ExecutionStatus, NodeStatus};
+pub use subworkflow::{ChildFailure, MAX_DEPTH};

@@ -25,6 +25,9 @@ pub struct ExecutionRecord {
     /// The execution that started this one as a sub-workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_execution_id: Option<ExecutionId>,
+    /// The node of the parent execution that started this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_node_id: Option<String>,
     /// Nesting depth: 0 for a top-level execution.
     pub depth: u32,
     /// Why it failed.

@@ -35,6 +35,7 @@ use serde_json::Value;
 use crate::dag::{CompiledWorkflow, NodeIndex};
 use crate::data::failure_output;
 use crate::event::{NodeEventStatus, WorkflowEventStatus};
+use crate::id::ExecutionId;
 use crate::state::{ExecutionState, NodeState, Transition, TransitionError};
 use crate::status::{ExecutionStatus, NodeStatus};
 
@@ -53,6 +54,9 @@ pub enum Attempt<'a> {
         error: &'a str,
         /// Whether the node's children run anyway (`continueOnFail`).
         continue_on_fail: bool,
+        /// Fields added to the failure output the children receive when the node continues
+        /// (an object; for a sub-workflow node, the child's `partialResults`).
+        details: Option<&'a Value>,
     },
     /// Run the node again after `delay`.
     Retry {
@@ -68,6 +72,9 @@ pub enum Attempt<'a> {
         /// How long to wait.
         delay: Duration,
     },
+    /// A sub-workflow node started its child execution (bound with
+    /// [`ExecutionState::bind_child`]) and gives its worker slot back while the child runs.
+    AwaitChild,
 }
 
 /// A commit decided before it is applied: everything that depends only on the definition.
@@ -105,6 +112,9 @@ pub enum CommitPlan {
         /// How long to wait.
         delay: Duration,
     },
+    /// A sub-workflow node waits for its child, holding no lease: the node stays ready (not
+    /// handed out again) until the child's end is committed for it.
+    AwaitChild,
 }
 
 impl CommitPlan {
@@ -116,9 +126,14 @@ impl CommitPlan {
         attempt: u32,
         outcome: Attempt<'_>,
     ) -> Self {
-        let failed = |error: String, continued: bool| {
+        let failed = |error: String, continued: bool, details: Option<&Value>| {
             if continued {
-                let output = failure_output(&dag.node(node).id, &error, attempt);
+                let mut output = failure_output(&dag.node(node).id, &error, attempt);
+                if let (Value::Object(out), Some(Value::Object(extra))) = (&mut output, details) {
+                    for (k, v) in extra {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
                 Self::Continue { error, output }
             } else {
                 Self::Fail { error }
@@ -127,12 +142,17 @@ impl CommitPlan {
         match outcome {
             Attempt::Completed { next_nodes } => match resolve_routes(dag, node, next_nodes) {
                 Ok(routes) => Self::Complete { routes },
-                Err(err) => failed(err.to_string(), dag.node(node).settings.continue_on_fail),
+                Err(err) => failed(
+                    err.to_string(),
+                    dag.node(node).settings.continue_on_fail,
+                    None,
+                ),
             },
             Attempt::Failed {
                 error,
                 continue_on_fail,
-            } => failed(error.to_owned(), continue_on_fail),
+                details,
+            } => failed(error.to_owned(), continue_on_fail, details),
             Attempt::Retry {
                 error,
                 delay,
@@ -143,16 +163,19 @@ impl CommitPlan {
                 consume_attempt,
             },
             Attempt::Delay { delay } => Self::Delay { delay },
+            Attempt::AwaitChild => Self::AwaitChild,
         }
     }
 }
 
 impl CommitPlan {
     /// The event of the committed node, when the commit applies while its execution runs (or
-    /// is paused): `completed` (carrying the stored output), `failed`, `retrying` or `delayed`.
+    /// is paused): `completed` (carrying the stored output), `failed`, `retrying` or `delayed`
+    /// (a node that starts waiting for its child has no event of its own: its `running` event
+    /// was emitted at the claim, and the child's `started` event names it).
     /// Both backends emit exactly this; the Redis backend builds it in the worker.
-    pub fn event(&self, node: NodeIndex, attempt: u32) -> NodeEmit {
-        match self {
+    pub fn event(&self, node: NodeIndex, attempt: u32) -> Option<NodeEmit> {
+        Some(match self {
             Self::Complete { .. } => NodeEmit {
                 attempt: Some(attempt),
                 with_output: true,
@@ -170,7 +193,8 @@ impl CommitPlan {
                 next_delay_ms: Some(millis(*delay)),
                 ..NodeEmit::new(node, NodeEventStatus::Delayed)
             },
-        }
+            Self::AwaitChild => return None,
+        })
     }
 }
 
@@ -347,6 +371,10 @@ pub struct NodeBook {
     pub continued: bool,
     /// The last error.
     pub error: Option<String>,
+    /// For a sub-workflow node: the child execution bound to its current run
+    /// ([`ExecutionState::bind_child`]); a retry or a dead-letter retry unbinds it, so that
+    /// the next run starts a fresh child.
+    pub child: Option<ExecutionId>,
 }
 
 impl NodeBook {
@@ -359,6 +387,7 @@ impl NodeBook {
             delay_elapsed: false,
             continued: false,
             error: None,
+            child: None,
         }
     }
 }
@@ -436,6 +465,20 @@ impl ExecutionState {
         })
     }
 
+    /// Binds a child execution to the current run of sub-workflow node `node` and returns the
+    /// child that run starts: the one bound already when there is one (a replayed or stalled
+    /// claim starts no second child), `proposed` otherwise. The node must be ready (handed
+    /// out).
+    pub fn bind_child(
+        &mut self,
+        dag: &CompiledWorkflow,
+        node: NodeIndex,
+        proposed: ExecutionId,
+    ) -> Result<ExecutionId, TransitionError> {
+        self.check_ready(dag, node)?;
+        Ok(*self.books[node].child.get_or_insert(proposed))
+    }
+
     /// A claimed job given back unrun (its worker shut down): it is ready again.
     pub fn release(&mut self, node: NodeIndex) {
         if self.nodes[node] == NodeState::Ready {
@@ -457,7 +500,9 @@ impl ExecutionState {
                 let book = &mut self.books[node];
                 book.shown = Some(NodeStatus::Completed);
                 let mut effects = Effects::default();
-                effects.events.push(Emit::Node(plan.event(node, attempt)));
+                effects
+                    .events
+                    .extend(plan.event(node, attempt).map(Emit::Node));
                 Ok(self.then(effects, t))
             }
             CommitPlan::Continue { error, .. } => self.fail_node(dag, node, attempt, error, true),
@@ -473,8 +518,9 @@ impl ExecutionState {
                 if *consume_attempt {
                     book.next_attempt = attempt + 1;
                 }
-                // A retry asks the rate limiter again.
+                // A retry asks the rate limiter again, and starts a fresh child.
                 book.delay_elapsed = false;
+                book.child = None;
                 book.error = Some(error.clone());
                 let mut effects = Effects::default();
                 if ended {
@@ -483,8 +529,16 @@ impl ExecutionState {
                 }
                 self.books[node].shown = Some(NodeStatus::Delayed);
                 effects.schedule = Some((node, *delay));
-                effects.events.push(Emit::Node(plan.event(node, attempt)));
+                effects
+                    .events
+                    .extend(plan.event(node, attempt).map(Emit::Node));
                 Ok(effects)
+            }
+            CommitPlan::AwaitChild => {
+                // The node stays ready and is not handed out again: the child's end is
+                // committed for it under the same token.
+                self.check_ready(dag, node)?;
+                Ok(Effects::default())
             }
             CommitPlan::Delay { delay } => {
                 self.check_ready(dag, node)?;
@@ -497,7 +551,9 @@ impl ExecutionState {
                 book.delay_elapsed = true;
                 book.shown = Some(NodeStatus::Delayed);
                 effects.schedule = Some((node, *delay));
-                effects.events.push(Emit::Node(plan.event(node, attempt)));
+                effects
+                    .events
+                    .extend(plan.event(node, attempt).map(Emit::Node));
                 Ok(effects)
             }
         }
@@ -627,6 +683,7 @@ impl ExecutionState {
         let book = &mut self.books[node];
         book.next_attempt = 1;
         book.stalls = 0;
+        book.child = None;
         for &r in &t.ready {
             self.books[r].shown = Some(NodeStatus::Pending);
         }

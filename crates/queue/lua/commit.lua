@@ -8,7 +8,7 @@
 -- KEYS: ready, delayed, leases, events
 -- ARGV: SP, retention ms, events bounds (flush_events), lease ms, request nonce (for the
 --       claims' replay memo, see claim.lua), then per commit 14 values:
---       E, i, token, kind (complete|continue|fail|retry|delay), payload (data JSON or error
+--       E, i, token, kind (complete|continue|fail|retry|delay|await), payload (data JSON or error
 --       text), routes ('*' for all children, or the chosen child indices, comma-separated) or,
 --       for continue, the output the children receive, per child of the node '1' when the
 --       node is its only parent and '0' otherwise (one character each), delay ms,
@@ -85,6 +85,14 @@ local function commit_one(b)
   local idj, attempt = f[7], f[8] or '1'
   local payload = ARGV[b + 4]
 
+  if kind == 'await' then
+    -- A sub-workflow node started its child: its lease goes (with the others in `done`), its
+    -- token stays ('t:i'), so that the child's end is committed for it later under the same
+    -- token, exactly once (crates/queue/src/children.rs). It is not handed out meanwhile.
+    redis.call('HSET', X, 'cm:' .. i, tok .. ' ' .. fp)
+    return 'applied', ''
+  end
+
   if (kind == 'retry' or kind == 'delay') and c.st ~= 'running' and c.st ~= 'paused' then
     -- The execution ended while this attempt ran. The node only waited, so it does not fail
     -- and makes no dead letter: it is held (pending), as spane_core::rules decides, and a
@@ -93,6 +101,8 @@ local function commit_one(b)
     if kind == 'retry' then
       H[#H + 1] = 'de:' .. i
       H[#H + 1] = '0'
+      H[#H + 1] = 'ch:' .. i
+      H[#H + 1] = ''
       H[#H + 1] = 'e:' .. i
       H[#H + 1] = payload
       if ARGV[b + 8] == '1' then
@@ -109,9 +119,11 @@ local function commit_one(b)
     local H = { 't:' .. i, '', 'ns:' .. i, 'delayed', 'cm:' .. i, tok .. ' ' .. fp,
       'ra:' .. i, istr(now + delay) }
     if kind == 'retry' then
-      -- A retry asks the rate limiter again.
+      -- A retry asks the rate limiter again, and starts a fresh child.
       H[#H + 1] = 'de:' .. i
       H[#H + 1] = '0'
+      H[#H + 1] = 'ch:' .. i
+      H[#H + 1] = ''
       if ARGV[b + 8] == '1' then
         H[#H + 1] = 'na:' .. i
         H[#H + 1] = istr(tonumber(attempt) + 1)

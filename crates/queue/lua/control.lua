@@ -19,7 +19,7 @@ if action == 'pause' then
     return { 'denied', st }
   end
   redis.call('HSET', X, 'st', 'paused')
-  wf_event(E, f[3], 'paused', nil, now)
+  wf_event(X, E, f[3], 'paused', nil, now)
   flush_events(KEYS[2], trim)
   return { 'ok', 'paused' }
 elseif action == 'resume' then
@@ -48,7 +48,7 @@ elseif action == 'resume' then
   if #push > 0 then
     push_all('RPUSH', KEYS[1], push)
   end
-  wf_event(E, f[3], 'resumed', nil, now)
+  wf_event(X, E, f[3], 'resumed', nil, now)
   flush_events(KEYS[2], trim)
   return { 'ok', 'running' }
 else
@@ -60,7 +60,7 @@ else
   end
   redis.call('HSET', X, 'st', 'cancelled', 'fa', istr(now))
   redis.call('PEXPIRE', X, tonumber(ARGV[5]))
-  wf_event(E, f[3], 'cancelled', nil, now)
+  wf_event(X, E, f[3], 'cancelled', nil, now)
   flush_events(KEYS[2], trim)
   redis.call('PUBLISH', ARGV[6], E)
   return { 'ok', 'cancelled' }

@@ -6,6 +6,9 @@
 --   st        execution status: running | completed | failed | cancelled
 --   wf, wfj   workflow id, and the same as a JSON string
 --   ver, par, dep, init, ca, fa, err   version, parent, depth, initial JSON, created, finished, error
+--   pnd, lk   for a sub-workflow's execution: the parent's node id, and the parent link as the
+--             JSON fields its workflow events carry (',"parentExecutionId":..,"parentNodeId":..')
+--   kids      the child executions this one started (comma-separated ids)
 --   un        nodes not resolved yet;  n  node count;  tok  last fencing token handed out
 --   g         the key of the definition version's graph hash, SP .. 'g:' .. wf .. ':' .. ver,
 --             written once per version (not per execution): p:i / c:i, the parents and children
@@ -19,6 +22,7 @@
 --   a:i na:i  attempt running / attempt the next claim runs (absent: 1);  t:i  current lease token
 --   ts:i tf:i de:i sc:i  started, finished, delay elapsed, stall count;  dlq:i  DLQ item JSON
 --   ra:i      when the node last became claimable (for the queue-wait metric)
+--   ch:i      for a sub-workflow node: the child bound to its current run ('' or absent: none)
 --   cm:i      the last applied commit: token, content fingerprint and decided status,
 --             space-separated
 --   _h        padding that keeps the hash a real hash table (see PAD)
@@ -112,13 +116,22 @@ local function built_event(ev, data, now)
   end
 end
 
-local function wf_event(E, wfj, status, err, now)
+-- A workflow event of execution E (hash X). A sub-workflow's execution carries its parent
+-- link in every workflow event; when it ends (completed, failed, cancelled), it is also
+-- recorded in its shard's 'ended' set, the outbox its parent's resumption reads (see
+-- crates/queue/src/children.rs): in the same step that ended it.
+local function wf_event(X, E, wfj, status, err, now)
   local e = ''
   if err then
     e = ',"error":' .. cjson.encode(err)
   end
+  local lk = redis.call('HGET', X, 'lk') or ''
   EV[#EV + 1] = '{"type":"workflow:status","executionId":"' .. E .. '","workflowId":' .. wfj ..
-    ',"status":"' .. status .. '"' .. e .. ',"timestamp":' .. istr(now) .. '}'
+    ',"status":"' .. status .. '"' .. lk .. e .. ',"timestamp":' .. istr(now) .. '}'
+  if lk ~= '' and (status == 'completed' or status == 'failed' or status == 'cancelled') then
+    local SP = string.sub(X, 1, #X - #E - 2)
+    redis.call('ZADD', SP .. 'ended', now, E)
+  end
 end
 
 -- Jobs that became ready during this call, pushed once at its end (flush_ready).
@@ -202,7 +215,7 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
         set('st', 'failed')
         set('err', msg)
         set('fa', istr(now))
-        wf_event(c.E, c.wfj, 'failed', msg, now)
+        wf_event(c.X, c.E, c.wfj, 'failed', msg, now)
       end
       return
     end
@@ -291,7 +304,7 @@ local function settle(c, i, kind, routes, data, err, attempt, idj)
     c.finished = 'completed'
     set('st', 'completed')
     set('fa', istr(now))
-    wf_event(c.E, c.wfj, 'completed', nil, now)
+    wf_event(c.X, c.E, c.wfj, 'completed', nil, now)
   end
 end
 

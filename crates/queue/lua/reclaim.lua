@@ -43,7 +43,7 @@ for _, E in ipairs(late) do
     local msg = 'execution deadline exceeded'
     redis.call('HSET', X, 'st', 'failed', 'err', msg, 'fa', istr(now))
     redis.call('PEXPIRE', X, tonumber(ARGV[3]))
-    wf_event(E, f[2], 'failed', msg, now)
+    wf_event(X, E, f[2], 'failed', msg, now)
     redis.call('PUBLISH', ARGV[5], E)
   end
 end

@@ -16,8 +16,9 @@ for k = 4, #ARGV do
   local i = ARGV[k]
   if redis.call('HGET', X, 's:' .. i) == 'F' then
     local m = E .. '|' .. i
+    -- A fresh run: a sub-workflow node starts a fresh child ('ch:i' unbound).
     for _, v in ipairs({ 's:' .. i, 'R', 'ns:' .. i, 'pending', 'na:' .. i, '1', 'sc:' .. i, '0',
-      'ra:' .. i, istr(now) }) do
+      'ra:' .. i, istr(now), 'ch:' .. i, '' }) do
       H[#H + 1] = v
     end
     gone[#gone + 1] = 'dlq:' .. i
@@ -50,7 +51,7 @@ if st == 'failed' then
   H[#H + 1] = 'running'
   gone[#gone + 1] = 'err'
   gone[#gone + 1] = 'fa'
-  wf_event(E, f[3], 'resumed', nil, now)
+  wf_event(X, E, f[3], 'resumed', nil, now)
 end
 hset_all(X, H)
 redis.call('HDEL', X, unpack(gone))

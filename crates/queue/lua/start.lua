@@ -2,7 +2,9 @@
 -- KEYS: ready, events, deadlines
 -- ARGV: SP, E, events bounds (flush_events), wf, wfj, ver, par, dep, init, n, deadline ms or '',
 --       request nonce, graph key (the definition version's parents and children, written once
---       per version by the client, see graphs.rs), then per node: idj, number of parents
+--       per version by the client, see graphs.rs), parent node id ('' for a top-level
+--       execution), parent link JSON fields ('' likewise; see 'lk' in lib.lua), then per node:
+--       idj, number of parents
 -- The nonce makes a replay of the same call (the client re-sends it after losing the reply)
 -- answer 'ok' instead of 'duplicate'.
 local SP, E, trim = ARGV[1], ARGV[2], ARGV[3]
@@ -20,6 +22,12 @@ local wfj = ARGV[5]
 local H = { 'st', 'running', 'wf', ARGV[4], 'wfj', wfj, 'ver', ARGV[6], 'par', ARGV[7],
   'dep', ARGV[8], 'init', ARGV[9], 'ca', istr(now), 'un', istr(n), 'n', istr(n), 'tok', '0',
   'rq', ARGV[12], 'g', ARGV[13], '_h', PAD }
+if ARGV[14] ~= '' then
+  H[#H + 1] = 'pnd'
+  H[#H + 1] = ARGV[14]
+  H[#H + 1] = 'lk'
+  H[#H + 1] = ARGV[15]
+end
 local roots = {}
 if ARGV[11] ~= '' then
   H[#H + 1] = 'dl'
@@ -27,7 +35,7 @@ if ARGV[11] ~= '' then
   redis.call('ZADD', KEYS[3], tonumber(ARGV[11]), E)
 end
 for n_i = 0, n - 1 do
-  local b = 14 + n_i * 2
+  local b = 16 + n_i * 2
   local i = istr(n_i)
   local np = ARGV[b + 1]
   H[#H + 1] = 'id:' .. i; H[#H + 1] = ARGV[b]
@@ -43,6 +51,7 @@ hset_all(X, H)
 if #roots > 0 then
   push_all('RPUSH', KEYS[1], roots)
 end
-wf_event(E, wfj, 'started', nil, now)
+-- The link is written above, so the started event carries it.
+wf_event(X, E, wfj, 'started', nil, now)
 flush_events(KEYS[2], trim)
 return 'ok'

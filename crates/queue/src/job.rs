@@ -39,7 +39,23 @@ impl fmt::Display for WorkerId {
 }
 
 /// A new execution for the queue to create: its roots become ready at once.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use serde_json::json;
+/// # use spane_core::{AnyNodeType, ExecutionId, NodeDefinition, WorkflowDefinition};
+/// use spane_queue::StartExecution;
+///
+/// let dag = WorkflowDefinition::new("w", "W")
+///     .node(NodeDefinition::new("a", "noop"))
+///     .compile(&AnyNodeType)
+///     .unwrap();
+/// let start = StartExecution::new(ExecutionId::new(), Arc::new(dag), 1, json!({"x": 1}))
+///     .deadline(Some(4_102_444_800_000));
+/// assert_eq!(start.depth, 0);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StartExecution {
     /// The new execution's id.
     pub execution_id: ExecutionId,
@@ -51,12 +67,50 @@ pub struct StartExecution {
     pub initial_data: Value,
     /// The parent execution, for a sub-workflow.
     pub parent_execution_id: Option<ExecutionId>,
+    /// The parent's node that started this execution, for a sub-workflow.
+    pub parent_node_id: Option<String>,
     /// Nesting depth.
     pub depth: u32,
     /// When the whole execution must have ended, milliseconds since the Unix epoch: past it,
     /// the execution fails ("execution deadline exceeded") and running executors are
     /// cancelled.
     pub deadline: Option<i64>,
+}
+
+impl StartExecution {
+    /// A top-level execution of `workflow` (pinned at `workflow_version`) whose roots receive
+    /// `initial_data`.
+    pub fn new(
+        execution_id: ExecutionId,
+        workflow: Arc<CompiledWorkflow>,
+        workflow_version: u32,
+        initial_data: Value,
+    ) -> Self {
+        Self {
+            execution_id,
+            workflow,
+            workflow_version,
+            initial_data,
+            parent_execution_id: None,
+            parent_node_id: None,
+            depth: 0,
+            deadline: None,
+        }
+    }
+
+    /// Makes it the child of node `node_id` of execution `parent`, at nesting depth `depth`.
+    pub fn child_of(mut self, parent: ExecutionId, node_id: impl Into<String>, depth: u32) -> Self {
+        self.parent_execution_id = Some(parent);
+        self.parent_node_id = Some(node_id.into());
+        self.depth = depth;
+        self
+    }
+
+    /// Sets the deadline of the whole execution (milliseconds since the Unix epoch).
+    pub fn deadline(mut self, deadline: Option<i64>) -> Self {
+        self.deadline = deadline;
+        self
+    }
 }
 
 /// A node job claimed by a worker, with everything needed to run it (one round trip).
@@ -115,6 +169,8 @@ pub enum NodeCommit {
         error: String,
         /// Record it as failed-and-continued and run the children.
         continue_on_fail: bool,
+        /// Fields added to the output the children receive when it continues (an object).
+        details: Option<Value>,
     },
     /// Run the node again after `delay`.
     Retry {
@@ -131,6 +187,24 @@ pub enum NodeCommit {
         /// How long to wait.
         delay: Duration,
     },
+    /// A sub-workflow node started `child` and waits for it without holding its lease: the
+    /// child's end is committed for the node later, exactly once, under the claim's token
+    /// (see [`ChildExecutions`](crate::ChildExecutions)).
+    AwaitChild {
+        /// The child execution.
+        child: ExecutionId,
+    },
+}
+
+impl NodeCommit {
+    /// A failure for good, without details.
+    pub fn failed(error: impl Into<String>, continue_on_fail: bool) -> Self {
+        Self::Failed {
+            error: error.into(),
+            continue_on_fail,
+            details: None,
+        }
+    }
 }
 
 impl NodeCommit {
@@ -143,9 +217,11 @@ impl NodeCommit {
             Self::Failed {
                 error,
                 continue_on_fail,
+                details,
             } => spane_core::Attempt::Failed {
                 error,
                 continue_on_fail: *continue_on_fail,
+                details: details.as_ref(),
             },
             Self::Retry {
                 error,
@@ -157,6 +233,7 @@ impl NodeCommit {
                 consume_attempt: *consume_attempt,
             },
             Self::Delay { delay } => spane_core::Attempt::Delay { delay: *delay },
+            Self::AwaitChild { .. } => spane_core::Attempt::AwaitChild,
         }
     }
 }

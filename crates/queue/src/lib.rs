@@ -10,7 +10,12 @@
 //! - [`MemoryQueue`] — in-process, no services: the embedded default.
 //! - [`RedisQueue`] — Redis 7: any number of worker processes share one Redis; claim and
 //!   commit are one server-side script each (Lua in `lua/*.lua`).
+//!
+//! Capabilities beyond the core trait are reached through accessors on it: pause/resume/cancel
+//! ([`ExecutionControl`]), the dead-letter queue ([`DeadLetterQueue`]), sub-workflow links
+//! ([`ChildExecutions`]), shared limits, payloads and the history feed.
 
+mod children;
 mod control;
 mod dlq;
 mod error;
@@ -22,6 +27,7 @@ mod payload;
 mod queue;
 mod redis;
 
+pub use children::ChildExecutions;
 pub use control::{CancelStream, ExecutionControl};
 pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, WorkflowDefinition};
 
+use crate::children::ChildExecutions;
 use crate::control::ExecutionControl;
 use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
@@ -135,6 +136,12 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
 
     /// Pause, resume and cancel, when this backend offers them.
     fn control(&self) -> Option<&dyn ExecutionControl> {
+        None
+    }
+
+    /// Sub-workflow links (binding children, resuming parents), when this backend runs
+    /// sub-workflows.
+    fn sub_workflows(&self) -> Option<&dyn ChildExecutions> {
         None
     }
 

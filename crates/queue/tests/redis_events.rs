@@ -48,17 +48,9 @@ fn workflow() -> Arc<CompiledWorkflow> {
 /// Starts one single-node execution: one append to the event stream.
 async fn start(q: &RedisQueue, workflow: &Arc<CompiledWorkflow>) -> ExecutionId {
     let id = ExecutionId::new();
-    q.start_execution(StartExecution {
-        execution_id: id,
-        workflow: workflow.clone(),
-        workflow_version: 1,
-        initial_data: json!({}),
-        parent_execution_id: None,
-        depth: 0,
-        deadline: None,
-    })
-    .await
-    .expect("execution started");
+    q.start_execution(StartExecution::new(id, workflow.clone(), 1, json!({})))
+        .await
+        .expect("execution started");
     id
 }
 

@@ -37,15 +37,12 @@ async fn start(q: &RedisQueue) -> ExecutionId {
         .node(NodeDefinition::new("b", "x"))
         .edge("a", "b");
     let id = ExecutionId::new();
-    q.start_execution(StartExecution {
-        execution_id: id,
-        workflow: Arc::new(wf.compile(&AnyNodeType).unwrap()),
-        workflow_version: 1,
-        initial_data: json!({}),
-        parent_execution_id: None,
-        depth: 0,
-        deadline: None,
-    })
+    q.start_execution(StartExecution::new(
+        id,
+        Arc::new(wf.compile(&AnyNodeType).unwrap()),
+        1,
+        json!({}),
+    ))
     .await
     .unwrap();
     id

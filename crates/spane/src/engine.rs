@@ -16,8 +16,8 @@ use spane_queue::{
 };
 use spane_store::{MemoryStore, Store};
 use spane_worker::{
-    Definitions, HistoryConfig, HistoryWriter, NodeProcessor, ShutdownReport, WorkerConfig,
-    WorkerManager,
+    Definitions, ExecutionStarter, HistoryConfig, HistoryWriter, NodeProcessor, ShutdownReport,
+    WorkerConfig, WorkerManager,
 };
 use tokio::time::Instant;
 
@@ -83,6 +83,17 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// What [`WorkflowEngine::cascade`] passes to sub-workflows.
+#[derive(Debug, Clone, Copy)]
+enum Cascade {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+/// The most sub-workflow executions one cascade (or one cycle check) visits.
+const CASCADE_LIMIT: usize = 10_000;
 
 /// A runtime for CPU-heavy executors; shut down in the background when the engine goes, so that
 /// dropping it inside async code is safe.
@@ -258,8 +269,10 @@ impl EngineBuilder {
                 .with_global_rate_limit(self.config.rate_limit)
                 .with_cpu_pool(cpu_pool.0.as_ref().map(|rt| rt.handle().clone())),
         );
+        let starter = ExecutionStarter::new(queue.clone(), store.clone());
         WorkflowEngine {
             inner: Arc::new(Inner {
+                starter,
                 registry,
                 queue,
                 store,
@@ -319,6 +332,7 @@ struct Inner {
     memory_store: Option<Arc<MemoryStore>>,
     bus: Arc<dyn EventBus>,
     definitions: Arc<Definitions>,
+    starter: ExecutionStarter,
     processor: Arc<NodeProcessor>,
     workers: Mutex<Vec<WorkerManager>>,
     config: EngineConfig,
@@ -362,8 +376,14 @@ impl WorkflowEngine {
 
     /// Validates and saves a definition; returns its version (unchanged definitions keep
     /// theirs). Executions already running keep the version they started with.
+    ///
+    /// A sub-workflow node may name a workflow that is not registered yet (register the child
+    /// later; until then the node fails at run time, naming it). A cycle of sub-workflow calls
+    /// through this definition over the workflows registered so far (A calls B calls A) is
+    /// refused with [`ValidationError::SubWorkflowCycle`](spane_core::ValidationError).
     pub async fn register_workflow(&self, definition: WorkflowDefinition) -> Result<u32, Error> {
         let compiled = Arc::new(definition.compile(self.inner.registry.as_ref())?);
+        self.check_sub_workflow_cycle(&definition).await?;
         let version = self.inner.store.save_workflow(&definition).await?;
         self.inner.definitions.insert(version, compiled);
         tracing::info!(workflow = %definition.id, version, "workflow registered");
@@ -413,37 +433,16 @@ impl WorkflowEngine {
         })?;
         let workflow = self.inner.definitions.get(workflow_id, version).await?;
         let execution_id = ExecutionId::new();
+        let deadline = options
+            .deadline
+            .map(|d| now_millis() + d.as_millis().min(i64::MAX as u128) as i64);
         self.inner
-            .store
-            .save_execution(&ExecutionRecord {
-                execution_id,
-                workflow_id: workflow_id.to_owned(),
-                workflow_version: version,
-                status: ExecutionStatus::Running,
-                initial_data: initial_data.clone(),
-                parent_execution_id: None,
-                depth: 0,
-                error: None,
-                created_at: now_millis(),
-                finished_at: None,
-                node_results: Default::default(),
-            })
+            .starter
+            .start(
+                StartExecution::new(execution_id, workflow, version, initial_data)
+                    .deadline(deadline),
+            )
             .await?;
-        self.inner
-            .queue
-            .start_execution(StartExecution {
-                execution_id,
-                workflow,
-                workflow_version: version,
-                initial_data,
-                parent_execution_id: None,
-                depth: 0,
-                deadline: options
-                    .deadline
-                    .map(|d| now_millis() + d.as_millis().min(i64::MAX as u128) as i64),
-            })
-            .await?;
-        spane_worker::metrics::execution_started();
         Ok(execution_id)
     }
 
@@ -548,21 +547,145 @@ impl WorkflowEngine {
 
     /// Pauses an execution: nodes not yet started are held (a delay that elapses meanwhile
     /// waits too); nodes already running finish and are recorded, and their children are held.
+    /// The sub-workflows it is waiting for are paused too (and theirs, recursively).
     /// Returns the new status; pausing a paused execution is harmless.
     pub async fn pause_execution(&self, id: ExecutionId) -> Result<ExecutionStatus, Error> {
-        Ok(self.control()?.pause(id).await?)
+        let status = self.control()?.pause(id).await?;
+        self.cascade(id, Cascade::Pause).await;
+        Ok(status)
     }
 
-    /// Resumes a paused execution: everything held runs. A finished, failed or cancelled
-    /// execution cannot be resumed ([`QueueError::NotAllowed`](spane_queue::QueueError)).
+    /// Resumes a paused execution: everything held runs, in its paused sub-workflows too. A
+    /// finished, failed or cancelled execution cannot be resumed
+    /// ([`QueueError::NotAllowed`](spane_queue::QueueError)).
     pub async fn resume_execution(&self, id: ExecutionId) -> Result<ExecutionStatus, Error> {
-        Ok(self.control()?.resume(id).await?)
+        let status = self.control()?.resume(id).await?;
+        self.cascade(id, Cascade::Resume).await;
+        Ok(status)
     }
 
     /// Cancels a running or paused execution: nothing that has not started will run, and the
-    /// executors still running are told through `ctx.cancellation` (in every process).
+    /// executors still running are told through `ctx.cancellation` (in every process). Its
+    /// running sub-workflows are cancelled too. Cancelling a sub-workflow's execution alone
+    /// fails its parent's node (or, with `continueOnFail`, continues it).
     pub async fn cancel_execution(&self, id: ExecutionId) -> Result<ExecutionStatus, Error> {
-        Ok(self.control()?.cancel(id).await?)
+        let status = self.control()?.cancel(id).await?;
+        self.cascade(id, Cascade::Cancel).await;
+        // A child's end resumes its parent; the workers' sweep would too, a moment later.
+        self.inner.processor.resume_parent(id).await;
+        Ok(status)
+    }
+
+    /// Applies a pause, resume or cancel of `id` to its sub-workflows that have not ended,
+    /// depth first. Best effort: a child that ended meanwhile is left alone; a child started
+    /// after this call is paused or cancelled by the worker that starts it.
+    async fn cascade(&self, id: ExecutionId, action: Cascade) {
+        let (Some(links), Some(control)) =
+            (self.inner.queue.sub_workflows(), self.inner.queue.control())
+        else {
+            return;
+        };
+        let mut stack = vec![id];
+        let mut seen = 0usize;
+        while let Some(parent) = stack.pop() {
+            let children = match links.children(parent).await {
+                Ok(children) => children,
+                Err(e) => {
+                    tracing::warn!(error = %e, %parent, "listing sub-workflows failed");
+                    continue;
+                }
+            };
+            for child in children {
+                seen += 1;
+                if seen > CASCADE_LIMIT {
+                    tracing::warn!(%id, "more sub-workflows than the cascade visits; the rest are left");
+                    return;
+                }
+                let status = match self.inner.queue.execution_status(child).await {
+                    Ok(Some(status)) if !status.is_terminal() => status,
+                    _ => continue,
+                };
+                let done = match (action, status) {
+                    (Cascade::Pause, ExecutionStatus::Running) => control.pause(child).await,
+                    (Cascade::Resume, ExecutionStatus::Paused) => control.resume(child).await,
+                    (Cascade::Cancel, _) => control.cancel(child).await,
+                    _ => Ok(status),
+                };
+                if let Err(e) = done {
+                    tracing::debug!(error = %e, %child, "passing a pause, resume or cancel to a sub-workflow");
+                }
+                stack.push(child);
+            }
+        }
+    }
+
+    /// The sub-workflow executions that `id` started, oldest first (a node retried after its
+    /// child failed started a fresh child: both are listed). Live while the backend holds the
+    /// execution, else from history.
+    pub async fn child_executions(&self, id: ExecutionId) -> Result<Vec<ExecutionId>, Error> {
+        if let Some(links) = self.inner.queue.sub_workflows()
+            && self.inner.queue.execution_status(id).await?.is_some()
+        {
+            return Ok(links.children(id).await?);
+        }
+        let query = spane_store::ExecutionQuery {
+            parent_execution_id: Some(id),
+            ..Default::default()
+        };
+        let mut children: Vec<ExecutionId> = self
+            .inner
+            .store
+            .list_executions(&query)
+            .await?
+            .into_iter()
+            .map(|r| r.execution_id)
+            .collect();
+        children.sort();
+        Ok(children)
+    }
+
+    /// The parent of a sub-workflow's execution: its execution id and the node that started it.
+    /// `None` for a top-level execution.
+    pub async fn parent_execution(
+        &self,
+        id: ExecutionId,
+    ) -> Result<Option<(ExecutionId, String)>, Error> {
+        let record = self
+            .get_execution(id)
+            .await?
+            .ok_or(Error::ExecutionNotFound(id))?;
+        Ok(record
+            .parent_execution_id
+            .map(|p| (p, record.parent_node_id.unwrap_or_default())))
+    }
+
+    /// Refuses a definition whose sub-workflow nodes call, through the workflows registered
+    /// so far, back into it.
+    async fn check_sub_workflow_cycle(&self, definition: &WorkflowDefinition) -> Result<(), Error> {
+        let mut calls: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut todo = spane_core::subworkflow::called_workflows(definition);
+        while let Some(id) = todo.pop() {
+            if id == definition.id || calls.contains_key(&id) {
+                continue;
+            }
+            let called = match self.inner.store.get_workflow(&id, None).await? {
+                Some(stored) => spane_core::subworkflow::called_workflows(&stored.definition),
+                None => Vec::new(),
+            };
+            todo.extend(called.iter().cloned());
+            calls.insert(id, called);
+            if calls.len() > CASCADE_LIMIT {
+                break;
+            }
+        }
+        let lookup = |id: &str| calls.get(id).cloned();
+        match spane_core::subworkflow::sub_workflow_cycle(definition, &lookup) {
+            None => Ok(()),
+            Some(chain) => Err(Error::Invalid(spane_core::ValidationErrors {
+                workflow_id: definition.id.clone(),
+                errors: vec![spane_core::ValidationError::SubWorkflowCycle { chain }],
+            })),
+        }
     }
 
     /// Pauses several executions; one result per id, in order.

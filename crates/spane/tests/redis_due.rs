@@ -206,15 +206,12 @@ async fn a_waiting_claim_returns_a_retry_scheduled_while_it_waits() {
     let worker = WorkerId::new();
     let mut jobs = Vec::new();
     for _ in 0..2 {
-        q.start_execution(StartExecution {
-            execution_id: ExecutionId::new(),
-            workflow: wf.clone(),
-            workflow_version: 1,
-            initial_data: json!({}),
-            parent_execution_id: None,
-            depth: 0,
-            deadline: None,
-        })
+        q.start_execution(StartExecution::new(
+            ExecutionId::new(),
+            wf.clone(),
+            1,
+            json!({}),
+        ))
         .await
         .unwrap();
         jobs.extend(q.claim(&worker, 1, DEADLINE).await.unwrap());

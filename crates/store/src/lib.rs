@@ -49,6 +49,7 @@
 //!     status: ExecutionStatus::Running,
 //!     initial_data: json!({ "n": 0, "ok": false, "s": "" }),
 //!     parent_execution_id: None,
+//!     parent_node_id: None,
 //!     depth: 0,
 //!     error: None,
 //!     created_at: 1_700_000_000_000,

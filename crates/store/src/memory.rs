@@ -241,6 +241,7 @@ impl ExecutionStore for MemoryStore {
                     status,
                     initial_data,
                     parent_execution_id,
+                    parent_node_id,
                     depth,
                     error,
                     created_at: _,
@@ -254,6 +255,7 @@ impl ExecutionStore for MemoryStore {
                     existing.initial_data.clone_from(initial_data);
                 }
                 existing.parent_execution_id = *parent_execution_id;
+                existing.parent_node_id.clone_from(parent_node_id);
                 existing.depth = *depth;
                 existing.error.clone_from(error);
                 existing.finished_at = *finished_at;

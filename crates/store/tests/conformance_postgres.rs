@@ -101,7 +101,7 @@ async fn concurrent_connects_migrate_once() {
         ))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 3, "three migrations, each recorded once");
+    assert_eq!(rows.len(), 4, "four migrations, each recorded once");
     let _ = db.close().await;
     factory.cleanup().await;
 }

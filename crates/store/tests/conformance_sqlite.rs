@@ -81,6 +81,7 @@ async fn history_survives_reconnecting_to_the_file() {
         status: ExecutionStatus::Completed,
         initial_data: json!({ "n": 0 }),
         parent_execution_id: None,
+        parent_node_id: None,
         depth: 0,
         error: None,
         created_at: 1,

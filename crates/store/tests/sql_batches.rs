@@ -132,6 +132,7 @@ fn batch(n: usize, nodes: usize, parent: Option<ExecutionId>) -> Vec<ExecutionRe
                 status: STATUSES[i % STATUSES.len()],
                 initial_data: tricky(i).unwrap_or(json!({"n": 0, "flag": false, "s": ""})),
                 parent_execution_id: parent,
+                parent_node_id: None,
                 depth: u32::from(parent.is_some()),
                 error: [None, Some(String::new()), Some("failed".to_owned())][i % 3].clone(),
                 created_at: i64::try_from(i).unwrap(),

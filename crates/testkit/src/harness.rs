@@ -56,15 +56,7 @@ pub(crate) fn compile(def: WorkflowDefinition) -> Arc<CompiledWorkflow> {
 
 /// A top-level execution of `workflow` (version 1) with `data`.
 pub(crate) fn start_of(workflow: &Arc<CompiledWorkflow>, data: Value) -> StartExecution {
-    StartExecution {
-        execution_id: ExecutionId::new(),
-        workflow: Arc::clone(workflow),
-        workflow_version: 1,
-        initial_data: data,
-        parent_execution_id: None,
-        depth: 0,
-        deadline: None,
-    }
+    StartExecution::new(ExecutionId::new(), Arc::clone(workflow), 1, data)
 }
 
 /// The node ids of `jobs`, for messages.

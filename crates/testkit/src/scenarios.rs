@@ -38,10 +38,7 @@ fn routed(data: Value, next: &[&str]) -> NodeCommit {
 }
 
 fn failed(error: &str, continue_on_fail: bool) -> NodeCommit {
-    NodeCommit::Failed {
-        error: error.to_owned(),
-        continue_on_fail,
-    }
+    NodeCommit::failed(error, continue_on_fail)
 }
 
 fn retry(delay: Duration, consume_attempt: bool) -> NodeCommit {
@@ -71,15 +68,8 @@ pub async fn start_makes_roots_claimable(factory: &dyn QueueFactory) {
     );
     let parent = ExecutionId::new();
     let data = json!({"order": 42, "items": ["a", "b"]});
-    let start = StartExecution {
-        execution_id: ExecutionId::new(),
-        workflow: Arc::clone(&wf),
-        workflow_version: 7,
-        initial_data: data.clone(),
-        parent_execution_id: Some(parent),
-        depth: 2,
-        deadline: None,
-    };
+    let start = StartExecution::new(ExecutionId::new(), Arc::clone(&wf), 7, data.clone())
+        .child_of(parent, "caller", 2);
     let id = q.start_execution(start.clone()).await;
 
     let record = q.record(id).await;
@@ -1177,11 +1167,9 @@ pub async fn definition_of_started_execution(factory: &dyn QueueFactory) {
         None,
         "nothing is known before a start"
     );
-    q.start_execution(StartExecution {
-        workflow_version: 3,
-        ..start_of(&wf, json!({}))
-    })
-    .await;
+    let mut start = start_of(&wf, json!({}));
+    start.workflow_version = 3;
+    q.start_execution(start).await;
     assert_eq!(
         definition("wf-pinned", 3).await.as_ref(),
         Some(wf.definition()),
@@ -1216,9 +1204,10 @@ pub async fn queues_are_isolated(factory: &dyn QueueFactory) {
     );
 
     let id2 = q2
-        .start_execution(StartExecution {
-            initial_data: json!("two"),
-            ..start
+        .start_execution({
+            let mut again = start;
+            again.initial_data = json!("two");
+            again
         })
         .await;
     assert_eq!(id2, id);

@@ -129,6 +129,7 @@ fn record(workflow: &str, status: ExecutionStatus, created_at: i64) -> Execution
         status,
         initial_data: json!({}),
         parent_execution_id: None,
+        parent_node_id: None,
         depth: 0,
         error: None,
         created_at,

@@ -69,20 +69,41 @@ impl Definitions {
             .insert(version, workflow);
     }
 
+    /// The latest version of `workflow_id` in the store and its compiled definition (what a
+    /// new execution of it runs, pinned); `None` when the workflow is not registered.
+    pub async fn latest(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<(u32, Arc<CompiledWorkflow>)>, WorkerError> {
+        let Some(stored) = self.store.get_workflow(workflow_id, None).await? else {
+            return Ok(None);
+        };
+        let version = stored.version;
+        if let Some(hit) = self.cached(workflow_id, version) {
+            return Ok(Some((version, hit)));
+        }
+        let compiled = Arc::new(stored.definition.compile(self.registry.as_ref())?);
+        self.insert(version, compiled.clone());
+        Ok(Some((version, compiled)))
+    }
+
+    fn cached(&self, workflow_id: &str, version: u32) -> Option<Arc<CompiledWorkflow>> {
+        self.cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(workflow_id)
+            .and_then(|versions| versions.get(&version))
+            .cloned()
+    }
+
     /// The compiled definition of `workflow_id` at `version`.
     pub async fn get(
         &self,
         workflow_id: &str,
         version: u32,
     ) -> Result<Arc<CompiledWorkflow>, WorkerError> {
-        if let Some(hit) = self
-            .cache
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(workflow_id)
-            .and_then(|versions| versions.get(&version))
-        {
-            return Ok(hit.clone());
+        if let Some(hit) = self.cached(workflow_id, version) {
+            return Ok(hit);
         }
         let definition = match self.queue.definition(workflow_id, version).await? {
             Some(d) => d,

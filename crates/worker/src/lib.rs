@@ -23,6 +23,8 @@ mod manager;
 pub mod metrics;
 mod outcome;
 mod processor;
+mod starter;
+mod subworkflow;
 
 pub use definitions::Definitions;
 pub use error::WorkerError;
@@ -30,3 +32,4 @@ pub use history::{HISTORY_LAG, HISTORY_PENDING, HISTORY_WRITTEN, HistoryConfig, 
 pub use manager::{ShutdownReport, WorkerConfig, WorkerManager};
 pub use outcome::decide;
 pub use processor::NodeProcessor;
+pub use starter::ExecutionStarter;

@@ -101,6 +101,24 @@ async fn report_dlq_size(queue: Arc<dyn ExecutionQueue>, stop: CancellationToken
     }
 }
 
+/// Resumes the parents of sub-workflows whose worker died between the child's end and the
+/// parent's resumption (every `every`, while the manager runs).
+async fn sweep_ended_children(
+    processor: Arc<NodeProcessor>,
+    stop: CancellationToken,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        processor.sweep_ended_children().await;
+    }
+}
+
 impl fmt::Debug for WorkerManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkerManager")
@@ -122,6 +140,11 @@ impl WorkerManager {
         let in_flight: InFlight = Arc::new(Mutex::new(HashMap::new()));
         let cancel_watch = tokio::spawn(watch_cancellations(queue.clone(), in_flight.clone()));
         tokio::spawn(report_dlq_size(queue.clone(), stop.clone()));
+        tokio::spawn(sweep_ended_children(
+            processor.clone(),
+            stop.clone(),
+            crate::subworkflow::sweep_every(config.claim_wait),
+        ));
         let claim_loop = tokio::spawn(claim_loop(
             queue.clone(),
             processor,

@@ -36,10 +36,7 @@ pub fn decide(
             error: e.message,
             consume_attempt: true,
         },
-        Err(e) => NodeCommit::Failed {
-            error: e.message,
-            continue_on_fail: settings.continue_on_fail,
-        },
+        Err(e) => NodeCommit::failed(e.message, settings.continue_on_fail),
     }
 }
 
@@ -94,7 +91,7 @@ mod tests {
         let s = settings(5, true);
         assert!(matches!(
             decide(&s, 1, Err(NodeError::fatal("bad input")), 0.5),
-            NodeCommit::Failed { continue_on_fail: true, ref error } if error == "bad input"
+            NodeCommit::Failed { continue_on_fail: true, ref error, .. } if error == "bad input"
         ));
     }
 

@@ -23,13 +23,15 @@ use crate::error::WorkerError;
 use crate::gate::Gate;
 use crate::metrics;
 use crate::outcome::decide;
+use crate::starter::ExecutionStarter;
 
 /// Runs claimed node jobs: resolve the pinned definition, build the context, run the executor
 /// (panics caught, timeout applied, lease renewed meanwhile), commit the outcome, record history.
 pub struct NodeProcessor {
-    queue: Arc<dyn ExecutionQueue>,
-    store: Arc<dyn ExecutionStore>,
-    definitions: Arc<Definitions>,
+    pub(crate) queue: Arc<dyn ExecutionQueue>,
+    pub(crate) store: Arc<dyn ExecutionStore>,
+    pub(crate) definitions: Arc<Definitions>,
+    pub(crate) starter: ExecutionStarter,
     gate: Gate,
     cpu_pool: Option<tokio::runtime::Handle>,
     write_through: bool,
@@ -82,6 +84,7 @@ impl NodeProcessor {
             global: None,
         };
         Self {
+            starter: ExecutionStarter::new(queue.clone(), store.clone()),
             queue,
             store,
             definitions,
@@ -155,10 +158,7 @@ impl NodeProcessor {
             metrics::queue_wait(node_type, job.ready_at);
             let commit = match &dag {
                 Ok(dag) => self.run(&mut job, dag, cancel).await,
-                Err(e) => NodeCommit::Failed {
-                    error: e.to_string(),
-                    continue_on_fail: false,
-                },
+                Err(e) => NodeCommit::failed(e.to_string(), false),
             };
             self.commit(worker, &job, commit, node_type, next).await
         }
@@ -236,22 +236,16 @@ impl NodeProcessor {
             return delay_step(job, node);
         }
         if node.is_sub_workflow() {
-            return NodeCommit::Failed {
-                error: format!(
-                    "node {:?}: sub-workflow nodes are not supported by this version of the engine yet",
-                    node.id
-                ),
-                continue_on_fail: node.settings.continue_on_fail,
-            };
+            return self.start_child(job, node).await;
         }
         let Some(executor) = self.definitions.registry().get(&node.node_type).cloned() else {
-            return NodeCommit::Failed {
-                error: format!(
+            return NodeCommit::failed(
+                format!(
                     "node {:?}: no executor registered for type {:?}",
                     node.id, node.node_type
                 ),
-                continue_on_fail: false,
-            };
+                false,
+            );
         };
         // A job that comes back from a rate-limit postponement holds its slot already.
         if !job.delay_elapsed
@@ -362,7 +356,11 @@ impl NodeProcessor {
 
     /// Runs `work` while renewing the job's lease at a third of its length (in this task: no
     /// task and no copy of the job per node).
-    async fn with_lease<F: std::future::Future>(&self, job: &ClaimedJob, work: F) -> F::Output {
+    pub(crate) async fn with_lease<F: std::future::Future>(
+        &self,
+        job: &ClaimedJob,
+        work: F,
+    ) -> F::Output {
         tokio::pin!(work);
         // Most executors finish at their first poll: no timer then.
         if let std::task::Poll::Ready(out) = futures::poll!(&mut work) {
@@ -388,7 +386,7 @@ impl NodeProcessor {
 
     /// Commits, retrying while the backend is unavailable (the commit is idempotent: a repeat
     /// after a lost reply is refused as stale), then records history.
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         worker: &WorkerId,
         job: &ClaimedJob,
@@ -425,7 +423,15 @@ impl NodeProcessor {
         if let Some(status) = finished {
             metrics::execution_finished(status);
         }
+        if let NodeCommit::AwaitChild { child } = &commit {
+            self.after_await(job, *child).await;
+        }
         self.record_history(job, commit, finished.is_some()).await;
+        if finished.is_some() && job.parent_execution_id.is_some() {
+            // A sub-workflow's execution ended: resume its parent now (the periodic sweep
+            // covers a crash before this; see spane_queue::ChildExecutions).
+            Box::pin(self.resume_parent(job.execution_id)).await;
+        }
         jobs
     }
 
@@ -447,6 +453,7 @@ impl NodeProcessor {
             NodeCommit::Failed {
                 error,
                 continue_on_fail,
+                ..
             } => Some(NodeResult {
                 node_id: job.node_id.clone(),
                 status: NodeStatus::Failed,
@@ -590,7 +597,7 @@ fn longer_than(value: &Value, limit: usize) -> bool {
 }
 
 /// A number in `[0, 1)` for backoff jitter, from a fresh ULID's random bits.
-fn jitter_sample() -> f64 {
+pub(crate) fn jitter_sample() -> f64 {
     let bits = (ulid::Ulid::new().random() & ((1u128 << 53) - 1)) as u64;
     bits as f64 / (1u64 << 53) as f64
 }

@@ -216,15 +216,7 @@ async fn worker_records_finished_executions_node_outcomes_retries_durations_and_
     for workflow in compiled {
         let id = ExecutionId::new();
         queue
-            .start_execution(StartExecution {
-                execution_id: id,
-                workflow,
-                workflow_version: 1,
-                initial_data: json!({}),
-                parent_execution_id: None,
-                depth: 0,
-                deadline: None,
-            })
+            .start_execution(StartExecution::new(id, workflow, 1, json!({})))
             .await
             .unwrap();
         statuses.push(wait_until_done(&queue, &mut ends, id).await);

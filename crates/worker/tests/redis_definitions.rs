@@ -214,15 +214,7 @@ async fn start(queue: &FaultyDefinitions, registry: &NodeRegistry) -> ExecutionI
     let compiled = Arc::new(workflow.compile(registry).expect("valid workflow"));
     let id = ExecutionId::new();
     queue
-        .start_execution(StartExecution {
-            execution_id: id,
-            workflow: compiled,
-            workflow_version: 1,
-            initial_data: json!({}),
-            parent_execution_id: None,
-            depth: 0,
-            deadline: None,
-        })
+        .start_execution(StartExecution::new(id, compiled, 1, json!({})))
         .await
         .expect("execution started");
     id

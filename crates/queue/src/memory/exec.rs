@@ -35,6 +35,7 @@ pub(super) struct Exec {
     slots: Vec<Slot>,
     initial: Arc<Value>,
     parent: Option<ExecutionId>,
+    parent_node: Option<String>,
     depth: u32,
     created_at: i64,
     finished_at: Option<i64>,
@@ -82,6 +83,7 @@ impl Exec {
             state,
             initial: Arc::new(start.initial_data),
             parent: start.parent_execution_id,
+            parent_node: start.parent_node_id,
             depth: start.depth,
             created_at: now,
             finished_at: None,
@@ -131,6 +133,8 @@ impl Exec {
                     execution_id: self.id,
                     workflow_id: self.dag.id().to_owned(),
                     status: *status,
+                    parent_execution_id: self.parent,
+                    parent_node_id: self.parent_node.clone(),
                     error: error.clone(),
                     timestamp: now,
                 }));
@@ -216,6 +220,58 @@ impl Exec {
             lease,
             ready_at: self.slots[node].ready_at,
         })
+    }
+
+    /// The job of `node` under `token` as it stands, without handing it out (the resumption
+    /// of a sub-workflow node; see [`ChildExecutions`](crate::ChildExecutions)). `None` when
+    /// the node is not ready or not bound to `child`.
+    pub(super) fn awaiting(
+        &self,
+        node: NodeIndex,
+        child: ExecutionId,
+        token: u64,
+        lease: Duration,
+    ) -> Option<Claim> {
+        if *self.state.node(node) != spane_core::NodeState::Ready
+            || self.state.book(node).child != Some(child)
+        {
+            return None;
+        }
+        let parents = self
+            .state
+            .live_parents(&self.dag, node)
+            .filter_map(|p| self.slots[p].output.clone().map(|v| (p, v)))
+            .collect();
+        Some(Claim {
+            execution_id: self.id,
+            dag: self.dag.clone(),
+            version: self.version,
+            node,
+            attempt: self.state.book(node).attempt.max(1),
+            token,
+            initial: self.initial.clone(),
+            parents,
+            parent_execution_id: self.parent,
+            depth: self.depth,
+            delay_elapsed: false,
+            lease,
+            ready_at: self.slots[node].ready_at,
+        })
+    }
+
+    /// Binds a child to the current run of sub-workflow node `node` (see
+    /// [`ExecutionState::bind_child`]).
+    pub(super) fn bind_child(
+        &mut self,
+        node: NodeIndex,
+        proposed: ExecutionId,
+    ) -> Option<ExecutionId> {
+        self.state.bind_child(&self.dag, node, proposed).ok()
+    }
+
+    /// The parent execution, for a sub-workflow.
+    pub(super) fn parent(&self) -> Option<ExecutionId> {
+        self.parent
     }
 
     pub(super) fn release(&mut self, node: NodeIndex) {
@@ -380,6 +436,7 @@ impl Exec {
             status: self.state.status(),
             initial: self.initial.clone(),
             parent: self.parent,
+            parent_node: self.parent_node.clone(),
             depth: self.depth,
             error: self.state.error().map(str::to_owned),
             created_at: self.created_at,
@@ -462,6 +519,7 @@ pub(super) struct Record {
     status: ExecutionStatus,
     initial: Arc<Value>,
     parent: Option<ExecutionId>,
+    parent_node: Option<String>,
     depth: u32,
     error: Option<String>,
     created_at: i64,
@@ -496,6 +554,7 @@ impl Record {
             status: self.status,
             initial_data: Value::clone(&self.initial),
             parent_execution_id: self.parent,
+            parent_node_id: self.parent_node,
             depth: self.depth,
             error: self.error,
             created_at: self.created_at,

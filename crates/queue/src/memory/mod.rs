@@ -17,6 +17,7 @@ use spane_core::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::children::ChildExecutions;
 use crate::control::{CancelStream, ExecutionControl, cancel_stream};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
@@ -97,6 +98,12 @@ struct Inner {
     deadlines: BinaryHeap<Reverse<(i64, ExecutionId)>>,
     /// Rate limits: key → the start (ms) of the next free slot.
     windows: HashMap<String, f64>,
+    /// Sub-workflow nodes waiting for their child without a lease, with their claim's token.
+    awaiting: HashMap<JobKey, u64>,
+    /// Children that ended and whose parent has not been resumed yet (the outbox), with when.
+    ended: VecDeque<(Instant, ExecutionId)>,
+    /// The children each parent started, oldest first.
+    kids: HashMap<ExecutionId, Vec<ExecutionId>>,
 }
 
 impl fmt::Debug for MemoryQueue {
@@ -163,7 +170,7 @@ impl MemoryQueue {
             if let Some(exec) = inner.executions.get_mut(&id)
                 && exec.expire(&mut events)
             {
-                inner.finished.push_back((Instant::now(), id));
+                inner.mark_finished(Instant::now(), id);
                 let _ = self.shared.cancels.send(id);
             }
         }
@@ -227,7 +234,7 @@ impl Inner {
                 self.dlq.push(dead);
             }
             if applied.finished.is_some() {
-                self.finished.push_back((now, key.execution));
+                self.mark_finished(now, key.execution);
             }
         }
         self.lease_floor = self.leases.values().map(|l| l.expires).min();
@@ -262,7 +269,16 @@ impl Inner {
                 break;
             }
             self.executions.remove(&id);
+            self.kids.remove(&id);
             self.payloads.retain(|_, (e, _)| *e != id);
+        }
+    }
+
+    /// Records that `id` ended: kept for the retention, and its parent told (the outbox).
+    fn mark_finished(&mut self, now: Instant, id: ExecutionId) {
+        self.finished.push_back((now, id));
+        if self.executions.get(&id).and_then(Exec::parent).is_some() {
+            self.ended.push_back((now, id));
         }
     }
 
@@ -395,14 +411,20 @@ impl ExecutionQueue for MemoryQueue {
                 execution: job.execution_id,
                 node: job.node,
             };
-            match inner.leases.get(&key) {
-                Some(lease) if lease.token == job.token => {}
-                _ => {
-                    tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
-                    return Ok(CommitOutcome::Stale);
-                }
+            // A sub-workflow node waiting for its child holds no lease, only its token.
+            let held = match inner.leases.get(&key) {
+                Some(lease) => lease.token == job.token,
+                None => inner.awaiting.get(&key) == Some(&job.token),
+            };
+            if !held {
+                tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
+                return Ok(CommitOutcome::Stale);
             }
             inner.leases.remove(&key);
+            inner.awaiting.remove(&key);
+            if matches!(commit, NodeCommit::AwaitChild { .. }) {
+                inner.awaiting.insert(key, job.token);
+            }
             let now = Instant::now();
             let Some(exec) = inner.executions.get_mut(&key.execution) else {
                 return Ok(CommitOutcome::Stale);
@@ -419,7 +441,7 @@ impl ExecutionQueue for MemoryQueue {
                 inner.schedule(key, now + delay);
             }
             if applied.finished.is_some() {
-                inner.finished.push_back((now, key.execution));
+                inner.mark_finished(now, key.execution);
             }
             if let Some(dead) = applied.dead_letter.clone() {
                 inner.dlq.push(dead);
@@ -487,6 +509,10 @@ impl ExecutionQueue for MemoryQueue {
     }
 
     fn payloads(&self) -> Option<&dyn PayloadStore> {
+        Some(self)
+    }
+
+    fn sub_workflows(&self) -> Option<&dyn ChildExecutions> {
         Some(self)
     }
 
@@ -673,7 +699,7 @@ impl ExecutionControl for MemoryQueue {
             .map_err(not_allowed(id, "cancel"))?;
         self.emit(events.list);
         if changed {
-            inner.finished.push_back((Instant::now(), id));
+            inner.mark_finished(Instant::now(), id);
             let _ = self.shared.cancels.send(id);
         }
         Ok(ExecutionStatus::Cancelled)
@@ -761,5 +787,88 @@ impl PayloadStore for MemoryQueue {
 
     async fn get_payload(&self, key: &str) -> Result<Option<Value>, QueueError> {
         Ok(self.lock().payloads.get(key).map(|(_, v)| v.clone()))
+    }
+}
+
+#[async_trait]
+impl ChildExecutions for MemoryQueue {
+    async fn bind_child(
+        &self,
+        job: &ClaimedJob,
+        proposed: ExecutionId,
+    ) -> Result<Option<ExecutionId>, QueueError> {
+        let mut inner = self.lock();
+        let key = JobKey {
+            execution: job.execution_id,
+            node: job.node,
+        };
+        if inner.leases.get(&key).map(|l| l.token) != Some(job.token) {
+            return Ok(None);
+        }
+        let Some(child) = inner
+            .executions
+            .get_mut(&job.execution_id)
+            .and_then(|e| e.bind_child(job.node, proposed))
+        else {
+            return Ok(None);
+        };
+        let kids = inner.kids.entry(job.execution_id).or_default();
+        if !kids.contains(&child) {
+            kids.push(child);
+        }
+        Ok(Some(child))
+    }
+
+    async fn ended_children(
+        &self,
+        older_than: Duration,
+        max: usize,
+    ) -> Result<Vec<ExecutionId>, QueueError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .ended
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) >= older_than)
+            .take(max)
+            .map(|(_, id)| *id)
+            .collect())
+    }
+
+    async fn awaiting_parent(
+        &self,
+        parent: ExecutionId,
+        node_id: &str,
+        child: ExecutionId,
+    ) -> Result<Option<ClaimedJob>, QueueError> {
+        let claim = {
+            let inner = self.lock();
+            let Some(exec) = inner.executions.get(&parent) else {
+                return Ok(None);
+            };
+            let Some(node) = exec.index_of(node_id) else {
+                return Ok(None);
+            };
+            let key = JobKey {
+                execution: parent,
+                node,
+            };
+            let token = inner
+                .leases
+                .get(&key)
+                .map(|l| l.token)
+                .or_else(|| inner.awaiting.get(&key).copied());
+            token.and_then(|t| exec.awaiting(node, child, t, self.shared.config.lease))
+        };
+        Ok(claim.map(Claim::into_job))
+    }
+
+    async fn forget_ended(&self, child: ExecutionId) -> Result<(), QueueError> {
+        self.lock().ended.retain(|(_, c)| *c != child);
+        Ok(())
+    }
+
+    async fn children(&self, parent: ExecutionId) -> Result<Vec<ExecutionId>, QueueError> {
+        Ok(self.lock().kids.get(&parent).cloned().unwrap_or_default())
     }
 }

@@ -84,7 +84,7 @@ mod tests {
     fn a_completion_gets_its_output_and_the_time() {
         let job = job();
         let emit = CommitPlan::Complete { routes: None }.event(2, 3);
-        let (head, tail) = split_event(&job, &emit).unwrap();
+        let (head, tail) = split_event(&job, &emit.unwrap()).unwrap();
         let event = finish(&head, &tail, Some("{\"a\":[1,2]}"));
         assert_eq!(event["type"], json!("node:progress"));
         assert_eq!(event["nodeId"], json!(job.node_id));
@@ -101,7 +101,7 @@ mod tests {
         let plan = CommitPlan::Fail {
             error: "boom \"quoted\" / slash".to_owned(),
         };
-        let (head, tail) = split_event(&job, &plan.event(2, 3)).unwrap();
+        let (head, tail) = split_event(&job, &plan.event(2, 3).unwrap()).unwrap();
         let event = finish(&head, &tail, None);
         assert_eq!(event["status"], json!("failed"));
         assert_eq!(event["error"], json!("boom \"quoted\" / slash"));

@@ -11,6 +11,7 @@
 
 mod batch;
 mod built_event;
+mod children;
 mod config;
 mod control;
 mod definitions;
@@ -440,8 +441,10 @@ impl RedisQueue {
         // Decided here by the core's rules; the script applies the plan.
         let graph = self.graph(&job.workflow_id, job.workflow_version).await?;
         let plan = CommitPlan::decide(&graph, job.node, job.attempt, commit.attempt());
-        let (event_head, event_tail) =
-            built_event::split_event(job, &plan.event(job.node, job.attempt))?;
+        let (event_head, event_tail) = match plan.event(job.node, job.attempt) {
+            Some(emit) => built_event::split_event(job, &emit)?,
+            None => (String::new(), String::new()),
+        };
         let csv = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
         let (kind, payload, next, delay, consume) = match (plan, commit) {
             (CommitPlan::Complete { routes }, NodeCommit::Completed { data, .. }) => (
@@ -468,6 +471,13 @@ impl RedisQueue {
             (CommitPlan::Fail { error }, _) => {
                 ("fail", error, String::new(), Duration::ZERO, false)
             }
+            (CommitPlan::AwaitChild, NodeCommit::AwaitChild { child }) => (
+                "await",
+                child.to_string(),
+                String::new(),
+                Duration::ZERO,
+                false,
+            ),
             (plan, _) => {
                 return Err(QueueError::Backend {
                     reason: format!("a commit plan this backend cannot apply: {plan:?}"),
@@ -571,6 +581,8 @@ impl ExecutionQueue for RedisQueue {
             start.deadline.map(|d| d.to_string()).unwrap_or_default(),
             ulid::Ulid::new().to_string(),
             self.graph_key(dag.id(), start.workflow_version),
+            start.parent_node_id.clone().unwrap_or_default(),
+            children::parent_link(&start),
         ];
         for n in dag.nodes() {
             args.push(json_str(&n.id));
@@ -737,6 +749,10 @@ impl ExecutionQueue for RedisQueue {
     }
 
     fn control(&self) -> Option<&dyn crate::control::ExecutionControl> {
+        Some(self)
+    }
+
+    fn sub_workflows(&self) -> Option<&dyn crate::children::ChildExecutions> {
         Some(self)
     }
 

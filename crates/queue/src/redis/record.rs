@@ -209,6 +209,7 @@ pub(super) fn execution_record(
         } else {
             parent.parse().ok()
         },
+        parent_node_id: fields.get("pnd").filter(|p| !p.is_empty()).cloned(),
         depth: get("dep").parse().unwrap_or(0),
         error: fields.get("err").filter(|e| !e.is_empty()).cloned(),
         created_at: millis(fields, "ca").unwrap_or(0),

@@ -38,6 +38,7 @@ pub(super) struct Scripts {
     pub(super) define: Script,
     pub(super) control: Script,
     pub(super) limits: Script,
+    pub(super) bind: Script,
 }
 
 impl Scripts {
@@ -53,12 +54,14 @@ impl Scripts {
             purge: Script::from_lua(script!("purge.lua")),
             control: Script::from_lua(script!("control.lua")),
             limits: Script::from_lua(script!("limits.lua")),
+            bind: Script::from_lua(include_str!("../../lua/bind.lua")),
             define: Script::from_lua(concat!(include_str!("../../lua/define.lua"))),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 11] {
+    pub(super) fn all(&self) -> [&Script; 12] {
         [
+            &self.bind,
             &self.limits,
             &self.control,
             &self.define,

@@ -71,6 +71,7 @@ pub(crate) mod execution {
         pub status: String,
         pub parent_execution_id: Option<String>,
         pub depth: i64,
+        pub parent_node_id: Option<String>,
         pub initial_data: String,
         pub metadata: Option<String>,
         pub error: Option<String>,

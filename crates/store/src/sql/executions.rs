@@ -51,6 +51,7 @@ fn upsert_executions() -> OnConflict {
             execution::Column::WorkflowVersion,
             execution::Column::Status,
             execution::Column::ParentExecutionId,
+            execution::Column::ParentNodeId,
             execution::Column::Depth,
             execution::Column::InitialData,
             execution::Column::Error,

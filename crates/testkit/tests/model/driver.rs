@@ -328,15 +328,7 @@ impl Run<'_> {
         initial: Value,
         start_events: Vec<EngineEvent>,
     ) -> Result<(), String> {
-        let start = StartExecution {
-            execution_id: execution,
-            workflow: self.dag.clone(),
-            workflow_version: 1,
-            initial_data: initial,
-            parent_execution_id: None,
-            depth: 0,
-            deadline: None,
-        };
+        let start = StartExecution::new(execution, self.dag.clone(), 1, initial);
         self.note("start".to_owned());
         self.mem.start(start.clone()).await?;
         self.red.start(start).await?;

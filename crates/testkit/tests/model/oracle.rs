@@ -289,6 +289,7 @@ impl Model {
             NodeCommit::Failed {
                 error,
                 continue_on_fail,
+                ..
             } => self.fail(
                 node,
                 error.clone(),
@@ -563,6 +564,8 @@ impl Model {
             execution_id: self.execution,
             workflow_id: self.dag.id().to_owned(),
             status,
+            parent_execution_id: None,
+            parent_node_id: None,
             error,
             timestamp: 0,
         })

@@ -181,10 +181,10 @@ pub(crate) fn commit_of(
             delay: Duration::from_millis(delay_ms),
             consume_attempt: consume,
         },
-        Outcome::Fail => NodeCommit::Failed {
-            error: format!("{id} claim {claim}: broken"),
-            continue_on_fail: dag.node(node).settings.continue_on_fail,
-        },
+        Outcome::Fail => NodeCommit::failed(
+            format!("{id} claim {claim}: broken"),
+            dag.node(node).settings.continue_on_fail,
+        ),
         Outcome::Delay { delay_ms } => NodeCommit::Delay {
             delay: Duration::from_millis(delay_ms),
         },

@@ -1,0 +1,73 @@
+//! Starting executions: the one path by which the engine (top-level executions) and the worker
+//! (a sub-workflow node's child) create an execution, so that history and events are the same
+//! for both.
+
+use std::fmt;
+use std::sync::Arc;
+
+use spane_core::{ExecutionRecord, ExecutionStatus, now_millis};
+use spane_queue::{ExecutionQueue, QueueError, StartExecution};
+use spane_store::ExecutionStore;
+
+use crate::error::WorkerError;
+
+/// Creates executions: their history record first (so that write-through node results have a
+/// row to go to), then their hot state in the queue, which makes the roots ready.
+#[derive(Clone)]
+pub struct ExecutionStarter {
+    queue: Arc<dyn ExecutionQueue>,
+    store: Arc<dyn ExecutionStore>,
+}
+
+impl fmt::Debug for ExecutionStarter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutionStarter").finish_non_exhaustive()
+    }
+}
+
+impl ExecutionStarter {
+    /// A starter over `queue`, recording history in `store`.
+    pub fn new(queue: Arc<dyn ExecutionQueue>, store: Arc<dyn ExecutionStore>) -> Self {
+        Self { queue, store }
+    }
+
+    /// Starts `start`. Fails with [`QueueError::DuplicateExecution`] when its id exists.
+    pub async fn start(&self, start: StartExecution) -> Result<(), WorkerError> {
+        self.store
+            .save_execution(&ExecutionRecord {
+                execution_id: start.execution_id,
+                workflow_id: start.workflow.id().to_owned(),
+                workflow_version: start.workflow_version,
+                status: ExecutionStatus::Running,
+                initial_data: start.initial_data.clone(),
+                parent_execution_id: start.parent_execution_id,
+                parent_node_id: start.parent_node_id.clone(),
+                depth: start.depth,
+                error: None,
+                created_at: now_millis(),
+                finished_at: None,
+                node_results: Default::default(),
+            })
+            .await?;
+        self.queue.start_execution(start).await?;
+        crate::metrics::execution_started();
+        Ok(())
+    }
+
+    /// Starts `start` unless an execution with its id exists already (a replayed start of a
+    /// sub-workflow's child): then nothing changes, its record included.
+    pub async fn start_once(&self, start: StartExecution) -> Result<(), WorkerError> {
+        if self
+            .queue
+            .execution_status(start.execution_id)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        match self.start(start).await {
+            Err(WorkerError::Queue(QueueError::DuplicateExecution(_))) | Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
