@@ -79,7 +79,10 @@ async fn register(engine: &WorkflowEngine, wf: WorkflowDefinition) {
 }
 
 async fn start_and_wait(engine: &WorkflowEngine, workflow: &str, input: Value) -> ExecutionRecord {
-    let id = engine.enqueue_workflow(workflow, input).await.expect("enqueued");
+    let id = engine
+        .enqueue_workflow(workflow, input)
+        .await
+        .expect("enqueued");
     engine
         .wait_for_execution(id, DEADLINE)
         .await
@@ -120,7 +123,10 @@ async fn parent_resumes_with_the_child_output(b: Backend) {
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
     // charge received {"amount": 42} and returned {"node": "charge", "input": {...}}; the
     // output mapping keeps its input as `receipt`.
-    assert_eq!(done.output("pay"), Some(&json!({"receipt": {"amount": 42}})));
+    assert_eq!(
+        done.output("pay"),
+        Some(&json!({"receipt": {"amount": 42}}))
+    );
     assert_eq!(
         done.output("ship"),
         Some(&json!({"node": "ship", "input": {"receipt": {"amount": 42}}}))
@@ -212,7 +218,13 @@ async fn mappings_follow_nested_paths(b: Backend) {
 /// the node goes to the dead-letter queue.
 async fn a_failed_child_fails_the_parent_node(b: Backend) {
     let (engine, _, _) = setup(b).await;
-    register(&engine, graph("ok", &["a"], &[]).node(NodeDefinition::new("b", "fail")).edge("a", "b")).await;
+    register(
+        &engine,
+        graph("ok", &["a"], &[])
+            .node(NodeDefinition::new("b", "fail"))
+            .edge("a", "b"),
+    )
+    .await;
     register(
         &engine,
         WorkflowDefinition::new("strict", "Strict").node(call("sub", "ok", json!({}))),
@@ -244,7 +256,13 @@ async fn a_failed_child_fails_the_parent_node(b: Backend) {
 /// partial results, and the parent completes.
 async fn continue_on_fail_hands_on_partial_results(b: Backend) {
     let (engine, _, _) = setup(b).await;
-    register(&engine, graph("half", &["a"], &[]).node(NodeDefinition::new("b", "fail")).edge("a", "b")).await;
+    register(
+        &engine,
+        graph("half", &["a"], &[])
+            .node(NodeDefinition::new("b", "fail"))
+            .edge("a", "b"),
+    )
+    .await;
     register(
         &engine,
         WorkflowDefinition::new("lenient", "Lenient")
@@ -304,7 +322,11 @@ async fn register_chain(engine: &WorkflowEngine, prefix: &str, levels: usize) {
         let wf = if i + 1 == levels {
             WorkflowDefinition::new(&id, &id).node(NodeDefinition::new("leaf", "pass"))
         } else {
-            WorkflowDefinition::new(&id, &id).node(call("down", &format!("{prefix}{}", i + 1), json!({})))
+            WorkflowDefinition::new(&id, &id).node(call(
+                "down",
+                &format!("{prefix}{}", i + 1),
+                json!({}),
+            ))
         };
         register(engine, wf).await;
     }
@@ -338,8 +360,14 @@ async fn nine_nested_levels_run_and_a_tenth_is_refused(b: Backend) {
     };
     assert_eq!(deepest.depth, 9);
     assert_eq!(deepest.workflow_id, "deep9");
-    let error = deepest.node_results["down"].error.clone().unwrap_or_default();
-    let chain = (0..=10).map(|i| format!("deep{i}")).collect::<Vec<_>>().join(" -> ");
+    let error = deepest.node_results["down"]
+        .error
+        .clone()
+        .unwrap_or_default();
+    let chain = (0..=10)
+        .map(|i| format!("deep{i}"))
+        .collect::<Vec<_>>()
+        .join(" -> ");
     assert!(error.contains(&chain), "{error}");
     engine.shutdown().await;
 }
@@ -366,19 +394,30 @@ async fn pause_resume_and_cancel_reach_the_child(b: Backend) {
     let parent = engine.enqueue_workflow("outer", json!({})).await.unwrap();
     wait_until("the child's gate runs", async || calls.count("wait") == 1).await;
     let child = engine.child_executions(parent).await.unwrap()[0];
-    assert_eq!(engine.pause_execution(parent).await.unwrap(), ExecutionStatus::Paused);
+    assert_eq!(
+        engine.pause_execution(parent).await.unwrap(),
+        ExecutionStatus::Paused
+    );
     let paused = engine.get_execution(child).await.unwrap().unwrap();
-    assert_eq!(paused.status, ExecutionStatus::Paused, "the child is paused too");
+    assert_eq!(
+        paused.status,
+        ExecutionStatus::Paused,
+        "the child is paused too"
+    );
     gate.notify_one();
     wait_until("the gate's commit is recorded", async || {
-        engine
-            .get_execution(child)
-            .await
-            .unwrap()
-            .is_some_and(|r| r.node_results.get("wait").is_some_and(|n| n.status == NodeStatus::Completed))
+        engine.get_execution(child).await.unwrap().is_some_and(|r| {
+            r.node_results
+                .get("wait")
+                .is_some_and(|n| n.status == NodeStatus::Completed)
+        })
     })
     .await;
-    assert_eq!(calls.count("then"), 0, "the paused child holds its next node");
+    assert_eq!(
+        calls.count("then"),
+        0,
+        "the paused child holds its next node"
+    );
     engine.resume_execution(parent).await.unwrap();
     let done = engine.wait_for_execution(parent, DEADLINE).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
@@ -386,7 +425,10 @@ async fn pause_resume_and_cancel_reach_the_child(b: Backend) {
 
     // Cancel.
     let parent = engine.enqueue_workflow("outer", json!({})).await.unwrap();
-    wait_until("the child's gate runs again", async || calls.count("wait") == 2).await;
+    wait_until("the child's gate runs again", async || {
+        calls.count("wait") == 2
+    })
+    .await;
     let child = engine.child_executions(parent).await.unwrap()[0];
     engine.cancel_execution(parent).await.unwrap();
     let child_done = engine.wait_for_execution(child, DEADLINE).await.unwrap();
@@ -408,7 +450,11 @@ async fn cancelling_the_child_alone_fails_the_parent_node(b: Backend) {
     register(
         &engine,
         WorkflowDefinition::new("strict2", "Strict")
-            .node(call("sub", "held", json!({"retryPolicy": {"maxAttempts": 3}})))
+            .node(call(
+                "sub",
+                "held",
+                json!({"retryPolicy": {"maxAttempts": 3}}),
+            ))
             .node(NodeDefinition::new("after", "pass"))
             .edge("sub", "after"),
     )
@@ -430,10 +476,16 @@ async fn cancelling_the_child_alone_fails_the_parent_node(b: Backend) {
     assert_eq!(done.status, ExecutionStatus::Failed);
     let error = done.node_results["sub"].error.clone().unwrap_or_default();
     assert!(error.contains("was cancelled"), "{error}");
-    assert_eq!(done.node_results["sub"].attempts, 1, "a cancel is not retried");
+    assert_eq!(
+        done.node_results["sub"].attempts, 1,
+        "a cancel is not retried"
+    );
     assert_eq!(calls.count("after"), 0);
 
-    let parent = engine.enqueue_workflow("lenient2", json!({})).await.unwrap();
+    let parent = engine
+        .enqueue_workflow("lenient2", json!({}))
+        .await
+        .unwrap();
     wait_until("the second child runs", async || calls.count("wait") == 2).await;
     let child = engine.child_executions(parent).await.unwrap()[0];
     engine.cancel_execution(child).await.unwrap();
@@ -447,7 +499,10 @@ async fn cancelling_the_child_alone_fails_the_parent_node(b: Backend) {
 /// A child records its parent, node and depth; its workflow events carry the link.
 async fn a_child_knows_its_parent(b: Backend) {
     let (engine, _, _) = setup(b).await;
-    let mut events = engine.subscribe(spane::events::EventFilter::All).await.unwrap();
+    let mut events = engine
+        .subscribe(spane::events::EventFilter::All)
+        .await
+        .unwrap();
     register(&engine, graph("leafy", &["l"], &[])).await;
     register(
         &engine,
@@ -457,7 +512,10 @@ async fn a_child_knows_its_parent(b: Backend) {
     let done = start_and_wait(&engine, "top", json!({})).await;
     assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
     assert_eq!(done.depth, 0);
-    assert_eq!(engine.parent_execution(done.execution_id).await.unwrap(), None);
+    assert_eq!(
+        engine.parent_execution(done.execution_id).await.unwrap(),
+        None
+    );
     let child = engine.child_executions(done.execution_id).await.unwrap()[0];
     let record = engine.get_execution(child).await.unwrap().unwrap();
     assert_eq!(record.parent_execution_id, Some(done.execution_id));
@@ -523,13 +581,11 @@ async fn bad_sub_workflow_definitions_are_refused(b: Backend) {
         .unwrap_err();
     assert!(err.to_string().contains("workflowId"), "{err}");
     let err = engine
-        .register_workflow(
-            WorkflowDefinition::new("badmap", "Bad mapping").node(call(
-                "sub",
-                "x",
-                json!({"inputMapping": {"a": 1}}),
-            )),
-        )
+        .register_workflow(WorkflowDefinition::new("badmap", "Bad mapping").node(call(
+            "sub",
+            "x",
+            json!({"inputMapping": {"a": 1}}),
+        )))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("inputMapping.a"), "{err}");
@@ -540,9 +596,11 @@ async fn bad_sub_workflow_definitions_are_refused(b: Backend) {
     )
     .await;
     let err = engine
-        .register_workflow(
-            WorkflowDefinition::new("cy-a", "A").node(call("to-b", "cy-b", json!({}))),
-        )
+        .register_workflow(WorkflowDefinition::new("cy-a", "A").node(call(
+            "to-b",
+            "cy-b",
+            json!({}),
+        )))
         .await
         .unwrap_err();
     match err {
@@ -588,9 +646,18 @@ async fn a_lost_resumption_is_swept_exactly_once(b: Backend) {
     let parent = engine.enqueue_workflow("waiter", json!({})).await.unwrap();
 
     // The parent's node: bind, start the child, wait for it.
-    let job = queue.claim(&worker, 1, wait).await.unwrap().pop().expect("the sub node");
+    let job = queue
+        .claim(&worker, 1, wait)
+        .await
+        .unwrap()
+        .pop()
+        .expect("the sub node");
     assert_eq!(job.node_id, "sub");
-    let child = links.bind_child(&job, ExecutionId::new()).await.unwrap().unwrap();
+    let child = links
+        .bind_child(&job, ExecutionId::new())
+        .await
+        .unwrap()
+        .unwrap();
     let again = links.bind_child(&job, ExecutionId::new()).await.unwrap();
     assert_eq!(again, Some(child), "a replayed bind returns the same child");
     let compiled = Arc::new(child_wf.compile(&spane::core::AnyNodeType).unwrap());
@@ -606,7 +673,12 @@ async fn a_lost_resumption_is_swept_exactly_once(b: Backend) {
         .unwrap();
 
     // The child's only node, committed by hand: the child ends, nobody resumes the parent.
-    let child_job = queue.claim(&worker, 1, wait).await.unwrap().pop().expect("the child node");
+    let child_job = queue
+        .claim(&worker, 1, wait)
+        .await
+        .unwrap()
+        .pop()
+        .expect("the child node");
     assert_eq!(child_job.execution_id, child);
     queue
         .commit(
@@ -619,7 +691,10 @@ async fn a_lost_resumption_is_swept_exactly_once(b: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        links.ended_children(std::time::Duration::ZERO, 10).await.unwrap(),
+        links
+            .ended_children(std::time::Duration::ZERO, 10)
+            .await
+            .unwrap(),
         vec![child],
         "the child's end is in the outbox"
     );
@@ -645,7 +720,11 @@ async fn a_lost_resumption_is_swept_exactly_once(b: Backend) {
     })
     .await;
     assert!(
-        links.awaiting_parent(parent, "sub", child).await.unwrap().is_none(),
+        links
+            .awaiting_parent(parent, "sub", child)
+            .await
+            .unwrap()
+            .is_none(),
         "a repeated resumption finds the node resumed"
     );
     engine.shutdown().await;
