@@ -5,7 +5,13 @@
 //! spane-test-worker --redis URL --prefix P --concurrency N --lease-ms L --work-ms W --name NAME
 //!                   [--events-cap N] [--reclaim-ms R] [--watch-stdin]
 //!                   [--database-url URL --schema S [--history-reclaim-ms H]]
+//!                   [--abort-after-first-end]
 //! ```
+//!
+//! With `--abort-after-first-end` the process aborts the moment its first commit that ends an
+//! execution has been applied, before it does anything else (it counts
+//! `spane_executions_finished_total`, through a metrics recorder that aborts): for a
+//! sub-workflow's child, that is between the child's end and its parent's resumption.
 //!
 //! It registers one executor type, `pass`, which sleeps `W` ms (simulated work) and returns
 //! `{"node": <node id>, "input": <its input>, "by": NAME}`. Every invocation is counted in
@@ -47,6 +53,7 @@ struct Args {
     /// PostgreSQL history (write-behind): URL and schema.
     database: Option<(String, String)>,
     history_reclaim: Duration,
+    abort_after_first_end: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -59,6 +66,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut events_cap = None;
     let mut reclaim_every = Duration::from_millis(100);
     let mut watch_stdin = false;
+    let mut abort_after_first_end = false;
     let mut database_url = None;
     let mut schema = None;
     let mut history_reclaim = Duration::from_secs(30);
@@ -66,6 +74,10 @@ fn parse_args() -> anyhow::Result<Args> {
     while let Some(flag) = args.next() {
         if flag == "--watch-stdin" {
             watch_stdin = true;
+            continue;
+        }
+        if flag == "--abort-after-first-end" {
+            abort_after_first_end = true;
             continue;
         }
         let value = args
@@ -107,7 +119,65 @@ fn parse_args() -> anyhow::Result<Args> {
             _ => bail!("--database-url and --schema go together"),
         },
         history_reclaim,
+        abort_after_first_end,
     })
+}
+
+/// A metrics recorder that aborts the process when an execution-finished counter is first
+/// incremented (the fault hook of `--abort-after-first-end`); every other metric is dropped.
+#[derive(Debug)]
+struct AbortOnFirstEnd;
+
+#[derive(Debug)]
+struct AbortCounter;
+
+impl metrics::CounterFn for AbortCounter {
+    fn increment(&self, _: u64) {
+        eprintln!("aborting after the first execution end, as asked");
+        std::process::abort();
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+impl metrics::Recorder for AbortOnFirstEnd {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        if key.name() == spane::worker::metrics::EXECUTIONS_FINISHED {
+            metrics::Counter::from_arc(std::sync::Arc::new(AbortCounter))
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
 }
 
 /// The client of the test bookkeeping (counters), separate from the engine's.
@@ -282,6 +352,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if args.abort_after_first_end {
+        metrics::set_global_recorder(AbortOnFirstEnd)
+            .map_err(|e| anyhow::anyhow!("installing the fault hook: {e}"))?;
+    }
     // Warnings of the engine (reclaimed jobs, refused stale commits, lost leases) on stderr;
     // RUST_LOG overrides the level.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -205,6 +205,25 @@ impl Worker {
         (status, printed)
     }
 
+    /// Waits (polling, at most `within`) until it exits on its own; returns its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        let child = self.child.as_mut().expect("the worker runs");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker {} did not exit within {within:?}; stderr:\n{}",
+                self.name,
+                self.stderr_lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What it wrote on stderr so far.
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
