@@ -79,6 +79,8 @@ pub(crate) struct Side {
     lease: Duration,
     events: Events,
     jobs: BTreeMap<NodeIndex, Held>,
+    /// Sub-workflow nodes waiting for their child (no lease, nothing to renew).
+    awaiting: BTreeMap<NodeIndex, ExecutionId>,
     /// Redis: the client and the key prefix to delete when the case ends.
     keys: Option<(Client, String)>,
 }
@@ -139,6 +141,7 @@ impl Side {
             lease,
             events: Events::Memory(sink),
             jobs: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
             keys: None,
         }
     }
@@ -182,6 +185,7 @@ impl Side {
                 after: "-".to_owned(),
             },
             jobs: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
             keys: Some((client.clone(), prefix)),
         })
     }
@@ -259,7 +263,84 @@ impl Side {
 
     /// The nodes of the jobs the driver holds.
     pub(crate) fn held(&self) -> Vec<NodeIndex> {
-        self.jobs.keys().copied().collect()
+        let mut nodes: Vec<NodeIndex> = self
+            .jobs
+            .keys()
+            .chain(self.awaiting.keys())
+            .copied()
+            .collect();
+        nodes.sort_unstable();
+        nodes
+    }
+
+    fn links(&self) -> Result<&dyn spane_queue::ChildExecutions, String> {
+        self.queue
+            .sub_workflows()
+            .ok_or_else(|| format!("{}: no sub-workflow links", self.name))
+    }
+
+    /// Binds `proposed` as the child of the held job of `node`.
+    pub(crate) async fn bind(
+        &self,
+        node: NodeIndex,
+        proposed: ExecutionId,
+    ) -> Result<Option<ExecutionId>, String> {
+        let held = self
+            .jobs
+            .get(&node)
+            .ok_or_else(|| format!("{}: no claim of node {node} to bind", self.name))?;
+        bounded("bind_child", self.links()?.bind_child(&held.job, proposed))
+            .await?
+            .map_err(|e| queue_error(self.name, "bind_child", e))
+    }
+
+    /// Commits `AwaitChild` for the held job of `node`; the node then waits, unleased.
+    pub(crate) async fn commit_await(
+        &mut self,
+        node: NodeIndex,
+        child: ExecutionId,
+    ) -> Result<CommitOutcome, String> {
+        let outcome = self.commit(node, NodeCommit::AwaitChild { child }).await?;
+        self.awaiting.insert(node, child);
+        Ok(outcome)
+    }
+
+    /// Commits the end of the child of `node` for it, through `awaiting_parent`, which must
+    /// give the node's job before and nothing after.
+    pub(crate) async fn commit_child_end(
+        &mut self,
+        node: NodeIndex,
+        commit: NodeCommit,
+    ) -> Result<CommitOutcome, String> {
+        let child = self
+            .awaiting
+            .remove(&node)
+            .ok_or_else(|| format!("{}: node {node} awaits no child", self.name))?;
+        let id = crate::plan::node_id(node);
+        let links = self.links()?;
+        let job = bounded(
+            "awaiting_parent",
+            links.awaiting_parent(self.execution, &id, child),
+        )
+        .await?
+        .map_err(|e| queue_error(self.name, "awaiting_parent", e))?
+        .ok_or_else(|| format!("{}: {id} does not await its child {child}", self.name))?;
+        let outcome = bounded("commit", self.queue.commit(&job, commit))
+            .await?
+            .map_err(|e| queue_error(self.name, "commit", e))?;
+        let again = bounded(
+            "awaiting_parent",
+            links.awaiting_parent(self.execution, &id, child),
+        )
+        .await?
+        .map_err(|e| queue_error(self.name, "awaiting_parent", e))?;
+        if again.is_some() {
+            return Err(format!(
+                "{}: {id} still awaits its child after the child's end was committed",
+                self.name
+            ));
+        }
+        Ok(outcome)
     }
 
     /// One claim call; the jobs are held (and renewed) until committed.

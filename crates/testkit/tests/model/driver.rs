@@ -18,7 +18,7 @@ use crate::backend::{Side, node_index};
 use crate::oracle::{
     AfterExpiry, ControlAnswer, JobView, MAX_STALLED, Model, NodeView, RecordView,
 };
-use crate::plan::{Action, Plan, commit_of, describe, node_id, stale_data};
+use crate::plan::{Action, Outcome, Plan, commit_of, describe, node_id, stale_data};
 
 /// The lease of both backends: short, so that stalls are quick to provoke; the driver renews
 /// the jobs it holds every quarter of it.
@@ -109,6 +109,7 @@ pub(crate) async fn run_case(plan: &Plan, client: &Client) -> Result<Stats, Stri
     let mut run = Run {
         plan,
         claims: vec![0; dag.nodes().len()],
+        awaiting: vec![None; dag.nodes().len()],
         dag,
         model,
         mem: Side::memory(execution, LEASE),
@@ -142,8 +143,11 @@ struct Run<'a> {
     model: Model,
     mem: Side,
     red: Side,
-    /// Claims of each node so far: the plan's outcomes are indexed by them.
+    /// Claims of each node so far: the plan's outcomes are indexed by them (a sub-workflow
+    /// node's await takes one outcome, its child's end the next).
     claims: Vec<usize>,
+    /// The child each sub-workflow node waits for.
+    awaiting: Vec<Option<ExecutionId>>,
     /// What each step did, by step number.
     trace: Vec<(usize, String)>,
     step: usize,
@@ -457,8 +461,14 @@ impl Run<'_> {
 
     /// Applies the planned outcome of the running job of `node`.
     async fn finish_job(&mut self, node: NodeIndex) -> Result<(), String> {
+        if self.awaiting[node].is_some() {
+            return self.child_end(node).await;
+        }
         let claim = self.claims[node];
         let outcome = self.plan.outcome(node, claim);
+        if outcome == Outcome::AwaitChild {
+            return self.await_child(node).await;
+        }
         let Some(commit) = commit_of(&self.dag, node, claim, outcome) else {
             return self.stall(node).await;
         };
@@ -496,6 +506,75 @@ impl Run<'_> {
         let r = self.red.commit(node, commit).await?;
         compare("commit outcome", self.step, &expected, &m, &r, show_debug)?;
         self.check_events("the commit", events, false).await
+    }
+
+    /// The running job of `node` is a sub-workflow node: bind a child (a second bind gives the
+    /// same child back) and commit `AwaitChild`.
+    async fn await_child(&mut self, node: NodeIndex) -> Result<(), String> {
+        let proposed = ExecutionId::new();
+        let expected = Some(self.model.bind_child(node, proposed));
+        self.note(format!(
+            "bind a child to {} (attempt {}) and await it",
+            self.id(node),
+            self.model.attempt(node)
+        ));
+        let m = self.mem.bind(node, proposed).await?;
+        let r = self.red.bind(node, proposed).await?;
+        compare("the bound child", self.step, &expected, &m, &r, show_debug)?;
+        let other = ExecutionId::new();
+        let m = self.mem.bind(node, other).await?;
+        let r = self.red.bind(node, other).await?;
+        compare("a second bind", self.step, &expected, &m, &r, show_debug)?;
+        let child = expected.unwrap_or(proposed);
+        *self.stats.commits.entry("await-child").or_default() += 1;
+        let (expected, events) = self.model.await_child(node);
+        let m = self.mem.commit_await(node, child).await?;
+        let r = self.red.commit_await(node, child).await?;
+        compare(
+            "commit AwaitChild",
+            self.step,
+            &expected,
+            &m,
+            &r,
+            show_debug,
+        )?;
+        self.check_events("the await", events, false).await?;
+        self.awaiting[node] = Some(child);
+        // The next outcome is what the child's end commits.
+        self.claims[node] += 1;
+        self.check_held()
+    }
+
+    /// The child of `node` ended: its planned outcome is committed for the node through
+    /// `awaiting_parent`, as a worker's resumption does.
+    async fn child_end(&mut self, node: NodeIndex) -> Result<(), String> {
+        let claim = self.claims[node];
+        let outcome = match self.plan.outcome(node, claim) {
+            Outcome::Stall | Outcome::AwaitChild => Outcome::Complete { routes: None },
+            other => other,
+        };
+        let commit = commit_of(&self.dag, node, claim, outcome)
+            .ok_or_else(|| format!("no commit for the child's end of {}", self.id(node)))?;
+        self.note(format!(
+            "the child of {} ended: commit {} for it (attempt {})",
+            self.id(node),
+            describe(&commit),
+            self.model.attempt(node)
+        ));
+        *self.stats.commits.entry("child-end").or_default() += 1;
+        self.awaiting[node] = None;
+        let (expected, events) = self.model.commit(node, &commit);
+        let m = self.mem.commit_child_end(node, commit.clone()).await?;
+        let r = self.red.commit_child_end(node, commit).await?;
+        compare(
+            "commit of the child's end",
+            self.step,
+            &expected,
+            &m,
+            &r,
+            show_debug,
+        )?;
+        self.check_events("the child's end", events, false).await
     }
 
     /// Lets the lease of the running job of `node` expire (after claiming everything ready, so

@@ -138,6 +138,9 @@ pub(crate) struct Model {
     running: BTreeSet<NodeIndex>,
     dead: BTreeMap<NodeIndex, DeadLetterReason>,
     error: Option<String>,
+    /// Per sub-workflow node, the child bound to its current run (the protocol of
+    /// `spane_queue::ChildExecutions`): a retry or a revival unbinds it.
+    bound: Vec<Option<ExecutionId>>,
 }
 
 impl Model {
@@ -170,6 +173,7 @@ impl Model {
             running: BTreeSet::new(),
             dead: BTreeMap::new(),
             error: None,
+            bound: vec![None; n],
         };
         model.queued.extend(t.ready.iter().map(|&r| (r, false)));
         let events = vec![model.workflow_event(WorkflowEventStatus::Started, None)];
@@ -301,6 +305,7 @@ impl Model {
             NodeCommit::Retry {
                 consume_attempt, ..
             } if ended => {
+                self.bound[node] = None;
                 let n = &mut self.nodes[node];
                 if *consume_attempt {
                     n.next_attempt = attempt + 1;
@@ -318,6 +323,7 @@ impl Model {
                 delay,
                 consume_attempt,
             } => {
+                self.bound[node] = None;
                 let mut e = self.node_event(node, NodeEventStatus::Retrying);
                 e.error = Some(error.clone());
                 e.attempt = Some(attempt);
@@ -346,6 +352,19 @@ impl Model {
         };
         let finished = self.apply(t, &mut events);
         (CommitOutcome::Applied { finished }, events)
+    }
+
+    /// Binds a child to the run of the running node `node`: the bound one, else `proposed`.
+    pub(crate) fn bind_child(&mut self, node: NodeIndex, proposed: ExecutionId) -> ExecutionId {
+        assert!(self.running.contains(&node), "model: {node} is not running");
+        *self.bound[node].get_or_insert(proposed)
+    }
+
+    /// The running node `node` waits for its child: nothing changes but its lease, which goes
+    /// (the node stays running until the child's end is committed for it).
+    pub(crate) fn await_child(&mut self, node: NodeIndex) -> (CommitOutcome, Vec<EngineEvent>) {
+        assert!(self.running.contains(&node), "model: {node} is not running");
+        (CommitOutcome::Applied { finished: None }, Vec::new())
     }
 
     /// The lease of the running job of `node` expired, and a claim found it.
@@ -431,6 +450,7 @@ impl Model {
             return (false, Vec::new());
         };
         self.dead.remove(&node);
+        self.bound[node] = None;
         let n = &mut self.nodes[node];
         n.shown = Some(NodeStatus::Pending);
         n.next_attempt = 1;

@@ -36,6 +36,9 @@ pub(crate) enum Outcome {
     Delay { delay_ms: u64 },
     /// The worker never commits: the lease runs out.
     Stall,
+    /// A sub-workflow node: binds a child, commits `AwaitChild`; the next outcome is what the
+    /// child's end commits for the node (a stall or another await there completes it).
+    AwaitChild,
 }
 
 /// One step of the driver.
@@ -188,7 +191,7 @@ pub(crate) fn commit_of(
         Outcome::Delay { delay_ms } => NodeCommit::Delay {
             delay: Duration::from_millis(delay_ms),
         },
-        Outcome::Stall => return None,
+        Outcome::Stall | Outcome::AwaitChild => return None,
     })
 }
 
@@ -237,8 +240,9 @@ pub(crate) fn describe(commit: &NodeCommit) -> String {
 pub(crate) struct Skip(BTreeSet<String>);
 
 impl Skip {
-    pub(crate) const KINDS: [&'static str; 9] = [
+    pub(crate) const KINDS: [&'static str; 10] = [
         "stall",
+        "sub-workflow",
         "retry",
         "delay",
         "fail",
@@ -272,6 +276,7 @@ impl Skip {
         let all = Outcome::Complete { routes: None };
         match o {
             Outcome::Stall if self.has("stall") => all,
+            Outcome::AwaitChild if self.has("sub-workflow") => all,
             Outcome::Retry { .. } if self.has("retry") => all,
             Outcome::Delay { .. } if self.has("delay") => all,
             Outcome::Fail if self.has("fail") => all,
@@ -314,6 +319,14 @@ fn outcomes() -> impl Strategy<Value = Vec<Outcome>> {
         2 => delay_ms().prop_map(|delay_ms| vec![Outcome::Delay { delay_ms }]),
         1 => Just(vec![Outcome::Stall]),
         1 => Just(vec![Outcome::Stall, Outcome::Stall]),
+        // A sub-workflow node, then what its child's end commits.
+        3 => prop_oneof![
+            4 => Just(Outcome::Complete { routes: None }),
+            2 => Just(Outcome::Fail),
+            2 => (delay_ms(), prop::bool::weighted(0.7))
+                .prop_map(|(delay_ms, consume)| Outcome::Retry { delay_ms, consume }),
+        ]
+        .prop_map(|end| vec![Outcome::AwaitChild, end]),
     ]
 }
 
