@@ -57,6 +57,8 @@ mod schedule;
 mod store;
 mod webhook;
 
+/// The `chrono` crate, whose `DateTime<Utc>` the schedule API takes and returns.
+pub use chrono;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::TriggerConfig;
 pub use cron::CronSchedule;
