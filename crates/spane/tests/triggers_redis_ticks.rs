@@ -124,6 +124,7 @@ async fn two_instances_fire_each_seconds_tick_once() {
     assert!(by_tick.len() >= 5, "at least five ticks: {by_tick:?}");
     for (tick, executions) in &by_tick {
         assert_eq!(executions.len(), 1, "tick {tick} started {executions:?}");
+        assert_eq!(tick % 1000, 0, "ticks are whole seconds");
     }
     // What the instances reported agrees: one fire per tick, all of them started.
     let mut reported: Vec<i64> = fires.iter().map(|(t, _)| t.timestamp_millis()).collect();

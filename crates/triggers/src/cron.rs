@@ -43,7 +43,8 @@ impl CronSchedule {
 
     /// The first fire time strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.timezone);
+        // Ticks are whole seconds; croner would keep the sub-seconds of `after`.
+        let local = after.trunc_subsecs(0).with_timezone(&self.timezone);
         self.cron
             .find_next_occurrence(&local, false)
             .ok()
@@ -89,6 +90,12 @@ mod tests {
             CronSchedule::new("0 9 * * *", Some("Mars/Olympus")),
             Err(TriggerError::InvalidTimezone(_))
         ));
+        // Ticks are whole seconds, whatever the sub-seconds of the start.
+        let odd = after + chrono::Duration::milliseconds(1234);
+        assert_eq!(
+            secs.next_after(odd),
+            Some(Utc.with_ymd_and_hms(2026, 1, 15, 12, 0, 10).unwrap())
+        );
         assert!(matches!(
             CronSchedule::new("61 * * * *", None),
             Err(TriggerError::InvalidCron { .. })
