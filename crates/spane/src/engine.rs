@@ -148,6 +148,7 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     bus: Option<Arc<dyn EventBus>>,
     config: EngineConfig,
+    pub(crate) triggers: crate::engine_triggers::TriggerSetup,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -205,6 +206,9 @@ impl EngineBuilder {
     /// ```
     pub async fn redis(mut self, config: RedisConfig) -> Result<Self, Error> {
         let url = config.url().to_owned();
+        self.triggers
+            .connect_redis(&url, config.prefix_str())
+            .await?;
         let queue = RedisQueue::connect(config).await?;
         let stream = queue.event_streams().remove(0);
         let bus = RedisBus::connect(&url, stream).await?;
@@ -286,6 +290,7 @@ impl EngineBuilder {
                 write_behind,
                 history_writer: tokio::sync::Mutex::new(None),
                 waiters: Arc::new(Waiters::default()),
+                triggers: self.triggers.build(),
             }),
         }
     }
@@ -320,10 +325,10 @@ impl EngineBuilder {
 /// ```
 #[derive(Clone)]
 pub struct WorkflowEngine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     registry: Arc<NodeRegistry>,
     queue: Arc<dyn ExecutionQueue>,
     store: Arc<dyn Store>,
@@ -340,6 +345,7 @@ struct Inner {
     write_behind: bool,
     history_writer: tokio::sync::Mutex<Option<HistoryWriter>>,
     waiters: Arc<Waiters>,
+    pub(crate) triggers: Arc<spane_triggers::Triggers>,
 }
 
 impl fmt::Debug for WorkflowEngine {
@@ -384,7 +390,9 @@ impl WorkflowEngine {
     pub async fn register_workflow(&self, definition: WorkflowDefinition) -> Result<u32, Error> {
         let compiled = Arc::new(definition.compile(self.inner.registry.as_ref())?);
         self.check_sub_workflow_cycle(&definition).await?;
+        self.check_triggers(&definition)?;
         let version = self.inner.store.save_workflow(&definition).await?;
+        self.sync_triggers(&definition).await?;
         self.inner.definitions.insert(version, compiled);
         tracing::info!(workflow = %definition.id, version, "workflow registered");
         Ok(version)
@@ -463,6 +471,7 @@ impl WorkflowEngine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(manager);
+        self.start_triggers();
         if self.inner.write_behind
             && let Ok(mut writer) = self.inner.history_writer.try_lock()
             && writer.is_none()
@@ -801,6 +810,7 @@ impl WorkflowEngine {
     /// Stops every worker manager of this engine: no new claims, in-flight nodes finish within
     /// [`EngineConfig::shutdown_timeout`], the rest are cancelled and given back to the queue.
     pub async fn shutdown(&self) -> ShutdownReport {
+        self.stop_triggers().await;
         let managers: Vec<WorkerManager> = std::mem::take(
             &mut *self
                 .inner

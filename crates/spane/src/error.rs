@@ -50,6 +50,12 @@ pub enum Error {
     /// The event bus failed.
     #[error(transparent)]
     Events(#[from] EventError),
+    /// A schedule is invalid, or the trigger backend failed.
+    #[error(transparent)]
+    Trigger(#[from] spane_triggers::TriggerError),
+    /// A webhook delivery was refused; the variant says why.
+    #[error(transparent)]
+    Webhook(#[from] spane_triggers::WebhookError),
     /// The worker runtime failed.
     #[error(transparent)]
     Worker(#[from] WorkerError),

@@ -36,6 +36,9 @@
 mod engine;
 mod error;
 mod redis_store;
+// The engine's trigger API; `triggers` is the re-export of spane-triggers below.
+#[path = "triggers.rs"]
+mod engine_triggers;
 mod waiters;
 
 pub use engine::{EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, WorkflowEngine};
