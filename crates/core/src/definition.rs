@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 /// assert_eq!(wf.nodes.len(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowDefinition {
     /// Unique workflow id, chosen by the user.
@@ -46,6 +47,7 @@ pub struct WorkflowDefinition {
 
 /// One node of a workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeDefinition {
     /// Node id, unique within the workflow.
@@ -91,6 +93,7 @@ impl NodeDefinition {
 
 /// A trigger that starts a workflow from outside: `{"type": "webhook" | "schedule", "config": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "config", rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Trigger {
@@ -102,6 +105,7 @@ pub enum Trigger {
 
 /// Configuration of a webhook trigger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookTrigger {
     /// Path segment the webhook answers on, for example `user-signup`.
@@ -116,6 +120,7 @@ pub struct WebhookTrigger {
 
 /// Configuration of a schedule trigger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleTrigger {
     /// Cron pattern, 5 fields or 6 with seconds first.

@@ -9,6 +9,11 @@
 //!
 //! - [`RedisBus`] — tails the capped event stream that the Redis queue's scripts append to,
 //!   so every engine instance sees every event, in the order the transitions were committed.
+//! - [`ResumableBus`] — the capability both buses offer ([`EventBus::resumable`]): every event
+//!   has an [`EventId`], and a subscriber that reconnects resumes after the last id it saw,
+//!   missing and repeating nothing. On Redis the id is the stream entry's (it survives a restart
+//!   of the process that read it); a [`LocalBus`] numbers its events and keeps the last ones in
+//!   a bounded journal ([`LocalBus::with_journal`]).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -23,6 +28,8 @@
 //!     execution_id: id,
 //!     workflow_id: "wf".into(),
 //!     status: WorkflowEventStatus::Started,
+//!     parent_execution_id: None,
+//!     parent_node_id: None,
 //!     error: None,
 //!     timestamp: 0,
 //! })]);
@@ -30,8 +37,10 @@
 //! # });
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
@@ -39,8 +48,10 @@ use spane_core::{EngineEvent, EventSink, ExecutionId};
 use tokio::sync::broadcast;
 
 mod redis;
+mod resume;
 
 pub use redis::RedisBus;
+pub use resume::{EventId, InvalidEventId, ResumableBus, SequencedEvent, SequencedStream};
 
 /// Errors of the event bus.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +68,15 @@ pub enum EventError {
     #[error("event bus unavailable: {reason}")]
     Unavailable {
         /// What went wrong.
+        reason: String,
+    },
+    /// A subscription cannot resume after this event: some later event may no longer be held.
+    /// Re-read the state you need and subscribe again from now.
+    #[error("cannot resume after event {after}: {reason}")]
+    CannotResume {
+        /// The id the subscriber asked to resume after.
+        after: EventId,
+        /// Why (trimmed, older than the journal, from another bus instance).
         reason: String,
     },
 }
@@ -101,15 +121,41 @@ pub trait EventBus: EventSink + fmt::Debug {
             futures::future::ready(!matches!(item, Ok(EngineEvent::Node(_))))
         })))
     }
+
+    /// Subscriptions with event ids that can resume after a given event, when this bus offers
+    /// them (both built-in buses do).
+    fn resumable(&self) -> Option<&dyn ResumableBus> {
+        None
+    }
 }
 
 /// In-process event bus on tokio broadcast channels.
+///
+/// Every event gets an [`EventId`] (this bus's instance, then a sequence number). With a
+/// journal ([`with_journal`](Self::with_journal)) the bus keeps its last events, so that a
+/// subscriber resumes after an id it saw ([`ResumableBus`]); node events are then always built,
+/// even when nobody listens.
 #[derive(Clone)]
 pub struct LocalBus {
     /// Every event, for [`EventBus::subscribe`].
-    tx: broadcast::Sender<EngineEvent>,
+    tx: broadcast::Sender<SequencedEvent>,
     /// Workflow events only, for [`EventBus::subscribe_workflow_events`].
     workflow: broadcast::Sender<EngineEvent>,
+    /// Numbers the events and keeps the last ones; numbering and sending happen under its
+    /// lock, so ids reach every subscriber in increasing order.
+    journal: Arc<Mutex<Journal>>,
+    /// This instance, the major part of its ids.
+    instance: u64,
+    /// Events kept for resumption (0: none).
+    journal_cap: usize,
+}
+
+#[derive(Default)]
+struct Journal {
+    /// The sequence of the last event numbered.
+    last: u64,
+    /// The last `journal_cap` events, oldest first.
+    events: VecDeque<SequencedEvent>,
 }
 
 impl fmt::Debug for LocalBus {
@@ -117,23 +163,53 @@ impl fmt::Debug for LocalBus {
         f.debug_struct("LocalBus")
             .field("subscribers", &self.tx.receiver_count())
             .field("workflow_subscribers", &self.workflow.receiver_count())
+            .field("journal_cap", &self.journal_cap)
             .finish()
     }
 }
 
 impl LocalBus {
-    /// A bus that buffers up to `capacity` events per slow subscriber before it lags.
+    /// A bus that buffers up to `capacity` events per slow subscriber before it lags, and keeps
+    /// no journal (a subscription resumes only while no event was emitted since the id).
     pub fn new(capacity: usize) -> Self {
+        Self::with_journal(capacity, 0)
+    }
+
+    /// A bus that also keeps its last `journal` events, so that a subscriber that reconnects
+    /// resumes after any id among them ([`ResumableBus::subscribe_after`]).
+    pub fn with_journal(capacity: usize, journal: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
         let (workflow, _) = broadcast::channel(capacity.max(1));
-        Self { tx, workflow }
+        // Distinct per instance, so that an id from an earlier process is not taken for one of
+        // this bus's.
+        let instance = spane_core::now_millis().unsigned_abs() * 1000
+            + u64::from(INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000);
+        Self {
+            tx,
+            workflow,
+            journal: Arc::new(Mutex::new(Journal::default())),
+            instance,
+            journal_cap: journal,
+        }
+    }
+
+    fn lock_journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn sender(&self) -> broadcast::Sender<SequencedEvent> {
+        self.tx.clone()
     }
 }
 
+static INSTANCES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A subscription stream over a broadcast receiver.
-fn receiver_stream(
-    rx: broadcast::Receiver<EngineEvent>,
-) -> impl Stream<Item = Result<EngineEvent, EventError>> {
+fn receiver_stream<T: Clone + Send + 'static>(
+    rx: broadcast::Receiver<T>,
+) -> impl Stream<Item = Result<T, EventError>> {
     futures::stream::unfold(rx, |mut rx| async move {
         match rx.recv().await {
             Ok(e) => Some((Ok(e), rx)),
@@ -145,12 +221,6 @@ fn receiver_stream(
     })
 }
 
-impl LocalBus {
-    pub(crate) fn sender(&self) -> broadcast::Sender<EngineEvent> {
-        self.tx.clone()
-    }
-}
-
 impl Default for LocalBus {
     fn default() -> Self {
         Self::new(16 * 1024)
@@ -159,42 +229,112 @@ impl Default for LocalBus {
 
 impl EventSink for LocalBus {
     fn emit(&self, events: Vec<EngineEvent>) {
-        // No subscriber is not an error: events are live, not stored.
+        // No subscriber is not an error: events are live, not stored (but journaled if asked).
         let everyone = self.tx.receiver_count() > 0;
-        for e in events {
-            if matches!(e, EngineEvent::Workflow(_)) && self.workflow.receiver_count() > 0 {
-                if everyone {
-                    let _ = self.workflow.send(e.clone());
-                } else {
-                    let _ = self.workflow.send(e);
-                    continue;
+        let journal = self.journal_cap > 0;
+        let workflow = self.workflow.receiver_count() > 0;
+        if !everyone && !journal {
+            if workflow {
+                for e in events {
+                    if matches!(e, EngineEvent::Workflow(_)) {
+                        let _ = self.workflow.send(e);
+                    }
                 }
             }
+            return;
+        }
+        let mut state = self.lock_journal();
+        for e in events {
+            if workflow && matches!(e, EngineEvent::Workflow(_)) {
+                let _ = self.workflow.send(e.clone());
+            }
+            state.last += 1;
+            let sequenced = SequencedEvent {
+                id: EventId::new(self.instance, state.last, 0),
+                event: e,
+            };
+            if journal {
+                if state.events.len() == self.journal_cap {
+                    state.events.pop_front();
+                }
+                state.events.push_back(sequenced.clone());
+            }
             if everyone {
-                let _ = self.tx.send(e);
+                let _ = self.tx.send(sequenced);
             }
         }
     }
 
     fn wants_node_events(&self) -> bool {
-        self.tx.receiver_count() > 0
+        self.journal_cap > 0 || self.tx.receiver_count() > 0
+    }
+}
+
+#[async_trait]
+impl ResumableBus for LocalBus {
+    async fn subscribe_after(
+        &self,
+        filter: EventFilter,
+        after: Option<EventId>,
+    ) -> Result<SequencedStream, EventError> {
+        // Subscribing and reading the journal under its lock: nothing emitted meanwhile is
+        // missed or delivered twice.
+        let state = self.lock_journal();
+        let rx = self.tx.subscribe();
+        let backlog: Vec<SequencedEvent> = match after {
+            None => Vec::new(),
+            Some(after) => {
+                let cannot = |reason: &str| EventError::CannotResume {
+                    after,
+                    reason: reason.to_owned(),
+                };
+                if after.major() != self.instance {
+                    return Err(cannot("the id comes from another instance of the bus"));
+                }
+                if after.minor() > state.last {
+                    return Err(cannot("the id is ahead of this bus"));
+                }
+                let oldest_kept = state
+                    .events
+                    .front()
+                    .map_or(state.last + 1, |e| e.id.minor());
+                if after.minor() + 1 < oldest_kept {
+                    return Err(cannot("later events are no longer in the journal"));
+                }
+                state
+                    .events
+                    .iter()
+                    .filter(|e| e.id > after && filter.matches(&e.event))
+                    .cloned()
+                    .collect()
+            }
+        };
+        drop(state);
+        let live = receiver_stream(rx);
+        Ok(resume::filtered(
+            futures::stream::iter(backlog.into_iter().map(Ok)).chain(live),
+            filter,
+        ))
     }
 }
 
 #[async_trait]
 impl EventBus for LocalBus {
     async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, EventError> {
-        let stream = receiver_stream(self.tx.subscribe()).filter(move |item| {
-            let keep = match item {
-                Ok(e) => filter.matches(e),
-                Err(_) => true,
-            };
-            futures::future::ready(keep)
+        let stream = receiver_stream(self.tx.subscribe()).filter_map(move |item| {
+            futures::future::ready(match item {
+                Ok(e) => filter.matches(&e.event).then_some(Ok(e.event)),
+                Err(e) => Some(Err(e)),
+            })
         });
         Ok(Box::pin(stream))
     }
 
     async fn subscribe_workflow_events(&self) -> Result<EventStream, EventError> {
         Ok(Box::pin(receiver_stream(self.workflow.subscribe())))
+    }
+
+    fn resumable(&self) -> Option<&dyn ResumableBus> {
+        Some(self)
     }
 }

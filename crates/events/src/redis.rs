@@ -7,10 +7,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::prelude::*;
+use futures::StreamExt;
 use spane_core::{EngineEvent, EventSink};
 use tokio::sync::broadcast;
 
-use crate::{EventBus, EventError, EventFilter, EventStream, LocalBus};
+use crate::resume::filtered;
+use crate::{
+    EventBus, EventError, EventFilter, EventId, EventStream, LocalBus, ResumableBus,
+    SequencedEvent, SequencedStream,
+};
+
+/// Entries read per XRANGE while a resumed subscription catches up.
+const CATCH_UP_BATCH: u64 = 256;
 
 /// Delivers the events that the Redis queue appends to its streams to every subscriber of this
 /// process. Create one per process with the streams of the queue
@@ -111,7 +119,7 @@ async fn tail(
     client: Client,
     stream: String,
     mut last: String,
-    tx: broadcast::Sender<EngineEvent>,
+    tx: broadcast::Sender<SequencedEvent>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -122,10 +130,13 @@ async fn tail(
             Ok(value) => {
                 backoff = Duration::from_millis(50);
                 for (id, events) in entries(value) {
-                    last = id;
-                    for e in events {
-                        let _ = tx.send(e);
+                    if let Some(entry) = entry_id(&id) {
+                        for (index, event) in events.into_iter().enumerate() {
+                            let id = EventId::new(entry.0, entry.1, index as u32);
+                            let _ = tx.send(SequencedEvent { id, event });
+                        }
                     }
+                    last = id;
                 }
             }
             Err(e) => {
@@ -135,6 +146,12 @@ async fn tail(
             }
         }
     }
+}
+
+/// A stream entry id `<ms>-<seq>` as numbers.
+fn entry_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Entries of an XREAD reply (RESP2 arrays or RESP3 maps), each with its decoded events.
@@ -147,43 +164,46 @@ fn entries(value: Value) -> Vec<(String, Vec<EngineEvent>)> {
             .collect(),
         _ => Vec::new(),
     };
+    streams.into_iter().flat_map(entry_list).collect()
+}
+
+/// The entries of one stream (an XRANGE reply), each with its decoded events.
+fn entry_list(list: Value) -> Vec<(String, Vec<EngineEvent>)> {
     let mut out = Vec::new();
-    for s in streams {
-        for entry in s.into_array() {
-            let mut parts = entry.into_array().into_iter();
-            let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let Some(id) = id.as_string() else { continue };
-            let fields: Vec<String> = match fields {
-                Value::Map(m) => m
-                    .inner()
-                    .into_iter()
-                    .flat_map(|(k, v)| [k.as_str().map(|s| s.to_string()), v.as_string()])
-                    .flatten()
-                    .collect(),
-                other => other
-                    .into_array()
-                    .iter()
-                    .filter_map(Value::as_string)
-                    .collect(),
-            };
-            let events = fields
-                .chunks(2)
-                .filter(|kv| kv.len() == 2 && kv[0] == "e")
-                .filter_map(
-                    |kv| match serde_json::from_str::<Vec<EngineEvent>>(&kv[1]) {
-                        Ok(e) => Some(e),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "undecodable event entry skipped");
-                            None
-                        }
-                    },
-                )
+    for entry in list.into_array() {
+        let mut parts = entry.into_array().into_iter();
+        let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some(id) = id.as_string() else { continue };
+        let fields: Vec<String> = match fields {
+            Value::Map(m) => m
+                .inner()
+                .into_iter()
+                .flat_map(|(k, v)| [k.as_str().map(|s| s.to_string()), v.as_string()])
                 .flatten()
-                .collect();
-            out.push((id, events));
-        }
+                .collect(),
+            other => other
+                .into_array()
+                .iter()
+                .filter_map(Value::as_string)
+                .collect(),
+        };
+        let events = fields
+            .chunks(2)
+            .filter(|kv| kv.len() == 2 && kv[0] == "e")
+            .filter_map(
+                |kv| match serde_json::from_str::<Vec<EngineEvent>>(&kv[1]) {
+                    Ok(e) => Some(e),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "undecodable event entry skipped");
+                        None
+                    }
+                },
+            )
+            .flatten()
+            .collect();
+        out.push((id, events));
     }
     out
 }
@@ -220,5 +240,148 @@ impl EventBus for RedisBus {
         let stream = self.local.subscribe(filter).await?;
         self.ensure_reader().await?;
         Ok(stream)
+    }
+
+    fn resumable(&self) -> Option<&dyn ResumableBus> {
+        Some(self)
+    }
+}
+
+/// Where a resumed subscription is: reading the stream from Redis, or the shared tail.
+enum Phase {
+    /// Reading entries from Redis after the last delivered id (from this entry, inclusive,
+    /// when `inclusive`).
+    CatchUp { inclusive: bool },
+    /// Following the process's reader; ids not after the last delivered one are skipped.
+    Live,
+}
+
+struct Resumed {
+    client: Client,
+    stream: String,
+    rx: broadcast::Receiver<SequencedEvent>,
+    last: EventId,
+    phase: Phase,
+    pending: std::collections::VecDeque<SequencedEvent>,
+}
+
+impl Resumed {
+    /// The next event after `last`, reading Redis while catching up.
+    async fn next(&mut self) -> Option<Result<SequencedEvent, EventError>> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                self.last = e.id;
+                return Some(Ok(e));
+            }
+            match self.phase {
+                Phase::CatchUp { inclusive } => {
+                    let entry = format!("{}-{}", self.last.major(), self.last.minor());
+                    let start = if inclusive {
+                        entry
+                    } else {
+                        format!("({entry}")
+                    };
+                    let reply: Result<Value, _> = self
+                        .client
+                        .xrange(&self.stream, start, "+", Some(CATCH_UP_BATCH))
+                        .await;
+                    let list = match reply {
+                        Ok(list) => list,
+                        Err(e) => return Some(Err(unavailable(e))),
+                    };
+                    let entries = entry_list(list);
+                    if entries.is_empty() {
+                        self.phase = Phase::Live;
+                        continue;
+                    }
+                    self.phase = Phase::CatchUp { inclusive: false };
+                    let mut advanced = false;
+                    for (id, events) in entries {
+                        let Some((ms, seq)) = entry_id(&id) else {
+                            continue;
+                        };
+                        advanced = true;
+                        for (index, event) in events.into_iter().enumerate() {
+                            let id = EventId::new(ms, seq, index as u32);
+                            if id > self.last {
+                                self.pending.push_back(SequencedEvent { id, event });
+                            }
+                        }
+                        // An entry whose events were all delivered still moves the position.
+                        if self.pending.is_empty() {
+                            self.last = self.last.max(EventId::new(ms, seq, u32::MAX));
+                        }
+                    }
+                    if !advanced {
+                        self.phase = Phase::Live;
+                    }
+                }
+                Phase::Live => match self.rx.recv().await {
+                    Ok(e) if e.id > self.last => {
+                        self.last = e.id;
+                        return Some(Ok(e));
+                    }
+                    Ok(_) => {}
+                    // The stream still holds what the local channel dropped: read it again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.rx = self.rx.resubscribe();
+                        self.phase = Phase::CatchUp { inclusive: true };
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ResumableBus for RedisBus {
+    async fn subscribe_after(
+        &self,
+        filter: EventFilter,
+        after: Option<EventId>,
+    ) -> Result<SequencedStream, EventError> {
+        // The live channel first, so nothing the reader delivers from now on is missed.
+        let rx = self.local.sender().subscribe();
+        self.ensure_reader().await?;
+        let Some(after) = after else {
+            let live = crate::receiver_stream(rx);
+            return Ok(filtered(live, filter));
+        };
+        // The oldest entry still held: anything before it may have been trimmed.
+        let oldest: Value = self
+            .client
+            .xrange(&self.stream, "-", "+", Some(1))
+            .await
+            .map_err(unavailable)?;
+        let oldest = entry_list(oldest)
+            .into_iter()
+            .next()
+            .and_then(|(id, _)| entry_id(&id));
+        let after_entry = (after.major(), after.minor());
+        if let Some(oldest) = oldest
+            && oldest > after_entry
+        {
+            return Err(EventError::CannotResume {
+                after,
+                reason: format!(
+                    "the event stream was trimmed past it (oldest entry {}-{})",
+                    oldest.0, oldest.1
+                ),
+            });
+        }
+        let state = Resumed {
+            client: self.client.clone(),
+            stream: self.stream.clone(),
+            rx,
+            last: after,
+            phase: Phase::CatchUp { inclusive: true },
+            pending: Default::default(),
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            let item = state.next().await?;
+            Some((item, state))
+        });
+        Ok(filtered(stream.boxed(), filter))
     }
 }

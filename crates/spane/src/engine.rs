@@ -380,6 +380,18 @@ impl WorkflowEngine {
         &self.inner.registry
     }
 
+    /// The store of definitions and history (for its query capabilities:
+    /// [`WorkflowStore::catalog`](spane_store::WorkflowStore::catalog) and
+    /// [`ExecutionStore::history`](spane_store::ExecutionStore::history)).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The event bus (for its capabilities, such as resuming a subscription from an event id).
+    pub fn event_bus(&self) -> &Arc<dyn EventBus> {
+        &self.inner.bus
+    }
+
     /// Validates and saves a definition; returns its version (unchanged definitions keep
     /// theirs). Executions already running keep the version they started with.
     ///
