@@ -38,13 +38,10 @@ impl NodeProcessor {
                 "this queue backend does not run sub-workflows",
             ));
         };
-        let depth = match child_depth(job.depth, &[]) {
-            Ok(depth) => depth,
-            Err(_) => {
-                let chain = self.chain(job, &config.workflow_id).await;
-                let msg = child_depth(job.depth, &chain).err().unwrap_or_default();
-                return fail(NodeError::fatal(format!("node {:?}: {msg}", node.id)));
-            }
+        let Ok(depth) = child_depth(job.depth, &[]) else {
+            let chain = self.chain(job, &config.workflow_id).await;
+            let msg = child_depth(job.depth, &chain).err().unwrap_or_default();
+            return fail(NodeError::fatal(format!("node {:?}: {msg}", node.id)));
         };
         let work = async {
             let (version, workflow) = match self.definitions.latest(&config.workflow_id).await {
@@ -135,9 +132,8 @@ impl NodeProcessor {
         let Some(control) = self.queue.control() else {
             return;
         };
-        let status = match self.queue.execution_status(job.execution_id).await {
-            Ok(Some(status)) => status,
-            _ => return,
+        let Ok(Some(status)) = self.queue.execution_status(job.execution_id).await else {
+            return;
         };
         let done = match status {
             ExecutionStatus::Paused => control.pause(child).await.map(|_| ()),

@@ -5,13 +5,23 @@
 //! spane-test-worker --redis URL --prefix P --concurrency N --lease-ms L --work-ms W --name NAME
 //!                   [--events-cap N] [--reclaim-ms R] [--watch-stdin]
 //!                   [--database-url URL --schema S [--history-reclaim-ms H]]
-//!                   [--abort-after-first-end]
+//!                   [--abort-after-first-end | --abort-after-first-commit]
+//!                   [--hold-node ID --hold-at before-effect|after-effect]
 //! ```
 //!
-//! With `--abort-after-first-end` the process aborts the moment its first commit that ends an
-//! execution has been applied, before it does anything else (it counts
-//! `spane_executions_finished_total`, through a metrics recorder that aborts): for a
-//! sub-workflow's child, that is between the child's end and its parent's resumption.
+//! Fault hooks, so that a test kills the process at a chosen point rather than by chance:
+//!
+//! - `--abort-after-first-end`: the process aborts the moment its first commit that ends an
+//!   execution has been applied, before it does anything else (it counts
+//!   `spane_executions_finished_total`, through a metrics recorder that aborts): for a
+//!   sub-workflow's child, that is between the child's end and its parent's resumption.
+//! - `--abort-after-first-commit`: the same at the first applied node commit
+//!   (`spane_node_executions_total`): Redis applied the commit (and may have handed this worker
+//!   its next job), the worker dies before acting on the reply.
+//! - `--hold-node ID --hold-at before-effect|after-effect`: the executor of node `ID` blocks for
+//!   ever, before or after its side effect (the `invocations` counter), having first counted
+//!   itself in the hash `P:test:holding` (field `<execution>:<node>`); the test kills the process
+//!   once it sees that count.
 //!
 //! It registers one executor type, `pass`, which sleeps `W` ms (simulated work) and returns
 //! `{"node": <node id>, "input": <its input>, "by": NAME}`. Every invocation is counted in
@@ -53,7 +63,10 @@ struct Args {
     /// PostgreSQL history (write-behind): URL and schema.
     database: Option<(String, String)>,
     history_reclaim: Duration,
-    abort_after_first_end: bool,
+    /// Abort at the first increment of this counter (a fault hook).
+    abort_on: Option<&'static str>,
+    /// Block node `.0` for ever, before (`false`) or after (`true`) its side effect.
+    hold: Option<(String, bool)>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -66,7 +79,9 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut events_cap = None;
     let mut reclaim_every = Duration::from_millis(100);
     let mut watch_stdin = false;
-    let mut abort_after_first_end = false;
+    let mut abort_on = None;
+    let mut hold_node = None;
+    let mut hold_after = None;
     let mut database_url = None;
     let mut schema = None;
     let mut history_reclaim = Duration::from_secs(30);
@@ -77,7 +92,11 @@ fn parse_args() -> anyhow::Result<Args> {
             continue;
         }
         if flag == "--abort-after-first-end" {
-            abort_after_first_end = true;
+            abort_on = Some(spane::worker::metrics::EXECUTIONS_FINISHED);
+            continue;
+        }
+        if flag == "--abort-after-first-commit" {
+            abort_on = Some(spane::worker::metrics::NODE_EXECUTIONS);
             continue;
         }
         let value = args
@@ -100,6 +119,14 @@ fn parse_args() -> anyhow::Result<Args> {
             "--database-url" => database_url = Some(value.clone()),
             "--schema" => schema = Some(value.clone()),
             "--history-reclaim-ms" => history_reclaim = Duration::from_millis(number()?),
+            "--hold-node" => hold_node = Some(value.clone()),
+            "--hold-at" => {
+                hold_after = Some(match value.as_str() {
+                    "before-effect" => false,
+                    "after-effect" => true,
+                    other => bail!("--hold-at takes before-effect or after-effect, not {other:?}"),
+                })
+            }
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -119,27 +146,37 @@ fn parse_args() -> anyhow::Result<Args> {
             _ => bail!("--database-url and --schema go together"),
         },
         history_reclaim,
-        abort_after_first_end,
+        abort_on,
+        hold: match (hold_node, hold_after) {
+            (Some(node), Some(after)) => Some((node, after)),
+            (None, None) => None,
+            _ => bail!("--hold-node and --hold-at go together"),
+        },
     })
 }
 
-/// A metrics recorder that aborts the process when an execution-finished counter is first
-/// incremented (the fault hook of `--abort-after-first-end`); every other metric is dropped.
+/// A metrics recorder that aborts the process when counter `.0` is first incremented (the
+/// fault hooks `--abort-after-first-end` and `--abort-after-first-commit`); every other metric
+/// is dropped.
 #[derive(Debug)]
-struct AbortOnFirstEnd;
+struct AbortOn(&'static str);
 
 #[derive(Debug)]
-struct AbortCounter;
+struct AbortCounter(&'static str);
 
 impl metrics::CounterFn for AbortCounter {
     fn increment(&self, _: u64) {
-        eprintln!("aborting after the first execution end, as asked");
+        if self.0 == spane::worker::metrics::EXECUTIONS_FINISHED {
+            eprintln!("aborting after the first execution end, as asked");
+        } else {
+            eprintln!("aborting after the first node commit, as asked");
+        }
         std::process::abort();
     }
     fn absolute(&self, _: u64) {}
 }
 
-impl metrics::Recorder for AbortOnFirstEnd {
+impl metrics::Recorder for AbortOn {
     fn describe_counter(
         &self,
         _: metrics::KeyName,
@@ -162,8 +199,8 @@ impl metrics::Recorder for AbortOnFirstEnd {
     ) {
     }
     fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        if key.name() == spane::worker::metrics::EXECUTIONS_FINISHED {
-            metrics::Counter::from_arc(std::sync::Arc::new(AbortCounter))
+        if key.name() == self.0 {
+            metrics::Counter::from_arc(std::sync::Arc::new(AbortCounter(self.0)))
         } else {
             metrics::Counter::noop()
         }
@@ -204,6 +241,8 @@ struct Counters {
     finished: String,
     /// `P:test:workers`, by `NAME` and `NAME:finished`: the same per worker process.
     workers: String,
+    /// `P:test:holding`, by `<execution>:<node>`: executors blocked by `--hold-node`.
+    holding: String,
     name: String,
 }
 
@@ -233,20 +272,38 @@ impl Counters {
         let worker_field = format!("{}:finished", self.name);
         self.count(&self.finished, field, &worker_field).await;
     }
+
+    /// Counts `field` in `P:test:holding`, then never returns (the `--hold-node` fault hook:
+    /// the test kills the process once it sees the count).
+    async fn hold(&self, field: &str) -> ! {
+        self.count(&self.holding, field, "holding").await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
 }
 
 fn registry(args: &Args, counters: Counters) -> NodeRegistry {
     let work = args.work;
     let name = args.name.clone();
+    let hold = args.hold.clone();
     let mut registry = NodeRegistry::new();
     registry.register(
         "pass",
         executor_fn(move |ctx| {
             let counters = counters.clone();
             let name = name.clone();
+            let hold = hold.clone();
             async move {
                 let field = format!("{}:{}", ctx.execution_id, ctx.node_id);
+                let held = hold.as_ref().filter(|(node, _)| *node == ctx.node_id);
+                if let Some((_, false)) = held {
+                    counters.hold(&field).await;
+                }
                 counters.started(&field).await;
+                if let Some((_, true)) = held {
+                    counters.hold(&field).await;
+                }
                 if !work.is_zero() {
                     tokio::select! {
                         () = tokio::time::sleep(work) => {}
@@ -286,6 +343,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         invocations: format!("{}:test:invocations", args.prefix),
         finished: format!("{}:test:finished", args.prefix),
         workers: format!("{}:test:workers", args.prefix),
+        holding: format!("{}:test:holding", args.prefix),
         name: args.name.clone(),
     };
     let mut redis = RedisConfig::new(&args.redis)
@@ -352,8 +410,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    if args.abort_after_first_end {
-        metrics::set_global_recorder(AbortOnFirstEnd)
+    if let Some(counter) = args.abort_on {
+        metrics::set_global_recorder(AbortOn(counter))
             .map_err(|e| anyhow::anyhow!("installing the fault hook: {e}"))?;
     }
     // Warnings of the engine (reclaimed jobs, refused stale commits, lost leases) on stderr;

@@ -512,7 +512,8 @@ impl Run<'_> {
     /// same child back) and commit `AwaitChild`.
     async fn await_child(&mut self, node: NodeIndex) -> Result<(), String> {
         let proposed = ExecutionId::new();
-        let expected = Some(self.model.bind_child(node, proposed));
+        let child = self.model.bind_child(node, proposed);
+        let expected = Some(child);
         self.note(format!(
             "bind a child to {} (attempt {}) and await it",
             self.id(node),
@@ -525,7 +526,6 @@ impl Run<'_> {
         let m = self.mem.bind(node, other).await?;
         let r = self.red.bind(node, other).await?;
         compare("a second bind", self.step, &expected, &m, &r, show_debug)?;
-        let child = expected.unwrap_or(proposed);
         *self.stats.commits.entry("await-child").or_default() += 1;
         let (expected, events) = self.model.await_child(node);
         let m = self.mem.commit_await(node, child).await?;
