@@ -6,6 +6,8 @@
 //! * `services` only reports whether Redis and PostgreSQL are reachable.
 //! * `model` runs the model test of the queue backends with more cases
 //!   (`--cases N`) and a given or random seed (`--seed S`).
+//! * `faults` runs the fault suite (`spane-faults` of spane-testkit) and writes
+//!   `target/faults/latest.json`.
 //!
 //! The binary uses the standard library only. Service addresses come from
 //! `REDIS_URL` (or `SPANE_REDIS_URL`) and `DATABASE_URL` (or
@@ -31,6 +33,11 @@ Tasks:
              [--out FILE]; see docs/BENCHMARKS.md
   migrate    apply the SQL migrations: [--database-url URL] [--schema NAME]
              (runs spane-store's spane-migrate; URL from DATABASE_URL by default)
+  faults     run the fault suite (worker processes killed, stopped and cut off, Redis
+             restarted on its AOF, PostgreSQL unreachable, a soak): [--quick] (10 runs
+             per fault) [--runs N] (default 100) [--only NAME[,NAME]]; prints the table
+             and writes target/faults/latest.json (docs/GUARANTEES.md); needs
+             redis-server and PostgreSQL
   model      run the model test of the queue backends (memory and Redis against
              the core rules): [--cases N] (default 500) [--seed S] (default: a
              random seed, printed); needs Redis
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
         Some("migrate") => migrate(extra),
         Some("bench") => bench(extra),
         Some("model") => model(extra),
+        Some("faults") => faults(extra),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -249,6 +257,47 @@ fn bench(extra: &[String]) -> ExitCode {
         Ok(_) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("xtask bench: could not run cargo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask faults`: builds the worker and suite binaries of spane-testkit (debug), then
+/// runs the suite with `extra`, PostgreSQL from `DATABASE_URL`.
+fn faults(extra: &[String]) -> ExitCode {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let postgres = Service::postgres();
+    let built = Command::new(&cargo)
+        .args(["build", "--quiet", "-p", "spane-testkit", "--bins"])
+        .current_dir(workspace_root())
+        .status();
+    match built {
+        Ok(s) if s.success() => {}
+        Ok(_) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask faults: could not run cargo: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let status = Command::new(&cargo)
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "spane-testkit",
+            "--bin",
+            "spane-faults",
+            "--",
+        ])
+        .args(["--database-url", &postgres.url])
+        .args(extra)
+        .current_dir(workspace_root())
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask faults: could not run cargo: {e}");
             ExitCode::FAILURE
         }
     }

@@ -37,8 +37,10 @@
 //! duplicated. [`process`] has the helpers they share: [`process::free_port`] and
 //! [`process::RedisServer`], a `redis-server` owned by a test.
 
+pub mod faults;
 mod harness;
 pub mod process;
+pub mod proxy;
 pub mod scenarios;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! spane-test-worker --redis URL --prefix P --concurrency N --lease-ms L --work-ms W --name NAME
-//!                   [--events-cap N] [--reclaim-ms R] [--watch-stdin]
+//!                   [--events-cap N] [--reclaim-ms R] [--retention-ms T] [--watch-stdin]
 //!                   [--database-url URL --schema S [--history-reclaim-ms H]]
 //!                   [--abort-after-first-end | --abort-after-first-commit]
 //!                   [--hold-node ID --hold-at before-effect|after-effect]
@@ -63,6 +63,8 @@ struct Args {
     /// PostgreSQL history (write-behind): URL and schema.
     database: Option<(String, String)>,
     history_reclaim: Duration,
+    /// How long finished executions stay in Redis.
+    retention: Option<Duration>,
     /// Abort at the first increment of this counter (a fault hook).
     abort_on: Option<&'static str>,
     /// Block node `.0` for ever, before (`false`) or after (`true`) its side effect.
@@ -80,6 +82,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut reclaim_every = Duration::from_millis(100);
     let mut watch_stdin = false;
     let mut abort_on = None;
+    let mut retention = None;
     let mut hold_node = None;
     let mut hold_after = None;
     let mut database_url = None;
@@ -120,6 +123,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--schema" => schema = Some(value.clone()),
             "--history-reclaim-ms" => history_reclaim = Duration::from_millis(number()?),
             "--hold-node" => hold_node = Some(value.clone()),
+            "--retention-ms" => retention = Some(Duration::from_millis(number()?)),
             "--hold-at" => {
                 hold_after = Some(match value.as_str() {
                     "before-effect" => false,
@@ -146,6 +150,7 @@ fn parse_args() -> anyhow::Result<Args> {
             _ => bail!("--database-url and --schema go together"),
         },
         history_reclaim,
+        retention,
         abort_on,
         hold: match (hold_node, hold_after) {
             (Some(node), Some(after)) => Some((node, after)),
@@ -352,6 +357,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .reclaim_every(args.reclaim_every);
     if let Some(cap) = args.events_cap {
         redis = redis.events_cap(cap);
+    }
+    if let Some(retention) = args.retention {
+        redis = redis.retention(retention);
     }
     let mut builder = WorkflowEngine::builder()
         .registry(registry(&args, counters))
