@@ -35,7 +35,8 @@ Tasks:
              (runs spane-store's spane-migrate; URL from DATABASE_URL by default)
   faults     run the fault suite (worker processes killed, stopped and cut off, Redis
              restarted on its AOF, PostgreSQL unreachable, a soak): [--quick] (10 runs
-             per fault) [--runs N] (default 100) [--only NAME[,NAME]]; prints the table
+             per fault) [--runs N] (default 100) [--only NAME[,NAME]], after 10,000
+             generated hostile definitions (2,000 with --quick); prints the table
              and writes target/faults/latest.json (docs/GUARANTEES.md); needs
              redis-server and PostgreSQL
   model      run the model test of the queue backends (memory and Redis against
@@ -274,6 +275,37 @@ fn faults(extra: &[String]) -> ExitCode {
     match built {
         Ok(s) if s.success() => {}
         Ok(_) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask faults: could not run cargo: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // Hostile definitions first: the generator of crates/core/tests/hostile_definitions.rs,
+    // 10,000 cases (2,000 with --quick; CI runs 512).
+    let cases = if extra.iter().any(|a| a == "--quick") {
+        "2000"
+    } else {
+        "10000"
+    };
+    let hostile = Command::new(&cargo)
+        .args([
+            "test",
+            "--quiet",
+            "-p",
+            "spane-core",
+            "--test",
+            "hostile_definitions",
+        ])
+        .args(["--", "--nocapture"])
+        .env("PROPTEST_CASES", cases)
+        .current_dir(workspace_root())
+        .status();
+    match hostile {
+        Ok(s) if s.success() => {}
+        Ok(_) => {
+            eprintln!("xtask faults: hostile definitions: a case panicked or hung (see above)");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("xtask faults: could not run cargo: {e}");
             return ExitCode::FAILURE;

@@ -16,9 +16,9 @@
 //! | `worker-cut-off` | a worker's connection to Redis is dropped (not killed) past its lease, then restored |
 //! | `redis-restart-always` | Redis SIGKILLed mid-run and restarted, AOF with `appendfsync always` |
 //! | `redis-restart-everysec` | the same with `appendfsync everysec` |
-//! | `pg-outage` | PostgreSQL unreachable (through a proxy the suite controls) under write-behind history |
+//! | `pg-outage` | PostgreSQL unreachable for 30 s (5 s with `--quick`; at most 5 runs, 2 quick) through a proxy the suite controls, under write-behind history |
 //! | `sub-workflow-resume` | the worker dies between a child's end and its parent's resumption |
-//! | `soak` | thousands of executions with a short retention: nothing is left without a TTL, memory returns |
+//! | `soak` | 10,000 executions (1,000 quick), once, with a 2 s retention: nothing is left without a TTL, memory returns to its baseline but for the event stream |
 
 mod cluster;
 mod scenarios;

@@ -106,10 +106,12 @@ pub(super) async fn run_fault(fault: &Fault, options: &SuiteOptions) -> FaultRep
             return report;
         }
     };
-    let runs = if fault.name == "soak" {
-        1
-    } else {
-        options.runs
+    // The soak is one long run; a PostgreSQL outage lasts 30 s (5 s quick), so it runs at
+    // most 5 times (2 quick).
+    let runs = match fault.name {
+        "soak" => 1,
+        "pg-outage" => options.runs.min(if options.quick { 2 } else { 5 }),
+        _ => options.runs,
     };
     for _ in 0..runs {
         let outcome = match fault.name {
