@@ -315,6 +315,39 @@ async fn a_retry_starts_a_fresh_child(b: Backend) {
     engine.shutdown().await;
 }
 
+/// A dead-letter retry of the parent's node starts a fresh child, and the parent completes.
+async fn a_dead_letter_retry_starts_a_fresh_child(b: Backend) {
+    let (engine, calls, _) = setup(b).await;
+    register(
+        &engine,
+        WorkflowDefinition::new("flaky2", "Flaky").node(NodeDefinition::new("g", "fail_once")),
+    )
+    .await;
+    register(
+        &engine,
+        WorkflowDefinition::new("once", "Once").node(call("sub", "flaky2", json!({}))),
+    )
+    .await;
+    let failed = start_and_wait(&engine, "once", json!({})).await;
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    assert!(
+        engine
+            .retry_dead_letter(failed.execution_id, "sub")
+            .await
+            .unwrap()
+    );
+    let done = engine
+        .wait_for_execution(failed.execution_id, DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.output("sub"), Some(&json!({"second": true})));
+    assert_eq!(calls.count("g"), 2);
+    let children = engine.child_executions(done.execution_id).await.unwrap();
+    assert_eq!(children.len(), 2, "the retry ran a fresh child");
+    engine.shutdown().await;
+}
+
 /// A chain of `levels` workflows, each calling the next; the last one passes.
 async fn register_chain(engine: &WorkflowEngine, prefix: &str, levels: usize) {
     for i in (0..levels).rev() {
@@ -738,6 +771,7 @@ on_every_backend!(
     a_failed_child_fails_the_parent_node,
     continue_on_fail_hands_on_partial_results,
     a_retry_starts_a_fresh_child,
+    a_dead_letter_retry_starts_a_fresh_child,
     nine_nested_levels_run_and_a_tenth_is_refused,
     pause_resume_and_cancel_reach_the_child,
     cancelling_the_child_alone_fails_the_parent_node,
