@@ -18,6 +18,7 @@
 //! | `redis-restart-everysec` | the same with `appendfsync everysec` |
 //! | `pg-outage` | PostgreSQL unreachable for 30 s (5 s with `--quick`; at most 5 runs, 2 quick) through a proxy the suite controls, under write-behind history |
 //! | `sub-workflow-resume` | the worker dies between a child's end and its parent's resumption |
+//! | `trigger-instance-killed` | one of two instances firing a seconds-cron schedule SIGKILLed at a random moment and restarted (3 runs quick, 20 full): no tick fires twice |
 //! | `soak` | 10,000 executions (1,000 quick), once, with a 2 s retention: nothing is left without a TTL, memory returns to its baseline but for the event stream |
 
 mod cluster;

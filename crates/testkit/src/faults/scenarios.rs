@@ -83,6 +83,11 @@ pub const FAULTS: &[Fault] = &[
         redis_args: &[],
     },
     Fault {
+        name: "trigger-instance-killed",
+        description: "one of two engine instances firing a seconds-cron schedule is SIGKILLed at a random moment and restarted",
+        redis_args: &[],
+    },
+    Fault {
         name: "soak",
         description: "thousands of executions with a 2 s retention: no key left without a TTL, memory back to its baseline",
         redis_args: &[],
@@ -111,6 +116,8 @@ pub(super) async fn run_fault(fault: &Fault, options: &SuiteOptions) -> FaultRep
     let runs = match fault.name {
         "soak" => 1,
         "pg-outage" => options.runs.min(if options.quick { 2 } else { 5 }),
+        // About eight seconds of real ticks each.
+        "trigger-instance-killed" => options.runs.min(if options.quick { 3 } else { 20 }),
         _ => options.runs,
     };
     for _ in 0..runs {
@@ -127,6 +134,7 @@ pub(super) async fn run_fault(fault: &Fault, options: &SuiteOptions) -> FaultRep
                 None => Err(FaultError::new("no PostgreSQL (DATABASE_URL) given")),
             },
             "sub-workflow-resume" => sub_workflow_resume(&redis.url()).await,
+            "trigger-instance-killed" => trigger_instance_killed(&redis.url()).await,
             "soak" => soak(&redis.url(), if options.quick { 1_000 } else { 10_000 }).await,
             other => Err(FaultError::new(format!("unknown fault {other}"))),
         };
@@ -601,4 +609,98 @@ async fn soak(url: &str, count: usize) -> Result<RunOutcome, FaultError> {
     ));
     let _ = run.client.quit().await;
     Ok(outcome)
+}
+
+/// Executions started per schedule tick (`_trigger.tickMs` of each execution's first node's
+/// input, from its `completed` event), and how many executions started and completed.
+async fn ticks(run: &Run) -> (std::collections::BTreeMap<i64, usize>, usize, usize) {
+    use fred::prelude::StreamsInterface;
+    let stream = format!("{}:{{0}}:events", run.prefix);
+    let mut per_tick = std::collections::BTreeMap::new();
+    let (mut started, mut completed) = (0, 0);
+    let chunk: Vec<(String, HashMap<String, String>)> = run
+        .client
+        .xrange_values(&stream, "-", "+", None)
+        .await
+        .unwrap_or_default();
+    for (_, fields) in chunk {
+        let Some(text) = fields.get("e") else {
+            continue;
+        };
+        let Ok(events) = serde_json::from_str::<Vec<serde_json::Value>>(text) else {
+            continue;
+        };
+        for e in events {
+            match (e["type"].as_str(), e["status"].as_str()) {
+                (Some("workflow:status"), Some("started")) => started += 1,
+                (Some("workflow:status"), Some("completed")) => completed += 1,
+                (Some("node:progress"), Some("completed")) => {
+                    if let Some(tick) = e["data"]["input"]["_trigger"]["tickMs"].as_i64() {
+                        *per_tick.entry(tick).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (per_tick, started, completed)
+}
+
+/// Two instances fire a seconds-cron schedule; one is killed at a random moment and started
+/// again. A tick fires at most once (an atomic claim); a tick whose claiming instance dies
+/// before its enqueue is missed (counted in the note, by design).
+async fn trigger_instance_killed(url: &str) -> Result<RunOutcome, FaultError> {
+    let run = Run::new(url, "tick").await?;
+    run.register(chain("tick", 1)).await?;
+    let spec = WorkerSpec::new(4, LEASE_MS, 0);
+    let mut a = run.worker("A", &spec)?;
+    let _b = run.worker("B", &spec)?;
+    run.engine
+        .upsert_schedule(spane::triggers::ScheduleSpec::cron("tick", "* * * * * *"))
+        .await
+        .map_err(|e| FaultError::new(format!("upsert_schedule: {e}")))?;
+    run.until("two ticks to fire", SETTLE, || async {
+        (ticks(&run).await.0.len() >= 2).then_some(())
+    })
+    .await?;
+    // Somewhere within the next second (a tick's claim and enqueue fall anywhere in it).
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) % 1000);
+    tokio::time::sleep(Duration::from_millis(jitter)).await;
+    a.kill();
+    let injected = Instant::now();
+    let fired_at_kill = ticks(&run).await.0.len();
+    let _a2 = run.worker("A2", &spec)?;
+    let recovered = run
+        .until("ticks to fire after the kill", SETTLE, || async {
+            (ticks(&run).await.0.len() >= fired_at_kill + 3).then(|| injected.elapsed())
+        })
+        .await?;
+    run.engine
+        .remove_schedule("schedule:tick:* * * * * *")
+        .await
+        .map_err(|e| FaultError::new(format!("remove_schedule: {e}")))?;
+    let (per_tick, started, completed) = run
+        .until("the fired executions to complete", SETTLE, || async {
+            let (per_tick, started, completed) = ticks(&run).await;
+            (started == completed).then_some((per_tick, started, completed))
+        })
+        .await?;
+    let doubled = per_tick.values().map(|n| n - 1).sum();
+    let span = match (per_tick.keys().next(), per_tick.keys().last()) {
+        (Some(first), Some(last)) => ((last - first) / 1000 + 1) as usize,
+        _ => 0,
+    };
+    let missed = span.saturating_sub(per_tick.len());
+    Ok(RunOutcome {
+        lost: started - completed,
+        doubled,
+        recovery: Some(recovered),
+        note: Some(format!(
+            "{} ticks fired over {span} s, {missed} missed (at most once: a tick whose instance dies between its claim and its enqueue is not fired)",
+            per_tick.len()
+        )),
+        ..RunOutcome::default()
+    })
 }
