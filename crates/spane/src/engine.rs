@@ -273,7 +273,10 @@ impl EngineBuilder {
                 .with_global_rate_limit(self.config.rate_limit)
                 .with_cpu_pool(cpu_pool.0.as_ref().map(|rt| rt.handle().clone())),
         );
-        let starter = ExecutionStarter::new(queue.clone(), store.clone());
+        // Under write-behind history the writer copies a new execution from the queue: the
+        // enqueue path makes no store write.
+        let starter =
+            ExecutionStarter::new(queue.clone(), store.clone()).record_at_start(!write_behind);
         WorkflowEngine {
             inner: Arc::new(Inner {
                 starter,

@@ -106,6 +106,7 @@ impl NodeProcessor {
     /// the default), or left to a [`HistoryWriter`](crate::HistoryWriter) (write-behind).
     pub fn with_write_through(mut self, write_through: bool) -> Self {
         self.write_through = write_through;
+        self.starter = self.starter.record_at_start(write_through);
         self
     }
 

@@ -12,11 +12,14 @@ use spane_store::ExecutionStore;
 use crate::error::WorkerError;
 
 /// Creates executions: their history record first (so that write-through node results have a
-/// row to go to), then their hot state in the queue, which makes the roots ready.
+/// row to go to), then their hot state in the queue, which makes the roots ready. Under
+/// write-behind history the record is not written here: the history writer copies it from the
+/// queue with the execution's first event, off the enqueue path.
 #[derive(Clone)]
 pub struct ExecutionStarter {
     queue: Arc<dyn ExecutionQueue>,
     store: Arc<dyn ExecutionStore>,
+    record_at_start: bool,
 }
 
 impl fmt::Debug for ExecutionStarter {
@@ -28,11 +31,27 @@ impl fmt::Debug for ExecutionStarter {
 impl ExecutionStarter {
     /// A starter over `queue`, recording history in `store`.
     pub fn new(queue: Arc<dyn ExecutionQueue>, store: Arc<dyn ExecutionStore>) -> Self {
-        Self { queue, store }
+        Self {
+            queue,
+            store,
+            record_at_start: true,
+        }
+    }
+
+    /// Whether the history record is written when the execution starts (default `true`);
+    /// `false` under write-behind history, whose writer copies it from the queue.
+    pub fn record_at_start(mut self, record: bool) -> Self {
+        self.record_at_start = record;
+        self
     }
 
     /// Starts `start`. Fails with [`QueueError::DuplicateExecution`] when its id exists.
     pub async fn start(&self, start: StartExecution) -> Result<(), WorkerError> {
+        if !self.record_at_start {
+            self.queue.start_execution(start).await?;
+            crate::metrics::execution_started();
+            return Ok(());
+        }
         self.store
             .save_execution(&ExecutionRecord {
                 execution_id: start.execution_id,
