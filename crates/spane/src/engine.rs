@@ -444,12 +444,7 @@ impl WorkflowEngine {
     ) -> Result<ExecutionId, Error> {
         let latest = match &self.inner.memory_store {
             Some(memory) => memory.latest_version(workflow_id),
-            None => self
-                .inner
-                .store
-                .get_workflow(workflow_id, None)
-                .await?
-                .map(|w| w.version),
+            None => self.inner.store.latest_version(workflow_id).await?,
         };
         let version = latest.ok_or_else(|| Error::WorkflowNotFound {
             id: workflow_id.to_owned(),

@@ -142,6 +142,12 @@ pub trait WorkflowStore: Send + Sync + fmt::Debug + 'static {
     /// The latest version of every workflow, ordered by id.
     async fn list_workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError>;
 
+    /// The latest version number of a workflow, without its definition (what an enqueue
+    /// needs). `None` when it is not registered.
+    async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        Ok(self.get_workflow(id, None).await?.map(|w| w.version))
+    }
+
     /// Paged listing and activation of workflows, when this store keeps them.
     fn catalog(&self) -> Option<&dyn WorkflowCatalog> {
         None

@@ -475,6 +475,15 @@ pub async fn unchanged_definition_keeps_its_version(store: Arc<dyn HistoryStore>
     assert_eq!(store.save_workflow(&v2).await.unwrap(), 2, "changed");
     assert_eq!(store.save_workflow(&v2).await.unwrap(), 2);
     assert_eq!(
+        store.latest_version(&v2.id).await.unwrap(),
+        Some(2),
+        "the latest version, without the definition"
+    );
+    assert_eq!(
+        store.latest_version("never-registered").await.unwrap(),
+        None
+    );
+    assert_eq!(
         store.save_workflow(&v1).await.unwrap(),
         3,
         "going back is a change too"

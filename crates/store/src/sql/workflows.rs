@@ -185,6 +185,16 @@ impl WorkflowStore for SqlStore {
         row.map(stored).transpose()
     }
 
+    async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        // One small row: the version column of `workflows`, not the definition.
+        let row = workflow::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        row.map(|w| super::convert::to_u32(w.latest_version, "workflows.latest_version"))
+            .transpose()
+    }
+
     async fn list_workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError> {
         workflow_version::Entity::find()
             .join(
