@@ -12,9 +12,7 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::json;
 use spane::prelude::*;
 use spane::store::{ExecutionStore, SqlStore, SqlStoreOptions};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use spane_testkit::proxy::TcpProxy;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -50,63 +48,17 @@ fn split_url() -> (String, String, String) {
     (user.to_owned(), host.to_owned(), db.to_owned())
 }
 
-/// A TCP proxy to PostgreSQL that can be cut and restored on the same port.
-struct Proxy {
-    port: u16,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Proxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        Self {
-            port,
-            task: Some(tokio::spawn(forward(listener))),
-        }
-    }
-
-    fn url(&self) -> String {
-        let (user, _, db) = split_url();
-        let user = if user.is_empty() {
-            String::new()
-        } else {
-            format!("{user}@")
-        };
-        format!("postgres://{user}127.0.0.1:{}/{db}", self.port)
-    }
-
-    /// Stops listening and drops the open connections.
-    async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-
-    async fn restore(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        self.task = Some(tokio::spawn(forward(listener)));
-    }
-}
-
-/// Accepts and forwards until aborted; aborting drops every forwarded connection with it.
-async fn forward(listener: TcpListener) {
-    let upstream = split_url().1;
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok((mut client, _)) = listener.accept().await else {
-            continue;
-        };
-        let upstream = upstream.clone();
-        connections.spawn(async move {
-            let Ok(mut server) = TcpStream::connect(upstream).await else {
-                let _ = client.shutdown().await;
-                return;
-            };
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-        });
-    }
+/// A TCP proxy to PostgreSQL that the test cuts and restores, and its URL.
+async fn proxy() -> (TcpProxy, String) {
+    let (user, host, db) = split_url();
+    let proxy = TcpProxy::start(host).await.expect("proxy listens");
+    let user = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@")
+    };
+    let url = format!("postgres://{user}127.0.0.1:{}/{db}", proxy.port());
+    (proxy, url)
 }
 
 /// `pass` nodes that wait for the gate to open.
@@ -128,9 +80,9 @@ fn gated_registry(gate: tokio::sync::watch::Receiver<bool>) -> NodeRegistry {
 }
 
 async fn scenario(schema: String) {
-    let mut proxy = Proxy::start().await;
+    let (mut proxy, proxied) = proxy().await;
     let store = SqlStore::connect(
-        &proxy.url(),
+        &proxied,
         SqlStoreOptions::default()
             .schema(schema.clone())
             .max_connections(4)
@@ -189,7 +141,7 @@ async fn scenario(schema: String) {
     }
 
     // Back: the backlog lands in full, while the engine runs.
-    proxy.restore().await;
+    proxy.restore().await.expect("proxy listens again");
     let landed = tokio::time::timeout(DEADLINE, async {
         loop {
             let counts = direct

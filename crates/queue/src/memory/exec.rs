@@ -200,26 +200,39 @@ impl Exec {
         if events.nodes {
             self.emit(&grant.event(), now, events);
         }
+        Some(self.job(node, grant.attempt, token, lease, grant.delay_elapsed))
+    }
+
+    /// The job of `node` as it stands: its live parents' outputs are shared, copied later by
+    /// [`Claim::into_job`].
+    fn job(
+        &self,
+        node: NodeIndex,
+        attempt: u32,
+        token: u64,
+        lease: Duration,
+        delay_elapsed: bool,
+    ) -> Claim {
         let parents = self
             .state
             .live_parents(&self.dag, node)
             .filter_map(|p| self.slots[p].output.clone().map(|v| (p, v)))
             .collect();
-        Some(Claim {
+        Claim {
             execution_id: self.id,
             dag: self.dag.clone(),
             version: self.version,
             node,
-            attempt: grant.attempt,
+            attempt,
             token,
             initial: self.initial.clone(),
             parents,
             parent_execution_id: self.parent,
             depth: self.depth,
-            delay_elapsed: grant.delay_elapsed,
+            delay_elapsed,
             lease,
             ready_at: self.slots[node].ready_at,
-        })
+        }
     }
 
     /// The job of `node` under `token` as it stands, without handing it out (the resumption
@@ -237,26 +250,8 @@ impl Exec {
         {
             return None;
         }
-        let parents = self
-            .state
-            .live_parents(&self.dag, node)
-            .filter_map(|p| self.slots[p].output.clone().map(|v| (p, v)))
-            .collect();
-        Some(Claim {
-            execution_id: self.id,
-            dag: self.dag.clone(),
-            version: self.version,
-            node,
-            attempt: self.state.book(node).attempt.max(1),
-            token,
-            initial: self.initial.clone(),
-            parents,
-            parent_execution_id: self.parent,
-            depth: self.depth,
-            delay_elapsed: false,
-            lease,
-            ready_at: self.slots[node].ready_at,
-        })
+        let attempt = self.state.book(node).attempt.max(1);
+        Some(self.job(node, attempt, token, lease, false))
     }
 
     /// Binds a child to the current run of sub-workflow node `node` (see
