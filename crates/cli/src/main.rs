@@ -220,12 +220,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let Some(history) = engine.store().history() else {
                 bail!("listing executions needs the history store: pass --database");
             };
-            let mut query = ExecutionQuery::default();
-            query.limit = Some(*limit);
-            query.workflow_id = workflow.clone();
-            query.status = match status.as_deref() {
-                None => None,
-                Some(s) => Some(parse_status(s)?),
+            let query = ExecutionQuery {
+                limit: Some(*limit),
+                workflow_id: workflow.clone(),
+                status: status.as_deref().map(parse_status).transpose()?,
+                ..ExecutionQuery::default()
             };
             let page = history.list_executions_page(&query).await?;
             if cli.json {

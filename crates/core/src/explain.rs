@@ -642,7 +642,7 @@ fn queued(
         cx.workers.map(|ws| ws.iter().filter(|w| w.alive).collect());
     let with_executor = live.as_ref().map(|ws| {
         ws.iter()
-            .filter(|w| !needs_executor || w.types.iter().any(|t| *t == node.node_type))
+            .filter(|w| !needs_executor || w.types.contains(&node.node_type))
             .count()
     });
     Reason::Queued {
