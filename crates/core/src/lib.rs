@@ -12,6 +12,8 @@
 //! - [`NodeExecutor`], [`ExecutionContext`], [`NodeOutput`], [`NodeError`] — the executor
 //!   contract; [`NodeRegistry`] holds executors by node type.
 //! - [`EngineEvent`] — events, with the original's wire names.
+//! - [`explain`] — why an execution is not progressing, from a backend's snapshot;
+//!   [`rerun`] — which nodes a re-run keeps.
 //!
 //! ```
 //! use spane_core::{ExecutionState, NodeDefinition, NodeRegistry, WorkflowDefinition};
@@ -38,9 +40,11 @@ mod definition;
 mod error;
 mod event;
 mod executor;
+pub mod explain;
 mod id;
 mod record;
 mod registry;
+pub mod rerun;
 pub mod rules;
 mod settings;
 mod state;

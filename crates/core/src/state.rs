@@ -150,6 +150,66 @@ impl ExecutionState {
         (state, t)
     }
 
+    /// A new execution of `dag` in which the nodes given a seed are already resolved with the
+    /// outcome a previous execution recorded (a re-run, see [`crate::rerun`]): the others
+    /// become ready, skipped or waiting exactly as if the seeded nodes had just resolved in
+    /// that way. The returned transition lists the nodes ready at start and those skipped by
+    /// the seeds. Seeds must be closed under ancestors (every parent of a seeded node is
+    /// seeded), which [`crate::rerun::RerunPlan`] guarantees.
+    pub fn seeded(
+        dag: &CompiledWorkflow,
+        seeds: &[Option<crate::rerun::Seed>],
+    ) -> (Self, Transition) {
+        use crate::rerun::Seed;
+        let (mut state, _) = Self::start(dag);
+        for (i, seed) in seeds.iter().enumerate() {
+            let Some(seed) = seed else { continue };
+            state.nodes[i] = match seed {
+                Seed::Completed { routes } => NodeState::Completed {
+                    routes: routes.clone(),
+                },
+                Seed::Continued => NodeState::Failed { continued: true },
+                Seed::Skipped => NodeState::Skipped,
+            };
+            let book = &mut state.books[i];
+            book.shown = Some(match seed {
+                Seed::Completed { .. } => crate::status::NodeStatus::Completed,
+                Seed::Continued => crate::status::NodeStatus::Failed,
+                Seed::Skipped => crate::status::NodeStatus::Skipped,
+            });
+            book.continued = matches!(seed, Seed::Continued);
+        }
+        let mut t = Transition::default();
+        for i in crate::rerun::topological_order(dag) {
+            if seeds.get(i).is_some_and(Option::is_some) {
+                let step = state.resolve(dag, i);
+                t.ready.extend(step.ready);
+                t.skipped.extend(step.skipped);
+            }
+        }
+        for &r in dag.roots() {
+            if state.nodes[r] == NodeState::Ready {
+                t.ready.push(r);
+            }
+        }
+        for &s in &t.skipped {
+            state.books[s].shown = Some(crate::status::NodeStatus::Skipped);
+        }
+        t.ready.sort_unstable();
+        (state, t)
+    }
+
+    /// Per node: parents not resolved yet, and parents resolved with a live edge into it (the
+    /// join counters a backend stores).
+    pub fn join_counters(&self, node: NodeIndex) -> (usize, usize) {
+        (self.remaining[node], self.live[node])
+    }
+
+    /// Nodes not resolved yet.
+    pub fn unresolved(&self) -> usize {
+        self.unresolved
+    }
+
     /// The execution's status.
     pub fn status(&self) -> ExecutionStatus {
         self.status

@@ -4,11 +4,12 @@
 -- The fields a job's reply is built from: the node's own (16), then per parent its status,
 -- routes and output. `parents`: the node's parents when the ready entry carried them (one
 -- HMGET then), nil to read them from the graph first.
-local OWN = 16
+-- The 17th, 'in:i', is a re-run's changed input for the node (rarely set).
+local OWN = 17
 
 local function job_fields(X, i, parents)
   local fields = { 'st', 's:' .. i, 'g', 'tok', 'na:' .. i, 'de:' .. i, 'wfj', 'id:' .. i,
-    'ts:' .. i, 'wf', 'ver', 'par', 'dep', 'ra:' .. i, 't:' .. i, 'a:' .. i }
+    'ts:' .. i, 'wf', 'ver', 'par', 'dep', 'ra:' .. i, 't:' .. i, 'a:' .. i, 'in:' .. i }
   if parents then
     for _, p in ipairs(split(parents)) do
       fields[#fields + 1] = 's:' .. p
@@ -56,7 +57,7 @@ local function job_reply(X, E, i, f, tok, att)
   end
   return { E, tonumber(i), tonumber(tok), tonumber(att), #parents,
     '{' .. table.concat(prev, ',') .. '}', init, f[6] == '1' and 1 or 0, f[10], f[11],
-    f[12] or '', f[13], f[8], f[14] or '' }
+    f[12] or '', f[13], f[8], f[14] or '', f[17] or '' }
 end
 
 -- Hands out the jobs of the ready-list entries `popped` under a lease until `expiry`: their

@@ -4,7 +4,10 @@
 --       request nonce, graph key (the definition version's parents and children, written once
 --       per version by the client, see graphs.rs), parent node id ('' for a top-level
 --       execution), parent link JSON fields ('' likewise; see 'lk' in lib.lua), then per node:
---       idj, number of parents
+--       idj, number of parents; then, for a re-run (spane_core::rerun) only: the nodes ready at
+--       start (comma-separated indices) and field/value pairs to write (the kept nodes'
+--       states, outputs and routes, 'un', 'rof'); the per-node number is then the node's
+--       join counter as the core computed it, and roots are not found by it
 -- The nonce makes a replay of the same call (the client re-sends it after losing the reply)
 -- answer 'ok' instead of 'duplicate'.
 local SP, E, trim = ARGV[1], ARGV[2], ARGV[3]
@@ -34,17 +37,29 @@ if ARGV[11] ~= '' then
   H[#H + 1] = ARGV[11]
   redis.call('ZADD', KEYS[3], tonumber(ARGV[11]), E)
 end
+local seeded = ARGV[16 + n * 2]
 for n_i = 0, n - 1 do
   local b = 16 + n_i * 2
   local i = istr(n_i)
   local np = ARGV[b + 1]
   H[#H + 1] = 'id:' .. i; H[#H + 1] = ARGV[b]
   H[#H + 1] = 'k:' .. i; H[#H + 1] = np
-  if np == '0' then
+  if not seeded and np == '0' then
     H[#H + 1] = 's:' .. i; H[#H + 1] = 'R'
     H[#H + 1] = 'ra:' .. i; H[#H + 1] = istr(now)
     -- A root's entry says it has no parents (the trailing '|'), so its claim reads no graph.
     roots[#roots + 1] = E .. '|' .. i .. '|'
+  end
+end
+if seeded then
+  for _, i in ipairs(split(seeded)) do
+    H[#H + 1] = 's:' .. i; H[#H + 1] = 'R'
+    H[#H + 1] = 'ra:' .. i; H[#H + 1] = istr(now)
+    -- Without its parents: the claim reads them from the graph.
+    roots[#roots + 1] = E .. '|' .. i
+  end
+  for j = 17 + n * 2, #ARGV do
+    H[#H + 1] = ARGV[j]
   end
 end
 hset_all(X, H)

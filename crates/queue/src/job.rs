@@ -75,6 +75,46 @@ pub struct StartExecution {
     /// the execution fails ("execution deadline exceeded") and running executors are
     /// cancelled.
     pub deadline: Option<i64>,
+    /// For a re-run: the earlier execution and the outcomes it keeps.
+    pub rerun: Option<Arc<RerunStart>>,
+}
+
+/// What a re-run starts from (see [`spane_core::rerun`]): the nodes that keep the outcome the
+/// earlier execution recorded, with their outputs, and optionally a changed input for the
+/// node re-run from.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RerunStart {
+    /// The execution re-run.
+    pub of: ExecutionId,
+    /// Per node of the new execution's graph: its recorded outcome, when it keeps one.
+    pub seeds: Vec<Option<spane_core::rerun::Seed>>,
+    /// Per node: the recorded output of a kept node (completed, or failed-and-continued).
+    pub outputs: Vec<Option<Value>>,
+    /// A node that runs with this input instead of the one its parents pass.
+    pub input: Option<(NodeIndex, Value)>,
+}
+
+impl RerunStart {
+    /// A re-run of `of` keeping `seeds` with `outputs`.
+    pub fn new(
+        of: ExecutionId,
+        seeds: Vec<Option<spane_core::rerun::Seed>>,
+        outputs: Vec<Option<Value>>,
+    ) -> Self {
+        Self {
+            of,
+            seeds,
+            outputs,
+            input: None,
+        }
+    }
+
+    /// Node `node` runs with `input`.
+    pub fn with_input(mut self, node: NodeIndex, input: Value) -> Self {
+        self.input = Some((node, input));
+        self
+    }
 }
 
 impl StartExecution {
@@ -95,7 +135,14 @@ impl StartExecution {
             parent_node_id: None,
             depth: 0,
             deadline: None,
+            rerun: None,
         }
+    }
+
+    /// Makes it a re-run that starts from what `rerun` keeps.
+    pub fn rerun(mut self, rerun: RerunStart) -> Self {
+        self.rerun = Some(Arc::new(rerun));
+        self
     }
 
     /// Makes it the child of node `node_id` of execution `parent`, at nesting depth `depth`.

@@ -13,26 +13,31 @@
 //!
 //! Capabilities beyond the core trait are reached through accessors on it: pause/resume/cancel
 //! ([`ExecutionControl`]), the dead-letter queue ([`DeadLetterQueue`]), sub-workflow links
-//! ([`ChildExecutions`]), shared limits, payloads and the history feed.
+//! ([`ChildExecutions`]), shared limits, payloads, the history feed, inspection for
+//! "why is it stuck?" ([`ExecutionInspection`]) and the worker heartbeat registry
+//! ([`WorkerRegistry`]).
 
 mod children;
 mod control;
 mod dlq;
 mod error;
 mod history;
+mod inspect;
 mod job;
 mod limits;
 mod memory;
 mod payload;
 mod queue;
 mod redis;
+mod workers;
 
 pub use children::ChildExecutions;
 pub use control::{CancelStream, ExecutionControl};
 pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;
 pub use history::{HistoryBatch, HistoryFeed};
-pub use job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
+pub use inspect::{ExecutionInspection, Inspected};
+pub use job::{ClaimedJob, CommitOutcome, NodeCommit, RerunStart, StartExecution, WorkerId};
 pub use limits::{BreakerInfo, SharedLimits};
 pub use memory::{MemoryQueue, MemoryQueueConfig};
 pub use payload::{
@@ -40,3 +45,4 @@ pub use payload::{
 };
 pub use queue::{ExecutionQueue, QueueStats, ServerStats};
 pub use redis::{RedisConfig, RedisQueue, StoredDefinition};
+pub use workers::{FORGET_AFTER_MS, RunningJob, WorkerBeat, WorkerRegistry};

@@ -13,9 +13,11 @@ use crate::control::ExecutionControl;
 use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
 use crate::history::HistoryFeed;
+use crate::inspect::ExecutionInspection;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::SharedLimits;
 use crate::payload::PayloadStore;
+use crate::workers::WorkerRegistry;
 
 /// Counters of one queue client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -147,6 +149,17 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
 
     /// The dead-letter queue, when this backend keeps one.
     fn dead_letters(&self) -> Option<&dyn DeadLetterQueue> {
+        None
+    }
+
+    /// Snapshots of executions' real state ("why is it stuck?"), when this backend offers
+    /// them.
+    fn inspection(&self) -> Option<&dyn ExecutionInspection> {
+        None
+    }
+
+    /// The worker heartbeat registry, when this backend keeps one.
+    fn workers(&self) -> Option<&dyn WorkerRegistry> {
         None
     }
 }

@@ -56,6 +56,10 @@ pub enum Error {
     /// A webhook delivery was refused; the variant says why.
     #[error(transparent)]
     Webhook(#[from] spane_triggers::WebhookError),
+    /// A re-run was refused; the variant names why (for example
+    /// [`RerunError::GraphChanged`](spane_core::rerun::RerunError::GraphChanged)).
+    #[error(transparent)]
+    Rerun(#[from] spane_core::rerun::RerunError),
     /// The worker runtime failed.
     #[error(transparent)]
     Worker(#[from] WorkerError),

@@ -35,6 +35,7 @@
 
 mod engine;
 mod error;
+mod operate;
 mod redis_store;
 // The engine's trigger API; `triggers` is the re-export of spane-triggers below.
 #[path = "triggers.rs"]
@@ -43,6 +44,7 @@ mod waiters;
 
 pub use engine::{EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, WorkflowEngine};
 pub use error::Error;
+pub use operate::{Rerun, RerunOptions};
 pub use redis_store::RedisDefinitionStore;
 
 pub use spane_core as core;

@@ -29,7 +29,7 @@ mod subworkflow;
 pub use definitions::Definitions;
 pub use error::WorkerError;
 pub use history::{HISTORY_LAG, HISTORY_PENDING, HISTORY_WRITTEN, HistoryConfig, HistoryWriter};
-pub use manager::{ShutdownReport, WorkerConfig, WorkerManager};
+pub use manager::{HEARTBEAT_EVERY, ShutdownReport, WorkerConfig, WorkerManager};
 pub use outcome::decide;
 pub use processor::NodeProcessor;
 pub use starter::ExecutionStarter;

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spane_queue::{ClaimedJob, ExecutionQueue, WorkerId};
+use spane_queue::{ClaimedJob, ExecutionQueue, RunningJob, WorkerBeat, WorkerId};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +54,52 @@ pub struct WorkerManager {
 
 /// Jobs being run, with the token that cancels each one's executor.
 type InFlight =
-    Arc<Mutex<HashMap<(spane_core::ExecutionId, usize), (ClaimedJob, CancellationToken)>>>;
+    Arc<Mutex<HashMap<(spane_core::ExecutionId, usize), (ClaimedJob, CancellationToken, i64)>>>;
+
+/// How often a manager reports to the worker heartbeat registry
+/// ([`spane_queue::WorkerRegistry`]): its executor types and the jobs it holds.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
+/// Reports this manager to the backend's worker registry every [`HEARTBEAT_EVERY`], while it
+/// runs: one small write, off the node path.
+async fn heartbeat(
+    queue: Arc<dyn ExecutionQueue>,
+    worker: WorkerId,
+    types: Vec<String>,
+    in_flight: InFlight,
+    stop: CancellationToken,
+) {
+    let Some(registry) = queue.workers() else {
+        return;
+    };
+    let started = spane_core::now_millis();
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let jobs = in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|(job, _, since)| {
+                RunningJob::new(job.execution_id, job.node_id.clone(), job.token, *since)
+            })
+            .collect();
+        let beat = WorkerBeat::new(
+            worker.as_str(),
+            started,
+            HEARTBEAT_EVERY.as_millis() as u64,
+            types.clone(),
+        )
+        .with_jobs(jobs);
+        if let Err(e) = registry.heartbeat(&beat).await {
+            tracing::debug!(error = %e, "heartbeat failed");
+        }
+    }
+}
 
 /// Cancels the executors of this manager's jobs whose execution gets cancelled (by any process).
 async fn watch_cancellations(queue: Arc<dyn ExecutionQueue>, in_flight: InFlight) {
@@ -72,7 +117,7 @@ async fn watch_cancellations(queue: Arc<dyn ExecutionQueue>, in_flight: InFlight
         let jobs = in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ((execution, _), (job, token)) in jobs.iter() {
+        for ((execution, _), (job, token, _)) in jobs.iter() {
             if *execution == id {
                 tracing::info!(node = %job.node_id, execution = %id, "execution cancelled, cancelling its executor");
                 token.cancel();
@@ -145,6 +190,20 @@ impl WorkerManager {
             stop.clone(),
             crate::subworkflow::sweep_every(config.claim_wait),
         ));
+        let types = processor
+            .definitions
+            .registry()
+            .types()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        tokio::spawn(heartbeat(
+            queue.clone(),
+            worker.clone(),
+            types,
+            in_flight.clone(),
+            stop.clone(),
+        ));
         let claim_loop = tokio::spawn(claim_loop(
             queue.clone(),
             processor,
@@ -191,7 +250,7 @@ impl WorkerManager {
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(deadline, drain).await.is_err() {
             self.executors_cancel.cancel();
-            for (_, token) in self
+            for (_, token, _) in self
                 .in_flight
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -206,7 +265,7 @@ impl WorkerManager {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .drain()
-                .map(|(_, (j, _))| j)
+                .map(|(_, (j, _, _))| j)
                 .collect();
             for job in left {
                 if let Err(e) = self.queue.release(&job).await {
@@ -216,6 +275,11 @@ impl WorkerManager {
             }
         }
         self.cancel_watch.abort();
+        if let Some(registry) = self.queue.workers()
+            && let Err(e) = registry.forget_worker(self.worker.as_str()).await
+        {
+            tracing::debug!(error = %e, "leaving the worker registry failed");
+        }
         report.drained = running_at_stop.saturating_sub(report.released);
         tracing::info!(worker = %self.worker, drained = report.drained, released = report.released, "worker stopped");
         report
@@ -333,7 +397,7 @@ async fn run_slot(job: ClaimedJob, permit: tokio::sync::OwnedSemaphorePermit, sl
         slot.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, (kept, cancel.clone()));
+            .insert(key, (kept, cancel.clone(), spane_core::now_millis()));
         // Ask for a next job only while nothing is queued in this slot and the manager runs.
         let want = usize::from(queued.is_empty() && !slot.stop.is_cancelled());
         let next = slot

@@ -39,6 +39,10 @@ pub(super) struct Exec {
     depth: u32,
     created_at: i64,
     finished_at: Option<i64>,
+    /// The execution this one re-runs.
+    rerun_of: Option<ExecutionId>,
+    /// A node that runs with this input instead of its parents' (a re-run's changed input).
+    input_override: Option<(NodeIndex, Arc<Value>)>,
 }
 
 /// What one step changed, for the queue to act on.
@@ -72,10 +76,19 @@ impl Events {
 
 impl Exec {
     pub(super) fn start(start: StartExecution) -> (Self, Vec<NodeIndex>, Vec<EngineEvent>) {
-        let (state, t) = ExecutionState::start(&start.workflow);
+        let (state, t) = match &start.rerun {
+            Some(rerun) => ExecutionState::seeded(&start.workflow, &rerun.seeds),
+            None => ExecutionState::start(&start.workflow),
+        };
         let n = start.workflow.nodes().len();
         let now = now_millis();
         let mut exec = Self {
+            rerun_of: start.rerun.as_ref().map(|r| r.of),
+            input_override: start
+                .rerun
+                .as_ref()
+                .and_then(|r| r.input.clone())
+                .map(|(i, v)| (i, Arc::new(v))),
             id: start.execution_id,
             slots: (0..n).map(|_| Slot::default()).collect(),
             dag: start.workflow,
@@ -90,6 +103,21 @@ impl Exec {
         };
         for &r in &t.ready {
             exec.slots[r].ready_at = Some(now);
+        }
+        if let Some(rerun) = &start.rerun {
+            for (i, output) in rerun.outputs.iter().enumerate() {
+                if let (Some(slot), Some(output)) = (exec.slots.get_mut(i), output) {
+                    slot.output = Some(Arc::new(output.clone()));
+                }
+            }
+            for (i, seed) in rerun.seeds.iter().enumerate() {
+                if seed.is_some() {
+                    exec.slots[i].finished_at = Some(now);
+                }
+            }
+            for &s in &t.skipped {
+                exec.slots[s].finished_at = Some(now);
+            }
         }
         let mut events = Events::new(false);
         exec.emit(
@@ -232,7 +260,15 @@ impl Exec {
             delay_elapsed,
             lease,
             ready_at: self.slots[node].ready_at,
+            input_override: self.override_of(node),
         }
+    }
+
+    fn override_of(&self, node: NodeIndex) -> Option<Arc<Value>> {
+        self.input_override
+            .as_ref()
+            .filter(|(i, _)| *i == node)
+            .map(|(_, v)| v.clone())
     }
 
     /// The job of `node` under `token` as it stands, without handing it out (the resumption
@@ -381,6 +417,36 @@ impl Exec {
         }
     }
 
+    /// The snapshot of this execution, without what the queue around it knows (leases,
+    /// dead letters, the ready queue): the caller adds those.
+    pub(super) fn snapshot(&self, now: i64) -> spane_core::explain::ExecutionSnapshot {
+        let mut snap = spane_core::explain::ExecutionSnapshot::new(
+            self.id,
+            self.version,
+            self.slots.len(),
+            now,
+        );
+        snap.status = self.state.status();
+        snap.error = self.state.error().map(str::to_owned);
+        snap.rerun_of = self.rerun_of;
+        for (i, n) in snap.nodes.iter_mut().enumerate() {
+            let book = self.state.book(i);
+            n.state = self.state.node(i).clone();
+            n.shown = book.shown;
+            n.attempt = book.attempt;
+            n.error = book.error.clone();
+            n.ready_at = self.slots[i].ready_at;
+            n.delay_elapsed = book.delay_elapsed;
+            n.child = book.child;
+        }
+        snap
+    }
+
+    /// The compiled graph it runs.
+    pub(super) fn dag(&self) -> &Arc<CompiledWorkflow> {
+        &self.dag
+    }
+
     /// The execution's status.
     pub(super) fn status(&self) -> ExecutionStatus {
         self.state.status()
@@ -459,6 +525,7 @@ pub(super) struct Claim {
     delay_elapsed: bool,
     lease: Duration,
     ready_at: Option<i64>,
+    input_override: Option<Arc<Value>>,
 }
 
 impl Claim {
@@ -468,12 +535,15 @@ impl Claim {
         for (p, v) in &self.parents {
             previous_results.insert(dag.node(*p).id.clone(), Value::clone(v));
         }
-        let input = node_input(
-            dag,
-            self.node,
-            &self.initial,
-            self.parents.iter().map(|(p, v)| (*p, &**v)),
-        );
+        let input = match &self.input_override {
+            Some(v) => Value::clone(v),
+            None => node_input(
+                dag,
+                self.node,
+                &self.initial,
+                self.parents.iter().map(|(p, v)| (*p, &**v)),
+            ),
+        };
         ClaimedJob {
             execution_id: self.execution_id,
             workflow_id: dag.id().to_owned(),

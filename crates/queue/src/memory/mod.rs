@@ -21,10 +21,12 @@ use crate::children::ChildExecutions;
 use crate::control::{CancelStream, ExecutionControl, cancel_stream};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
+use crate::inspect::{ExecutionInspection, Inspected};
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::{BreakerInfo, SharedLimits};
 use crate::payload::PayloadStore;
 use crate::queue::ExecutionQueue;
+use crate::workers::{FORGET_AFTER_MS, WorkerBeat, WorkerRegistry};
 use exec::{Claim, Events, Exec};
 
 /// Settings of a [`MemoryQueue`].
@@ -77,6 +79,9 @@ struct JobKey {
 struct Lease {
     token: u64,
     expires: Instant,
+    /// The worker that claimed the job, and when (ms since the epoch).
+    worker: Arc<str>,
+    since: i64,
 }
 
 #[derive(Default)]
@@ -104,6 +109,8 @@ struct Inner {
     ended: VecDeque<(Instant, ExecutionId)>,
     /// The children each parent started, oldest first.
     kids: HashMap<ExecutionId, Vec<ExecutionId>>,
+    /// The worker heartbeat registry, by worker id.
+    workers: HashMap<String, WorkerBeat>,
 }
 
 impl fmt::Debug for MemoryQueue {
@@ -241,8 +248,16 @@ impl Inner {
     }
 
     /// Records a lease taken until `expires`.
-    fn add_lease(&mut self, key: JobKey, token: u64, expires: Instant) {
-        self.leases.insert(key, Lease { token, expires });
+    fn add_lease(&mut self, key: JobKey, token: u64, expires: Instant, worker: &Arc<str>) {
+        self.leases.insert(
+            key,
+            Lease {
+                token,
+                expires,
+                worker: worker.clone(),
+                since: spane_core::now_millis(),
+            },
+        );
         // Renewals only move expiries later, so the floor stays a lower bound.
         self.lease_floor = Some(self.lease_floor.map_or(expires, |f| f.min(expires)));
     }
@@ -318,11 +333,12 @@ impl ExecutionQueue for MemoryQueue {
 
     async fn claim(
         &self,
-        _worker: &WorkerId,
+        worker: &WorkerId,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<ClaimedJob>, QueueError> {
         let deadline = Instant::now() + wait;
+        let worker: Arc<str> = Arc::from(worker.as_str());
         loop {
             let notified = self.shared.notify.notified();
             tokio::pin!(notified);
@@ -348,7 +364,7 @@ impl ExecutionQueue for MemoryQueue {
                     let Some(job) = exec.claim(key.node, token, lease, &mut events) else {
                         continue;
                     };
-                    inner.add_lease(key, token, now + lease);
+                    inner.add_lease(key, token, now + lease, &worker);
                     jobs.push(job);
                 }
                 self.emit(events.list);
@@ -513,6 +529,14 @@ impl ExecutionQueue for MemoryQueue {
     }
 
     fn sub_workflows(&self) -> Option<&dyn ChildExecutions> {
+        Some(self)
+    }
+
+    fn inspection(&self) -> Option<&dyn ExecutionInspection> {
+        Some(self)
+    }
+
+    fn workers(&self) -> Option<&dyn WorkerRegistry> {
         Some(self)
     }
 
@@ -870,5 +894,75 @@ impl ChildExecutions for MemoryQueue {
 
     async fn children(&self, parent: ExecutionId) -> Result<Vec<ExecutionId>, QueueError> {
         Ok(self.lock().kids.get(&parent).cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl ExecutionInspection for MemoryQueue {
+    async fn snapshot(&self, id: ExecutionId) -> Result<Option<Inspected>, QueueError> {
+        let inner = self.lock();
+        let Some(exec) = inner.executions.get(&id) else {
+            return Ok(None);
+        };
+        let now_ms = spane_core::now_millis();
+        let now = Instant::now();
+        let mut snap = exec.snapshot(now_ms);
+        snap.queue_depth = inner.ready.len() as u64;
+        for (pos, key) in inner.ready.iter().enumerate() {
+            if key.execution == id
+                && let Some(n) = snap.nodes.get_mut(key.node)
+                && n.ahead.is_none()
+            {
+                n.ahead = Some(pos as u64);
+            }
+        }
+        for (key, lease) in &inner.leases {
+            if key.execution != id {
+                continue;
+            }
+            let left = lease.expires.saturating_duration_since(now).as_millis() as i64;
+            let expired = now.saturating_duration_since(lease.expires).as_millis() as i64;
+            snap.nodes[key.node].lease = Some(
+                spane_core::explain::LeaseSnapshot::new(now_ms + left - expired)
+                    .held_by(&*lease.worker, Some(lease.since)),
+            );
+        }
+        for dead in inner.dlq.iter().filter(|d| d.execution_id == id) {
+            if let Some(i) = exec.index_of(&dead.node_id) {
+                snap.nodes[i].dead_letter = Some(spane_core::explain::DeadLetterSnapshot::new(
+                    dead.error.clone(),
+                    dead.reason == crate::dlq::DeadLetterReason::Stalled,
+                    dead.attempts,
+                    dead.failed_at,
+                ));
+            }
+        }
+        Ok(Some(Inspected::new(exec.dag().clone(), snap)))
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for MemoryQueue {
+    async fn heartbeat(&self, beat: &WorkerBeat) -> Result<(), QueueError> {
+        let now = spane_core::now_millis();
+        let mut inner = self.lock();
+        inner
+            .workers
+            .retain(|_, b| now - b.seen_at <= FORGET_AFTER_MS);
+        let mut beat = beat.clone();
+        beat.seen_at = now;
+        inner.workers.insert(beat.worker.clone(), beat);
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerBeat>, QueueError> {
+        let mut all: Vec<WorkerBeat> = self.lock().workers.values().cloned().collect();
+        all.sort_by_key(|b| std::cmp::Reverse(b.seen_at));
+        Ok(all)
+    }
+
+    async fn forget_worker(&self, worker: &str) -> Result<(), QueueError> {
+        self.lock().workers.remove(worker);
+        Ok(())
     }
 }

@@ -18,6 +18,7 @@ mod definitions;
 mod dlq;
 mod graphs;
 mod history;
+mod inspect;
 mod limits;
 mod record;
 mod scripts;
@@ -550,6 +551,58 @@ impl RedisQueue {
     }
 }
 
+/// The arguments of `start.lua` for a re-run: per node its id and join counter as the core
+/// computed them from the kept nodes, the nodes ready at start, and the kept nodes' fields.
+fn rerun_args(
+    args: &mut Vec<String>,
+    dag: &CompiledWorkflow,
+    rerun: &crate::job::RerunStart,
+    json_str: impl Fn(&str) -> String,
+) {
+    use spane_core::rerun::Seed;
+    const ENC: usize = 65536;
+    let (state, start) = spane_core::ExecutionState::seeded(dag, &rerun.seeds);
+    for (i, n) in dag.nodes().iter().enumerate() {
+        let (remaining, live) = state.join_counters(i);
+        args.push(json_str(&n.id));
+        args.push((remaining + ENC * live).to_string());
+    }
+    let csv = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    args.push(csv(&start.ready));
+    let now = spane_core::now_millis().to_string();
+    let mut set = |k: String, v: String| {
+        args.push(k);
+        args.push(v);
+    };
+    for (i, seed) in rerun.seeds.iter().enumerate() {
+        let Some(seed) = seed else { continue };
+        let (s, ns) = match seed {
+            Seed::Completed { .. } => ("C", "completed"),
+            Seed::Continued => ("K", "failed"),
+            _ => ("S", "skipped"),
+        };
+        set(format!("s:{i}"), s.to_owned());
+        set(format!("ns:{i}"), ns.to_owned());
+        set(format!("tf:{i}"), now.clone());
+        if let Seed::Completed { routes: Some(r) } = seed {
+            set(format!("rt:{i}"), csv(r));
+        }
+        if let Some(Some(output)) = rerun.outputs.get(i) {
+            set(format!("o:{i}"), output.to_string());
+        }
+    }
+    for &i in &start.skipped {
+        set(format!("s:{i}"), "S".to_owned());
+        set(format!("ns:{i}"), "skipped".to_owned());
+        set(format!("tf:{i}"), now.clone());
+    }
+    set("un".to_owned(), state.unresolved().to_string());
+    set("rof".to_owned(), rerun.of.to_string());
+    if let Some((node, input)) = &rerun.input {
+        set(format!("in:{node}"), input.to_string());
+    }
+}
+
 /// `CLIENT UNBLOCK` tries before a waiting claim falls back on Redis's own blocking timeout.
 const UNBLOCK_TRIES: usize = 3;
 
@@ -584,9 +637,14 @@ impl ExecutionQueue for RedisQueue {
             start.parent_node_id.clone().unwrap_or_default(),
             children::parent_link(&start),
         ];
-        for n in dag.nodes() {
-            args.push(json_str(&n.id));
-            args.push(n.parents.len().to_string());
+        match &start.rerun {
+            None => {
+                for n in dag.nodes() {
+                    args.push(json_str(&n.id));
+                    args.push(n.parents.len().to_string());
+                }
+            }
+            Some(rerun) => rerun_args(&mut args, dag, rerun, json_str),
         }
         self.trip();
         let reply: String = self
@@ -765,6 +823,14 @@ impl ExecutionQueue for RedisQueue {
     }
 
     fn payloads(&self) -> Option<&dyn crate::payload::PayloadStore> {
+        Some(self)
+    }
+
+    fn inspection(&self) -> Option<&dyn crate::inspect::ExecutionInspection> {
+        Some(self)
+    }
+
+    fn workers(&self) -> Option<&dyn crate::workers::WorkerRegistry> {
         Some(self)
     }
 

@@ -84,7 +84,12 @@ pub(super) fn claimed_job(
     } else {
         Json::Null
     };
-    let input = spane_core::node_input(graph, node, &initial, parents.iter().map(|(p, v)| (*p, v)));
+    // A re-run's changed input for this node replaces what its parents pass.
+    let changed = f.get(14).map(text).filter(|t| !t.is_empty());
+    let input = match changed {
+        Some(t) => json(&t, "changed input")?,
+        None => spane_core::node_input(graph, node, &initial, parents.iter().map(|(p, v)| (*p, v))),
+    };
     let previous_results: BTreeMap<String, Json> = parents
         .into_iter()
         .map(|(p, v)| (graph.node(p).id.clone(), v))
@@ -126,7 +131,7 @@ pub(super) fn execution_status(name: &str) -> Option<ExecutionStatus> {
     })
 }
 
-fn node_status(name: &str) -> Option<NodeStatus> {
+pub(super) fn node_status(name: &str) -> Option<NodeStatus> {
     Some(match name {
         "pending" => NodeStatus::Pending,
         "running" => NodeStatus::Running,

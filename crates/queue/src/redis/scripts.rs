@@ -39,6 +39,7 @@ pub(super) struct Scripts {
     pub(super) control: Script,
     pub(super) limits: Script,
     pub(super) bind: Script,
+    pub(super) workers: Script,
 }
 
 impl Scripts {
@@ -55,12 +56,14 @@ impl Scripts {
             control: Script::from_lua(script!("control.lua")),
             limits: Script::from_lua(script!("limits.lua")),
             bind: Script::from_lua(include_str!("../../lua/bind.lua")),
+            workers: Script::from_lua(script!("workers.lua")),
             define: Script::from_lua(concat!(include_str!("../../lua/define.lua"))),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 12] {
+    pub(super) fn all(&self) -> [&Script; 13] {
         [
+            &self.workers,
             &self.bind,
             &self.limits,
             &self.control,
