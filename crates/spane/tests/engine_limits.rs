@@ -35,7 +35,9 @@ fn api_workflow(id: &str) -> WorkflowDefinition {
     WorkflowDefinition::new(id, id).node(NodeDefinition::new("call", "flaky-api").with_config(
         json!({
             "host": "h1",
-            "circuitBreaker": {"failureThreshold": 2, "successThreshold": 1, "timeout": 150}
+            // Open for 1.5 s: long enough that the fail-fast attempt below meets it open on a
+            // loaded machine; the recovery loop then waits it out.
+            "circuitBreaker": {"failureThreshold": 2, "successThreshold": 1, "timeout": 1500}
         }),
     ))
 }
@@ -88,6 +90,8 @@ async fn breaker_opens_fails_fast_half_opens_and_closes(b: Backend) {
             tokio::time::Instant::now() < deadline,
             "no probe before the deadline"
         );
+        // A poll interval while the breaker is still open (each attempt fails fast).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let breakers = engine.circuit_breakers().await.unwrap();
     assert_eq!(breakers[0].state.status, BreakerStatus::Closed);
