@@ -16,6 +16,8 @@ use crate::proxy::TcpProxy;
 
 /// How long executions may take to end after a fault.
 const SETTLE: Duration = Duration::from_secs(60);
+/// The longest one run may take (the soak excepted, which has its own deadlines).
+const RUN_LIMIT: Duration = Duration::from_secs(300);
 /// The lease of the worker processes: short, so that recovery from a dead worker is quick.
 const LEASE_MS: u64 = 1000;
 
@@ -121,22 +123,41 @@ pub(super) async fn run_fault(fault: &Fault, options: &SuiteOptions) -> FaultRep
         _ => options.runs,
     };
     for _ in 0..runs {
-        let outcome = match fault.name {
-            "kill-before-effect" => kill_holding(&redis.url(), "before-effect").await,
-            "kill-after-effect" => kill_holding(&redis.url(), "after-effect").await,
-            "kill-commit-in-flight" => kill_commit_in_flight(&redis.url()).await,
-            "kill-fan-out" => kill_fan_out(&redis.url()).await,
-            "sigstop-past-lease" => sigstop(&redis.url()).await,
-            "worker-cut-off" => cut_off(&redis).await,
-            "redis-restart-always" | "redis-restart-everysec" => redis_restart(&mut redis).await,
-            "pg-outage" => match &options.database_url {
-                Some(db) => pg_outage(&redis.url(), db, options.quick).await,
-                None => Err(FaultError::new("no PostgreSQL (DATABASE_URL) given")),
-            },
-            "sub-workflow-resume" => sub_workflow_resume(&redis.url()).await,
-            "trigger-instance-killed" => trigger_instance_killed(&redis.url()).await,
-            "soak" => soak(&redis.url(), if options.quick { 1_000 } else { 10_000 }).await,
-            other => Err(FaultError::new(format!("unknown fault {other}"))),
+        // A Redis that a restart left down ends the fault (its next runs could not connect).
+        if !redis.ping() && redis.restart().is_err() {
+            report.errors.push(format!(
+                "redis-server is down and does not restart: {}",
+                redis.log_tail()
+            ));
+            break;
+        }
+        let run = async {
+            match fault.name {
+                "kill-before-effect" => kill_holding(&redis.url(), "before-effect").await,
+                "kill-after-effect" => kill_holding(&redis.url(), "after-effect").await,
+                "kill-commit-in-flight" => kill_commit_in_flight(&redis.url()).await,
+                "kill-fan-out" => kill_fan_out(&redis.url()).await,
+                "sigstop-past-lease" => sigstop(&redis.url()).await,
+                "worker-cut-off" => cut_off(&redis).await,
+                "redis-restart-always" | "redis-restart-everysec" => {
+                    redis_restart(&mut redis).await
+                }
+                "pg-outage" => match &options.database_url {
+                    Some(db) => pg_outage(&redis.url(), db, options.quick).await,
+                    None => Err(FaultError::new("no PostgreSQL (DATABASE_URL) given")),
+                },
+                "sub-workflow-resume" => sub_workflow_resume(&redis.url()).await,
+                "trigger-instance-killed" => trigger_instance_killed(&redis.url()).await,
+                "soak" => soak(&redis.url(), if options.quick { 1_000 } else { 10_000 }).await,
+                other => Err(FaultError::new(format!("unknown fault {other}"))),
+            }
+        };
+        // No run may hang the suite.
+        let outcome = match tokio::time::timeout(RUN_LIMIT, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(FaultError::new(format!(
+                "the run did not end within {RUN_LIMIT:?}"
+            ))),
         };
         match outcome {
             Ok(o) => report.runs.push(o),
