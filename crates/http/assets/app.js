@@ -32,12 +32,13 @@ const shortId = (id) => `${String(id).slice(0, 10)}…`;
 const badge = (s) => `<span class="badge ${esc(s)}">${esc(s)}</span>`;
 const json = (v) => esc(JSON.stringify(v, null, 2));
 
-function toast(text, bad) {
+// `keep`: the toast announces a navigation, so the next page keeps it.
+function toast(text, bad, keep) {
   const t = document.getElementById("toast");
   t.textContent = text;
   t.className = bad ? "toast bad" : "toast";
   t.hidden = false;
-  toast.at = Date.now();
+  toast.keep = !!keep;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => (t.hidden = true), 3500);
 }
@@ -435,7 +436,7 @@ async function dlqPage() {
         || `<tr><td colspan="8" class="empty">The dead-letter queue is empty.</td></tr>`;
       view.querySelectorAll("[data-retry]").forEach((b) => (b.onclick = async () => {
         const [exec, ...node] = b.dataset.retry.split("/");
-        try { await api(`/dlq/${exec}/${encodeURIComponent(node.join("/"))}/retry`, { method: "POST" }); toast("Retry started"); location.hash = `#/executions/${exec}`; } catch (e) { toast(e.message, true); }
+        try { await api(`/dlq/${exec}/${encodeURIComponent(node.join("/"))}/retry`, { method: "POST" }); toast("Retry started", false, true); location.hash = `#/executions/${exec}`; } catch (e) { toast(e.message, true); }
       }));
     } catch (e) { document.getElementById("rows").innerHTML = `<tr><td colspan="8" class="empty">${esc(e.message)}</td></tr>`; }
   };
@@ -449,7 +450,7 @@ async function dlqPage() {
 // ---- Router ----------------------------------------------------------------------------
 function route() {
   // A toast from an earlier page goes; one that announced this navigation stays.
-  if (Date.now() - (toast.at || 0) > 1000) document.getElementById("toast").hidden = true;
+  if (toast.keep) toast.keep = false; else document.getElementById("toast").hidden = true;
   cleanup.forEach((f) => f());
   cleanup = [];
   const hash = location.hash.slice(1) || "/executions";
