@@ -215,6 +215,13 @@ async fn bad_schedules_are_refused_naming_the_field() {
     )
     .await;
     assert!(p["detail"].as_str().unwrap().contains("sometimes"));
+    let p = problem(
+        post(json!({ "workflowId": "report", "cron": "0 9 * * *", "catchUpLimit": 4 })).await,
+        422,
+        "invalid_schedule",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("catchUpLimit"));
     problem(
         post(json!({ "workflowId": "ghost", "cron": "0 9 * * *" })).await,
         404,

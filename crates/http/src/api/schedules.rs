@@ -188,6 +188,21 @@ pub(crate) async fn upsert(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<UpsertSchedule>,
 ) -> Result<Json<Schedule>, ApiError> {
+    let invalid = |detail: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_schedule",
+            "Invalid schedule",
+            detail,
+        )
+    };
+    if let Some(limit) = body.catch_up_limit
+        && body.catch_up.as_deref() != Some("all")
+    {
+        return Err(invalid(format!(
+            "catchUpLimit = {limit}: applies only with catchUp \"all\""
+        )));
+    }
     let catch_up = match body.catch_up.as_deref() {
         None | Some("latest") => CatchUp::Latest,
         Some("skip") => CatchUp::Skip,
@@ -195,12 +210,9 @@ pub(crate) async fn upsert(
             limit: body.catch_up_limit.unwrap_or(10),
         },
         Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_schedule",
-                "Invalid schedule",
-                format!("catchUp = {other:?}: expected \"skip\", \"latest\" or \"all\""),
-            ));
+            return Err(invalid(format!(
+                "catchUp = {other:?}: expected \"skip\", \"latest\" or \"all\""
+            )));
         }
     };
     let mut spec = ScheduleSpec::cron(body.workflow_id, body.cron)
