@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo xtask bench [--quick] [--backend embedded|redis|all] [--out FILE]
+//! cargo xtask bench http [--quick]      # the HTTP layer: REST throughput, SSE fan-out
 //! ```
 //!
 //! Runs the workloads of `docs/BENCHMARKS.md` on the embedded backend, on Redis with one and
@@ -20,6 +21,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod http;
 mod report;
 mod workloads;
 
@@ -273,6 +275,21 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "error".into()),
         )
         .init();
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("http-server") => return exit(http::serve().await),
+        Some("http") => {
+            let rest: Vec<String> = args.collect();
+            if let Some(bad) = rest.iter().find(|a| *a != "--quick") {
+                eprintln!(
+                    "spane-bench: unknown option {bad:?}\nusage: cargo xtask bench http [--quick]"
+                );
+                return ExitCode::from(2);
+            }
+            return exit(http::run(!rest.is_empty()).await);
+        }
+        _ => {}
+    }
     let (worker, options, rest) = match parse() {
         Ok(p) => p,
         Err(e) => {
@@ -285,6 +302,10 @@ async fn main() -> ExitCode {
     } else {
         workloads::run_all(options).await
     };
+    exit(result)
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

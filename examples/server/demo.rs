@@ -19,6 +19,27 @@ pub(crate) const ORDERS: &str = r#"{
     { "id": "manual-review", "type": "work", "config": { "ms": 800 }, "inputs": ["route"], "outputs": ["notify"] },
     { "id": "auto-approve", "type": "work", "config": { "ms": 400 }, "inputs": ["route"], "outputs": ["notify"] },
     { "id": "notify", "type": "work", "config": { "ms": 300 }, "inputs": ["manual-review", "auto-approve"], "outputs": [] }
+  ],
+  "triggers": [{ "type": "webhook", "config": { "path": "orders", "method": "POST" } }]
+}"#;
+
+/// A payment, run as a sub-workflow by `checkout`.
+pub(crate) const PAYMENT: &str = r#"{
+  "id": "payment", "name": "Payment",
+  "nodes": [
+    { "id": "authorize", "type": "work", "config": { "ms": 600 }, "inputs": [], "outputs": ["capture"] },
+    { "id": "capture", "type": "work", "config": { "ms": 500 }, "inputs": ["authorize"], "outputs": ["receipt"] },
+    { "id": "receipt", "type": "work", "config": { "ms": 200 }, "inputs": ["capture"], "outputs": [] }
+  ]
+}"#;
+
+/// A checkout whose `pay` node runs `payment` as a child execution.
+pub(crate) const CHECKOUT: &str = r#"{
+  "id": "checkout", "name": "Checkout",
+  "nodes": [
+    { "id": "cart", "type": "work", "config": { "ms": 300 }, "inputs": [], "outputs": ["pay"] },
+    { "id": "pay", "type": "sub-workflow", "config": { "workflowId": "payment" }, "inputs": ["cart"], "outputs": ["ship"] },
+    { "id": "ship", "type": "work", "config": { "ms": 400 }, "inputs": ["pay"], "outputs": [] }
   ]
 }"#;
 
@@ -33,7 +54,8 @@ pub(crate) const IMPORT: &str = r#"{
       "config": { "retryPolicy": { "maxAttempts": 2, "backoff": { "type": "fixed", "delay": 300 } } },
       "inputs": ["parse"], "outputs": ["report"] },
     { "id": "report", "type": "work", "config": { "ms": 300 }, "inputs": ["load"], "outputs": [] }
-  ]
+  ],
+  "triggers": [{ "type": "schedule", "config": { "cron": "0 2 * * *", "timezone": "Europe/London" } }]
 }"#;
 
 /// Executions whose `load` step already failed for good (in this process).

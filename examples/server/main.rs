@@ -6,7 +6,8 @@
 //! cargo run -p server-example -- --redis redis://127.0.0.1:6379 --database postgres://postgres@127.0.0.1:5432/test
 //! ```
 //!
-//! Then open <http://127.0.0.1:8080/>. Options: `--port N` (8080), `--host ADDR` (127.0.0.1),
+//! Then open <http://127.0.0.1:8080/>. `curl -X POST localhost:8080/webhooks/orders -d
+//! '{"total": 50}'` starts an order through its webhook trigger. Options: `--port N` (8080), `--host ADDR` (127.0.0.1),
 //! `--redis URL`, `--database URL` (PostgreSQL or SQLite history; the execution list needs a
 //! store that keeps history, which the embedded store does), `--token T` (bearer token),
 //! `--no-demo` (register nothing, start nothing).
@@ -99,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     engine.start_workers(16)?;
 
     if o.demo {
-        for text in [demo::ORDERS, demo::IMPORT] {
+        for text in [demo::ORDERS, demo::IMPORT, demo::PAYMENT, demo::CHECKOUT] {
             let definition = WorkflowDefinition::from_json(text)?;
             let id = definition.id.clone();
             let version = engine.register_workflow(definition).await?;
@@ -114,6 +115,17 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         engine
             .enqueue_workflow("nightly-import", json!({ "fail": true }))
+            .await?;
+        // A checkout whose payment runs as a sub-workflow, and a schedule made through the
+        // API (the import's nightly schedule comes from its definition).
+        engine
+            .enqueue_workflow("checkout", json!({ "cart": ["book", "lamp"], "total": 64 }))
+            .await?;
+        engine
+            .upsert_schedule(
+                spane::triggers::ScheduleSpec::cron("order-processing", "*/15 * * * *")
+                    .data(json!({ "orderId": 0, "total": 10, "probe": true })),
+            )
             .await?;
     }
 

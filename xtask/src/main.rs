@@ -30,7 +30,8 @@ Tasks:
              nextest (profile ci) and doctests, stopping at the first failure
   services   report whether Redis and PostgreSQL are reachable
   bench      run the benchmarks (release build): [--quick] [--backend embedded|redis|all] [--workload NAME]
-             [--out FILE]; see docs/BENCHMARKS.md
+             [--out FILE]; `bench http [--quick]`: the HTTP layer's REST and SSE figures;
+             see docs/BENCHMARKS.md
   migrate    apply the SQL migrations: [--database-url URL] [--schema NAME]
              (runs spane-store's spane-migrate; URL from DATABASE_URL by default)
   faults     run the fault suite (worker processes killed, stopped and cut off, Redis

@@ -1,5 +1,5 @@
 // The SPANE dashboard: plain JavaScript, no build step. Hash routes:
-// #/executions, #/executions/<id>, #/workflows, #/dlq.
+// #/executions, #/executions/<id>, #/workflows, #/schedules, #/dlq.
 "use strict";
 
 const view = document.getElementById("view");
@@ -13,14 +13,32 @@ const fmtDur = (a, b) => {
   const ms = (b || Date.now()) - a;
   return ms < 1000 ? `${ms} ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
 };
+// A compact date and time: the year only when it is not this year's.
+const fmtShort = (ms) => {
+  if (!ms) return "—";
+  const d = new Date(ms);
+  const opts = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+  if (d.getFullYear() !== new Date().getFullYear()) opts.year = "numeric";
+  return d.toLocaleString(undefined, opts);
+};
+const fmtIn = (ms) => {
+  if (!ms) return "";
+  const s = Math.round((ms - Date.now()) / 1000), a = Math.abs(s);
+  const t = a < 60 ? `${a} s` : a < 3600 ? `${Math.round(a / 60)} min` : a < 86400 ? `${Math.round(a / 3600)} h`
+    : a < 86400 * 365 ? `${Math.round(a / 86400)} d` : `${Math.round(a / (86400 * 365))} y`;
+  return a === 0 ? "now" : s > 0 ? `in ${t}` : `${t} ago`;
+};
+const shortId = (id) => `${String(id).slice(0, 10)}…`;
 const badge = (s) => `<span class="badge ${esc(s)}">${esc(s)}</span>`;
 const json = (v) => esc(JSON.stringify(v, null, 2));
 
-function toast(text, bad) {
+// `keep`: the toast announces a navigation, so the next page keeps it.
+function toast(text, bad, keep) {
   const t = document.getElementById("toast");
   t.textContent = text;
   t.className = bad ? "toast bad" : "toast";
   t.hidden = false;
+  toast.keep = !!keep;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => (t.hidden = true), 3500);
 }
@@ -168,7 +186,7 @@ function layout(nodes) {
   return { layer, pos, layers };
 }
 
-function drawDag(definition, states) {
+function drawDag(definition, states, children = {}) {
   const W = 168, H = 54, GX = 70, GY = 26;
   const { layer, pos, layers } = layout(definition.nodes);
   const widest = Math.max(...layers.map((l) => l.length));
@@ -184,17 +202,27 @@ function drawDag(definition, states) {
       edges += `<path class="edge" marker-end="url(#arrow)" d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2 - 2},${y2}"/>`;
     }
     const st = states[n.id] || "pending";
-    const label = n.id.length > 20 ? `${n.id.slice(0, 19)}…` : n.id;
+    const max = n.type === "sub-workflow" && children[n.id]?.length ? 13 : 20;  // room for the child link
+    const label = n.id.length > max ? `${n.id.slice(0, max - 1)}…` : n.id;
     boxes += `<g class="node" data-node-id="${esc(n.id)}" data-state="${esc(st)}" transform="translate(${x},${y})">
       <rect width="${W}" height="${H}" rx="8"/><title>${esc(n.id)} (${esc(n.type)})</title>
       <text x="12" y="21">${esc(label)}</text>
       <text class="type" x="12" y="40">${esc(n.type)}</text>
-      <text class="state" x="${W - 12}" y="40" text-anchor="end">${esc(st)}</text></g>`;
+      <text class="state" x="${W - 12}" y="40" text-anchor="end">${esc(st)}</text>${childLink(n, children[n.id], W)}</g>`;
   }
   // Scaled down to the panel's width when wider, never up.
   return `<svg style="width:100%;max-width:${width}px;height:auto" viewBox="0 0 ${width} ${height}">
     <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#c5cad3"/></marker></defs>
     ${edges}${boxes}</svg>`;
+}
+
+// The link from a sub-workflow node to its latest child execution (earlier ones, from
+// retries, are listed in the node's detail panel).
+function childLink(node, kids, W) {
+  if (node.type !== "sub-workflow" || !kids?.length) return "";
+  const child = kids[kids.length - 1];
+  return `<a class="child-link" href="#/executions/${esc(child.executionId)}" data-child-id="${esc(child.executionId)}">
+    <text x="${W - 12}" y="21" text-anchor="end">child ↗</text><title>Open child execution ${esc(child.executionId)}</title></a>`;
 }
 
 const NODE_STATE = { running: "running", completed: "completed", failed: "failed", retrying: "retrying", skipped: "skipped", delayed: "delayed" };
@@ -209,6 +237,17 @@ async function executionPage(id) {
   const states = {};   // node id -> state shown
   const attempts = {}; // node id -> attempts seen in events
   const errors = {};
+  let children = {};   // sub-workflow node id -> its child executions, oldest first
+  const hasSubWorkflows = definition.nodes.some((n) => n.type === "sub-workflow");
+  const loadChildren = async () => {
+    if (!hasSubWorkflows) return;
+    try {
+      const list = await api(`/executions/${encodeURIComponent(id)}/children`);
+      children = {};
+      for (const c of list.items) (children[c.parentNodeId] ||= []).push(c);
+    } catch (_) { /* links are best effort */ }
+  };
+  await loadChildren();
   let selected = null;
   const fromRecord = (r) => {
     record = r;
@@ -241,11 +280,12 @@ async function executionPage(id) {
       <span>Workflow <b><a href="#/workflows">${esc(record.workflowId)}</a> v${esc(record.workflowVersion)}</b></span>
       <span>Started <b>${fmtTime(record.createdAt)}</b></span>
       <span>Duration <b>${fmtDur(record.createdAt, record.finishedAt)}</b></span>
+      ${record.parentExecutionId ? `<span>Sub-workflow of <b><a id="parent-link" class="mono" href="#/executions/${esc(record.parentExecutionId)}">${esc(shortId(record.parentExecutionId))}</a></b> node <b class="mono">${esc(record.parentNodeId)}</b></span>` : ""}
       ${record.error ? `<span class="error-text">${esc(record.error)}</span>` : ""}`;
-    document.getElementById("dag").innerHTML = drawDag(definition, states);
+    document.getElementById("dag").innerHTML = drawDag(definition, states, children);
     document.querySelectorAll(".node").forEach((g) => {
       if (g.dataset.nodeId === selected) g.classList.add("selected");
-      g.onclick = () => { selected = g.dataset.nodeId; render(); };
+      g.onclick = (ev) => { if (ev.target.closest(".child-link")) return; selected = g.dataset.nodeId; render(); };
     });
     const terminal = ["completed", "failed", "cancelled"].includes(record.status);
     document.getElementById("pause").disabled = terminal || record.status === "paused";
@@ -267,6 +307,7 @@ async function executionPage(id) {
       <dt>Attempts</dt><dd>${esc(res.attempts ?? attempts[selected] ?? 0)}</dd>
       <dt>Timing</dt><dd>${fmtTime(res.startedAt)} · ${fmtDur(res.startedAt, res.finishedAt)}</dd>
       ${res.error || errors[selected] ? `<dt>Error</dt><dd class="error-text">${esc(res.error || errors[selected])}</dd>` : ""}
+      ${n.type === "sub-workflow" ? `<dt>Child executions</dt><dd>${(children[n.id] || []).map((c) => `<div><a class="mono" href="#/executions/${esc(c.executionId)}">${esc(c.executionId)}</a> ${badge(c.status)}</div>`).join("") || `<span class="muted">none yet</span>`}</dd>` : ""}
       <dt>Input${parents.length ? " (parents' outputs)" : ""}</dt><dd><pre>${json(input)}</pre></dd>
       <dt>Output</dt><dd><pre>${res.data === undefined ? "—" : json(res.data)}</pre></dd>
       <dt>Config</dt><dd><pre>${json(n.config ?? {})}</pre></dd></dl>`;
@@ -282,7 +323,7 @@ async function executionPage(id) {
   let refetch = null;
   const reload = () => {
     clearTimeout(refetch);
-    refetch = setTimeout(async () => { try { fromRecord(await api(`/executions/${id}`)); render(); } catch (_) {} }, 150);
+    refetch = setTimeout(async () => { try { fromRecord(await api(`/executions/${id}`)); await loadChildren(); render(); } catch (_) {} }, 150);
   };
   cleanup.push(() => clearTimeout(refetch));
   const live = document.getElementById("live");
@@ -295,7 +336,8 @@ async function executionPage(id) {
       if (e.attempt) attempts[e.nodeId] = e.attempt;
       if (e.error) errors[e.nodeId] = e.error;
       render();
-      if (e.status === "completed" || e.status === "failed") reload();
+      const sub = definition.nodes.find((n) => n.id === e.nodeId)?.type === "sub-workflow";
+      if (e.status === "completed" || e.status === "failed" || (sub && e.status === "running")) reload();
     },
     "workflow:status": (e) => {
       record.status = { started: "running", resumed: "running" }[e.status] || e.status;
@@ -326,6 +368,57 @@ async function workflowsPage() {
   } catch (e) { document.getElementById("rows").innerHTML = `<tr><td colspan="6" class="empty">${esc(e.message)}</td></tr>`; }
 }
 
+// ---- Schedules -------------------------------------------------------------------------
+async function schedulesPage() {
+  view.innerHTML = `<div class="head"><h1>Schedules</h1></div>
+    <div class="panel">
+      <h2>Add a cron schedule</h2>
+      <div class="add-schedule">
+        <select id="sched-wf"></select>
+        <input id="sched-cron" placeholder="cron: */5 * * * *" spellcheck="false">
+        <input id="sched-tz" placeholder="time zone (UTC)" spellcheck="false">
+        <button class="primary" id="sched-add">Add</button>
+      </div>
+    </div>
+    <div class="panel"><table><thead><tr><th>Workflow</th><th>When</th><th>Next fire</th><th>Last fire</th><th class="nowrap">Last run</th><th>Fires</th><th>Source</th><th></th></tr></thead>
+    <tbody id="rows"><tr><td colspan="8" class="empty">Loading…</td></tr></tbody></table></div>`;
+  api("/workflows?limit=500").then((list) => {
+    document.getElementById("sched-wf").innerHTML = list.items.map((w) => `<option value="${esc(w.id)}">${esc(w.name || w.id)}</option>`).join("");
+  }).catch((e) => toast(e.message, true));
+  const when = (s) => s.kind === "cron"
+    ? `<span class="mono">${esc(s.cron)}</span> <span class="muted">${esc(s.timezone || "UTC")}</span>`
+    : `once <span class="muted">at ${esc(fmtShort(s.at))}</span>`;
+  const load = async () => {
+    try {
+      const list = await api("/schedules");
+      document.getElementById("rows").innerHTML = list.items.map((s) => `<tr data-schedule-id="${esc(s.id)}">
+        <td><b>${esc(s.workflowId)}</b><div class="muted mono small">${esc(s.id)}</div></td>
+        <td>${when(s)}</td>
+        <td class="nowrap">${s.nextFire ? `${esc(fmtShort(s.nextFire))}<div class="muted small">${esc(fmtIn(s.nextFire))}</div>` : "—"}</td>
+        <td class="nowrap">${s.lastFire ? `${esc(fmtShort(s.lastFire))}<div class="muted small">${esc(fmtIn(s.lastFire))}</div>` : `<span class="muted">never</span>`}</td>
+        <td>${s.lastExecutionId ? `<a class="mono last-execution" href="#/executions/${esc(s.lastExecutionId)}">${esc(shortId(s.lastExecutionId))}</a>` : "—"}</td>
+        <td>${esc(s.fires)}${s.misses ? ` <span class="muted">(${esc(s.misses)} missed)</span>` : ""}</td>
+        <td><span class="tag">${esc(s.source)}</span></td>
+        <td><button class="danger" data-remove="${esc(s.id)}">${s.kind === "once" ? "Cancel" : "Remove"}</button></td></tr>`).join("")
+        || `<tr><td colspan="8" class="empty">No schedules. Add one above, or give a workflow a <span class="mono">schedule</span> trigger.</td></tr>`;
+      view.querySelectorAll("[data-remove]").forEach((b) => (b.onclick = async () => {
+        if (!confirm(`Remove schedule ${b.dataset.remove}?`)) return;
+        try { await api(`/schedules/${encodeURIComponent(b.dataset.remove)}`, { method: "DELETE" }); toast("Schedule removed"); load(); } catch (e) { toast(e.message, true); }
+      }));
+    } catch (e) { document.getElementById("rows").innerHTML = `<tr><td colspan="8" class="empty">${esc(e.message)}</td></tr>`; }
+  };
+  document.getElementById("sched-add").onclick = async () => {
+    const body = { workflowId: document.getElementById("sched-wf").value, cron: document.getElementById("sched-cron").value.trim() };
+    const tz = document.getElementById("sched-tz").value.trim();
+    if (tz) body.timezone = tz;
+    try { await api("/schedules", { method: "POST", body }); toast("Schedule saved"); load(); } catch (e) { toast(e.message, true); }
+  };
+  await load();
+  // Fires happen on the server's clock: refresh the table every 5 s while it is shown.
+  const timer = setInterval(load, 5000);
+  cleanup.push(() => clearInterval(timer));
+}
+
 // ---- Dead letters ----------------------------------------------------------------------
 async function dlqPage() {
   view.innerHTML = `<div class="head"><h1>Dead letters</h1><div class="actions"><button class="danger" id="purge">Purge all</button></div></div>
@@ -343,7 +436,7 @@ async function dlqPage() {
         || `<tr><td colspan="8" class="empty">The dead-letter queue is empty.</td></tr>`;
       view.querySelectorAll("[data-retry]").forEach((b) => (b.onclick = async () => {
         const [exec, ...node] = b.dataset.retry.split("/");
-        try { await api(`/dlq/${exec}/${encodeURIComponent(node.join("/"))}/retry`, { method: "POST" }); toast("Retry started"); location.hash = `#/executions/${exec}`; } catch (e) { toast(e.message, true); }
+        try { await api(`/dlq/${exec}/${encodeURIComponent(node.join("/"))}/retry`, { method: "POST" }); toast("Retry started", false, true); location.hash = `#/executions/${exec}`; } catch (e) { toast(e.message, true); }
       }));
     } catch (e) { document.getElementById("rows").innerHTML = `<tr><td colspan="8" class="empty">${esc(e.message)}</td></tr>`; }
   };
@@ -356,6 +449,8 @@ async function dlqPage() {
 
 // ---- Router ----------------------------------------------------------------------------
 function route() {
+  // A toast from an earlier page goes; one that announced this navigation stays.
+  if (toast.keep) toast.keep = false; else document.getElementById("toast").hidden = true;
   cleanup.forEach((f) => f());
   cleanup = [];
   const hash = location.hash.slice(1) || "/executions";
@@ -365,6 +460,7 @@ function route() {
   refreshStats();
   if (parts[0] === "executions" && parts[1]) return executionPage(parts[1]);
   if (parts[0] === "workflows") return workflowsPage();
+  if (parts[0] === "schedules") return schedulesPage();
   if (parts[0] === "dlq") return dlqPage();
   return executionsPage(new URLSearchParams(query || ""));
 }

@@ -16,6 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 /// | SSE heartbeat | every 15 s |
 /// | Prometheus handle for `/metrics` | none (`/metrics` answers 501) |
 /// | dashboard at `/` | on |
+/// | bearer token required on `/webhooks/*` | no (the triggers' signatures authenticate them) |
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct HttpConfig {
@@ -25,6 +26,7 @@ pub struct HttpConfig {
     pub(crate) heartbeat: Duration,
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) dashboard: bool,
+    pub(crate) webhooks_need_token: bool,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -36,6 +38,7 @@ impl fmt::Debug for HttpConfig {
             .field("heartbeat", &self.heartbeat)
             .field("prometheus", &self.prometheus.is_some())
             .field("dashboard", &self.dashboard)
+            .field("webhooks_need_token", &self.webhooks_need_token)
             .finish()
     }
 }
@@ -49,6 +52,7 @@ impl Default for HttpConfig {
             heartbeat: Duration::from_secs(15),
             prometheus: None,
             dashboard: true,
+            webhooks_need_token: false,
         }
     }
 }
@@ -99,6 +103,15 @@ impl HttpConfig {
     /// Serves the dashboard at `/` (default on).
     pub fn dashboard(mut self, on: bool) -> Self {
         self.dashboard = on;
+        self
+    }
+
+    /// Requires the bearer token on `/webhooks/*` too (default off). Webhook senders (GitHub,
+    /// Stripe, ...) cannot add one; their deliveries are authenticated by the trigger's HMAC
+    /// `signature` instead, so a webhook trigger without a signature is open to anyone who
+    /// can reach the server unless this is on.
+    pub fn webhooks_need_token(mut self, on: bool) -> Self {
+        self.webhooks_need_token = on;
         self
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use spane::events::EventError;
 use spane::queue::QueueError;
 use spane::store::StoreError;
+use spane::triggers::{TriggerError, WebhookError};
 use utoipa::ToSchema;
 
 /// A problem detail: what every error response of the API carries.
@@ -37,6 +38,7 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     errors: Vec<String>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -53,7 +55,14 @@ impl ApiError {
             title,
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header (seconds) to the answer.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 `bad_request`: the request is malformed (a parameter, a body field).
@@ -110,12 +119,18 @@ impl IntoResponse for ApiError {
             tracing::warn!(code = self.code, detail = %self.detail, "request failed");
         }
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -141,6 +156,8 @@ impl From<spane::Error> for ApiError {
             spane::Error::Queue(q) => q.into(),
             spane::Error::Store(s) => s.into(),
             spane::Error::Events(ev) => ev.into(),
+            spane::Error::Trigger(t) => t.into(),
+            spane::Error::Webhook(w) => w.into(),
             _ => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -190,6 +207,90 @@ impl From<StoreError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "store_error",
                 "Store error",
+                detail,
+            ),
+        }
+    }
+}
+
+impl From<TriggerError> for ApiError {
+    fn from(e: TriggerError) -> Self {
+        let detail = e.to_string();
+        match e {
+            TriggerError::InvalidCron { .. }
+            | TriggerError::InvalidTimezone(_)
+            | TriggerError::InvalidSchedule { .. }
+            | TriggerError::InvalidWebhook { .. }
+            | TriggerError::NeverFires { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_schedule",
+                "Invalid schedule",
+                detail,
+            ),
+            TriggerError::Unavailable { .. } => unavailable(detail),
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "trigger_error",
+                "Trigger backend error",
+                detail,
+            ),
+        }
+    }
+}
+
+/// Webhook refusals. A sender retries on 5xx and 409 and gives up on the other 4xx, so a
+/// refusal that no retry can fix (bad signature, no route) is a 4xx other than 409.
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        let detail = e.to_string();
+        let unauthorized = |code| {
+            Self::new(
+                StatusCode::UNAUTHORIZED,
+                code,
+                "Unauthorized",
+                detail.clone(),
+            )
+        };
+        match e {
+            WebhookError::NoMatch { .. } => Self::not_found("webhook_not_found", detail),
+            WebhookError::BodyTooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                detail,
+            ),
+            WebhookError::MissingSignature { .. } => unauthorized("missing_signature"),
+            WebhookError::BadSignature { .. } => unauthorized("bad_signature"),
+            WebhookError::BadTimestamp { .. } => unauthorized("bad_timestamp"),
+            WebhookError::StaleTimestamp { .. } => unauthorized("stale_timestamp"),
+            WebhookError::BodyNotText { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "body_not_text",
+                "Body is neither JSON nor text",
+                detail,
+            ),
+            WebhookError::BadIdempotencyKey { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "bad_idempotency_key",
+                "Bad idempotency key",
+                detail,
+            ),
+            WebhookError::DeliveryInProgress { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "delivery_in_progress",
+                "Delivery in progress",
+                detail,
+            )
+            .retry_after(1),
+            WebhookError::Store { source, .. }
+                if matches!(*source, TriggerError::Unavailable { .. }) =>
+            {
+                unavailable(detail)
+            }
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "webhook_failed",
+                "Webhook could not be processed",
                 detail,
             ),
         }

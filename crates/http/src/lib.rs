@@ -34,6 +34,10 @@
 //! | `POST /executions/{id}/pause`, `resume`, `cancel` | control one execution |
 //! | `POST /executions/pause`, `resume`, `cancel` | control several (`{"executionIds": [...]}`) |
 //! | `GET /dlq`, `GET /dlq/{exec}/{node}`, `POST /dlq/{exec}/{node}/retry`, `POST /dlq/{exec}/retry`, `DELETE /dlq` | dead-letter queue |
+//! | `GET /executions/{id}/children` | the sub-workflow executions it started |
+//! | `GET /schedules`, `POST /schedules`, `GET /schedules/{id}`, `DELETE /schedules/{id}` | cron schedules (list, upsert, get, remove or cancel) |
+//! | `DELETE /workflows/{id}/schedules`, `POST /workflows/{id}/scheduled-executions` | remove a workflow's schedules; start it once, later |
+//! | `ANY /webhooks/{*path}` | a webhook delivery, through the engine's `trigger_webhook` |
 //! | `GET /circuit-breakers`, `POST /circuit-breakers/{key}/reset` | circuit breakers |
 //! | `GET /queue/stats` | backend counters, dead letters, executions by status |
 //! | `GET /executions/{id}/events`, `GET /events?executionId=` | server-sent events (see below) |
@@ -61,7 +65,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, delete, get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use spane::WorkflowEngine;
 use tower_http::cors::CorsLayer;
@@ -142,12 +146,30 @@ pub fn router(engine: WorkflowEngine, config: HttpConfig) -> Router {
         .route("/executions/{id}/pause", post(api::control::pause))
         .route("/executions/{id}/resume", post(api::control::resume))
         .route("/executions/{id}/cancel", post(api::control::cancel))
+        .route("/executions/{id}/children", get(api::executions::children))
         .route("/executions/{id}/events", get(sse::execution_events))
         .route("/events", get(sse::events))
         .route("/dlq", get(api::dlq::list).delete(api::dlq::purge))
         .route("/dlq/{execution}/retry", post(api::dlq::retry_execution))
         .route("/dlq/{execution}/{node}", get(api::dlq::get))
         .route("/dlq/{execution}/{node}/retry", post(api::dlq::retry))
+        .route(
+            "/schedules",
+            get(api::schedules::list).post(api::schedules::upsert),
+        )
+        .route(
+            "/schedules/{id}",
+            get(api::schedules::get).delete(api::schedules::remove),
+        )
+        .route(
+            "/workflows/{id}/schedules",
+            delete(api::schedules::remove_workflow),
+        )
+        .route(
+            "/workflows/{id}/scheduled-executions",
+            post(api::schedules::schedule_once),
+        )
+        .route("/webhooks/{*path}", any(api::webhooks::deliver))
         .route("/circuit-breakers", get(api::breakers::list))
         .route("/circuit-breakers/{key}/reset", post(api::breakers::reset))
         .route("/queue/stats", get(api::system::queue_stats))

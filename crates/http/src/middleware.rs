@@ -47,7 +47,9 @@ pub(crate) async fn auth(State(state): State<AppState>, req: Request, next: Next
     let Some(expected) = state.config.token.as_deref() else {
         return next.run(req).await;
     };
-    if is_public(req.uri().path()) {
+    let path = req.uri().path();
+    let webhook = path.starts_with("/webhooks/") && !state.config.webhooks_need_token;
+    if webhook || is_public(path) {
         return next.run(req).await;
     }
     match presented(&req) {

@@ -11,7 +11,7 @@ use crate::{api, error, sse};
 /// The API's OpenAPI 3.1 document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "SPANE HTTP API", description = "Workflows, executions, control, the dead-letter queue, circuit breakers, events (SSE) and metrics of a SPANE engine. Errors are RFC 9457 problem details with a stable `code`."),
+    info(title = "SPANE HTTP API", description = "Workflows, executions and their sub-workflows, control, the dead-letter queue, schedules, webhooks, circuit breakers, events (SSE) and metrics of a SPANE engine. Errors are RFC 9457 problem details with a stable `code`."),
     paths(
         api::workflows::register, api::workflows::list, api::workflows::get_latest,
         api::workflows::get_by_version, api::workflows::deactivate, api::workflows::activate,
@@ -19,6 +19,10 @@ use crate::{api, error, sse};
         api::control::pause, api::control::resume, api::control::cancel,
         api::control::pause_many, api::control::resume_many, api::control::cancel_many,
         api::dlq::list, api::dlq::get, api::dlq::retry, api::dlq::retry_execution, api::dlq::purge,
+        api::executions::children,
+        api::schedules::list, api::schedules::get, api::schedules::upsert, api::schedules::remove,
+        api::schedules::remove_workflow, api::schedules::schedule_once,
+        api::webhooks::deliver,
         api::breakers::list, api::breakers::reset,
         api::system::health, api::system::ready, api::system::queue_stats, api::system::metrics,
         sse::execution_events, sse::events,

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium driven over WebDriver (chromedriver).
 //! It starts an execution from the page and sees its nodes turn completed in the DAG, then
-//! opens a failed execution's dead-letter item, retries it and sees the execution complete.
-//! Screenshots go to `target/screenshots/`.
+//! opens a failed execution's dead-letter item, retries it and sees the execution complete,
+//! follows a sub-workflow node to its child execution (and back), and sees schedules listed
+//! with their last fire and removes one. Screenshots go to `target/screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without
 //! `chromedriver` on the PATH the test fails with a one-line message.
@@ -136,7 +137,7 @@ async fn wait_for(page: &Client, css: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_an_execution_run_live_and_retries_a_dead_letter() {
+async fn the_dashboard_shows_executions_live_dead_letters_sub_workflows_and_schedules() {
     let driver = start_driver().await;
     let gate = Gate::new();
     let failing = Arc::new(AtomicBool::new(false));
@@ -232,5 +233,116 @@ async fn the_dashboard_shows_an_execution_run_live_and_retries_a_dead_letter() {
     wait_for(&page, "#status .badge.completed").await;
     let record = engine.get_execution(failed).await.unwrap().unwrap();
     assert_eq!(record.status, ExecutionStatus::Completed);
+
+    // A sub-workflow: the parent's node links to its child, whose page shows its nodes
+    // completed and links back to the parent.
+    register(&c, &server.url, &chain("payment", ["pass", "pass", "pass"])).await;
+    let checkout = json!({
+        "id": "checkout", "name": "Checkout",
+        "nodes": [
+            { "id": "cart", "type": "pass", "inputs": [], "outputs": ["pay"] },
+            { "id": "pay", "type": "sub-workflow", "config": { "workflowId": "payment" },
+              "inputs": ["cart"], "outputs": ["ship"] },
+            { "id": "ship", "type": "pass", "inputs": ["pay"], "outputs": [] }
+        ]
+    });
+    register(&c, &server.url, &checkout).await;
+    let parent = execute(&c, &server.url, "checkout", json!({ "total": 64 })).await;
+    engine.wait_for_execution(parent, DEADLINE).await.unwrap();
+    let child = engine.child_executions(parent).await.unwrap()[0];
+    page.goto(&format!("{}/#/executions/{parent}", server.url))
+        .await
+        .unwrap();
+    wait_for(&page, ".node[data-node-id='ship'][data-state='completed']").await;
+    wait_for(
+        &page,
+        &format!(".node[data-node-id='pay'] .child-link[data-child-id='{child}']"),
+    )
+    .await;
+    click(&page, ".node[data-node-id='pay'] rect").await;
+    wait_for(&page, &format!("#detail a[href='#/executions/{child}']")).await;
+    screenshot(&page, "dashboard-subworkflow-parent.png").await;
+    click(&page, ".node[data-node-id='pay'] .child-link text").await;
+    for node in ["a", "b", "c"] {
+        wait_for(
+            &page,
+            &format!(".node[data-node-id='{node}'][data-state='completed']"),
+        )
+        .await;
+    }
+    assert!(
+        page.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(&format!("#/executions/{child}")),
+        "the link opens the child's page"
+    );
+    wait_for(
+        &page,
+        &format!("#parent-link[href='#/executions/{parent}']"),
+    )
+    .await;
+    screenshot(&page, "dashboard-subworkflow-child.png").await;
+
+    // Schedules: one that fires every second shows its last fire and execution; one is
+    // removed from the page.
+    register(&c, &server.url, &chain("report", ["pass", "pass", "pass"])).await;
+    for body in [
+        json!({ "workflowId": "report", "cron": "* * * * * *", "data": { "kind": "probe" } }),
+        json!({ "workflowId": "report", "cron": "0 9 * * 1-5", "timezone": "Europe/London" }),
+        json!({ "workflowId": "import", "cron": "30 2 * * *", "catchUp": "skip" }),
+    ] {
+        let r = c
+            .post(format!("{}/schedules", server.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let r = c
+        .post(format!(
+            "{}/workflows/report/scheduled-executions",
+            server.url
+        ))
+        .json(&json!({ "at": "2099-01-01T00:00:00Z" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    page.goto(&format!("{}/#/schedules", server.url))
+        .await
+        .unwrap();
+    let every_second = "tr[data-schedule-id='schedule:report:* * * * * *']";
+    wait_for(&page, every_second).await;
+    // The page refreshes itself; the first fire shows up with its execution.
+    wait_for(&page, &format!("{every_second} a.last-execution")).await;
+    wait_for(&page, "tr[data-schedule-id='schedule:report:0 9 * * 1-5']").await;
+    screenshot(&page, "dashboard-schedules.png").await;
+    click(&page, &format!("{every_second} button[data-remove]")).await;
+    page.accept_alert().await.unwrap();
+    page.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(
+            "tr[data-schedule-id='schedule:report:0 9 * * 1-5']",
+        ))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while page.find(Locator::Css(every_second)).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the removed schedule left the table"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        engine
+            .get_schedule("schedule:report:* * * * * *")
+            .await
+            .unwrap()
+            .is_none()
+    );
     page.close().await.unwrap();
 }

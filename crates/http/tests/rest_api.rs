@@ -634,6 +634,12 @@ async fn the_openapi_document_and_the_definition_schema_are_served() {
         "/dlq/{executionId}/{nodeId}/retry",
         "/circuit-breakers/{key}/reset",
         "/metrics",
+        "/executions/{id}/children",
+        "/schedules",
+        "/schedules/{id}",
+        "/workflows/{id}/schedules",
+        "/workflows/{id}/scheduled-executions",
+        "/webhooks/{path}",
     ] {
         assert!(
             doc["paths"][path].is_object(),

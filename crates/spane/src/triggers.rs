@@ -9,7 +9,7 @@ use spane_core::{ExecutionId, WorkflowDefinition};
 use spane_triggers::chrono::{DateTime, Utc};
 use spane_triggers::{
     LaunchError, Launcher, PassReport, RedisTriggerStore, ScheduleRecord, ScheduleSpec,
-    TriggerConfig, TriggerEvent, Triggers,
+    TriggerConfig, TriggerEvent, Triggers, WebhookDelivery,
 };
 use tokio::sync::broadcast;
 
@@ -183,6 +183,23 @@ impl WorkflowEngine {
             .inner
             .triggers
             .webhook(path, method, body, headers, &self.launcher())
+            .await?)
+    }
+
+    /// [`trigger_webhook`](Self::trigger_webhook), also saying whether the delivery replayed
+    /// an idempotency key seen before (then nothing started and the ids are the first
+    /// delivery's).
+    pub async fn trigger_webhook_delivery(
+        &self,
+        path: &str,
+        method: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<WebhookDelivery, Error> {
+        Ok(self
+            .inner
+            .triggers
+            .webhook_delivery(path, method, body, headers, &self.launcher())
             .await?)
     }
 

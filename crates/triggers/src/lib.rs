@@ -73,6 +73,6 @@ pub use schedule::{
 pub use store::{Claim, MemoryScheduleStore, RedisTriggerStore, ScheduleStore, Upserted};
 pub use webhook::{
     DEFAULT_SIGNATURE_HEADER, DEFAULT_TOLERANCE, Delivery, IN_PROGRESS_TTL, IdempotencyStore,
-    MemoryIdempotencyStore, SignatureConfig, WebhookRoute, WebhookRouter, header, normalize_path,
-    sign,
+    MemoryIdempotencyStore, SignatureConfig, WebhookDelivery, WebhookRoute, WebhookRouter, header,
+    normalize_path, sign,
 };

@@ -19,7 +19,8 @@ use crate::metrics;
 use crate::schedule::{ScheduleKind, ScheduleRecord, ScheduleSource, ScheduleSpec, plan_fires};
 use crate::store::{Claim, MemoryScheduleStore, RedisTriggerStore, ScheduleStore, Upserted};
 use crate::webhook::{
-    Delivery, IdempotencyStore, MemoryIdempotencyStore, WebhookRouter, header, normalize_path,
+    Delivery, IdempotencyStore, MemoryIdempotencyStore, WebhookDelivery, WebhookRouter, header,
+    normalize_path,
 };
 
 /// Schedules, webhook routes and the runner that fires them, for one engine instance. The
@@ -373,6 +374,21 @@ impl Triggers {
         headers: &[(&str, &str)],
         launcher: &dyn Launcher,
     ) -> Result<Vec<ExecutionId>, WebhookError> {
+        self.webhook_delivery(path, method, body, headers, launcher)
+            .await
+            .map(|d| d.execution_ids)
+    }
+
+    /// [`webhook`](Self::webhook), also saying whether the delivery was a replay of an
+    /// idempotency key seen before (an HTTP layer answers a replay differently).
+    pub async fn webhook_delivery(
+        &self,
+        path: &str,
+        method: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        launcher: &dyn Launcher,
+    ) -> Result<WebhookDelivery, WebhookError> {
         let normalized = normalize_path(path);
         let result = self
             .webhook_inner(&normalized, method, body, headers, launcher)
@@ -402,7 +418,10 @@ impl Triggers {
                 });
             }
         }
-        result.map(|(ids, _)| ids)
+        result.map(|(execution_ids, replayed)| WebhookDelivery {
+            execution_ids,
+            replayed,
+        })
     }
 
     async fn webhook_inner(

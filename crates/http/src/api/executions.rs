@@ -94,7 +94,8 @@ pub(crate) async fn execute(
 /// An execution with its node results (the engine's `ExecutionRecord`: `executionId`,
 /// `workflowId`, `workflowVersion`, `status`, `initialData`, `error`, `createdAt`, `finishedAt`,
 /// `nodeResults` by node id with `status`, `data`, `error`, `attempts`, `startedAt`,
-/// `finishedAt`).
+/// `finishedAt`; a sub-workflow's execution also has `parentExecutionId` and `parentNodeId`,
+/// and `depth` is 0 for a top-level execution).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(value_type = Object)]
 pub(crate) struct Execution(pub(crate) ExecutionRecord);
@@ -188,4 +189,69 @@ pub(crate) async fn list(
         items,
         next_cursor: page.next_cursor,
     }))
+}
+
+/// A sub-workflow execution, as its parent lists it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Child {
+    /// The child execution.
+    execution_id: String,
+    /// The workflow it runs.
+    workflow_id: String,
+    /// The version it is pinned to.
+    workflow_version: u32,
+    /// The node of the parent that started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_node_id: Option<String>,
+    /// Its status.
+    #[schema(value_type = String)]
+    status: ExecutionStatus,
+    /// Creation time, milliseconds since the Unix epoch.
+    created_at: i64,
+    /// End time, milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<i64>,
+}
+
+/// The sub-workflow executions of one execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChildList {
+    /// Oldest first; a node retried after its child failed started a fresh child, so both
+    /// are listed.
+    items: Vec<Child>,
+}
+
+/// The sub-workflow executions an execution started, each with the node that started it. A
+/// child's own record names its parent (`parentExecutionId`, `parentNodeId`, `depth`).
+#[utoipa::path(get, path = "/executions/{id}/children", tag = "executions",
+    params(("id" = String, Path, description = "Execution id (ULID)")),
+    responses((status = 200, body = ChildList), (status = 404, body = Problem)))]
+pub(crate) async fn children(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<ChildList>, ApiError> {
+    let id = execution_id(&id)?;
+    if state.engine.get_execution(id).await?.is_none() {
+        return Err(ApiError::not_found(
+            "execution_not_found",
+            format!("execution {id} not found"),
+        ));
+    }
+    let mut items = Vec::new();
+    for child in state.engine.child_executions(id).await? {
+        // A child whose record is gone (past retention, no history) is left out.
+        if let Some(r) = state.engine.get_execution(child).await? {
+            items.push(Child {
+                execution_id: r.execution_id.to_string(),
+                workflow_id: r.workflow_id,
+                workflow_version: r.workflow_version,
+                parent_node_id: r.parent_node_id,
+                status: r.status,
+                created_at: r.created_at,
+                finished_at: r.finished_at,
+            });
+        }
+    }
+    Ok(Json(ChildList { items }))
 }

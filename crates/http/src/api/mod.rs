@@ -4,7 +4,9 @@ pub(crate) mod breakers;
 pub(crate) mod control;
 pub(crate) mod dlq;
 pub(crate) mod executions;
+pub(crate) mod schedules;
 pub(crate) mod system;
+pub(crate) mod webhooks;
 pub(crate) mod workflows;
 
 use std::sync::Arc;
