@@ -90,8 +90,12 @@ async fn breaker_opens_fails_fast_half_opens_and_closes(b: Backend) {
             tokio::time::Instant::now() < deadline,
             "no probe before the deadline"
         );
-        // A poll interval while the breaker is still open (each attempt fails fast).
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Until the breaker's own open timeout has passed, attempts fail fast: wait for it.
+        let breaker = engine.circuit_breakers().await.unwrap()[0].state;
+        let reopens = breaker.opened_at + 1500 - spane::core::now_millis();
+        if reopens > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(reopens as u64)).await;
+        }
     }
     let breakers = engine.circuit_breakers().await.unwrap();
     assert_eq!(breakers[0].state.status, BreakerStatus::Closed);

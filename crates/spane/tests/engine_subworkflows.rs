@@ -23,7 +23,38 @@ fn call(id: &str, workflow: &str, extra: Value) -> NodeDefinition {
 
 /// A registry with `pass`, `fail_once` (fails its first run per node id, then passes),
 /// `fail` (always fails) and `gate` (waits for the notify).
-fn registry(calls: &Calls, gate: Arc<Notify>) -> NodeRegistry {
+/// The gate `gate` executors wait on, and how many of them have started (a watch: tests wait
+/// on it, not on a timer).
+#[derive(Clone)]
+struct Gate {
+    open: Arc<Notify>,
+    started: tokio::sync::watch::Sender<usize>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            open: Arc::new(Notify::new()),
+            started: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Lets one waiting executor through.
+    fn notify_one(&self) {
+        self.open.notify_one();
+    }
+
+    /// Waits until `n` gate executors have started.
+    async fn started(&self, n: usize) {
+        let mut rx = self.started.subscribe();
+        tokio::time::timeout(DEADLINE, rx.wait_for(|s| *s >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} gate executors did not start before the deadline"))
+            .expect("the gate lives");
+    }
+}
+
+fn registry(calls: &Calls, gate: Gate) -> NodeRegistry {
     let mut r = pass_registry(calls);
     let c = calls.clone();
     r.register(
@@ -57,8 +88,9 @@ fn registry(calls: &Calls, gate: Arc<Notify>) -> NodeRegistry {
             let (c, gate) = (c.clone(), gate.clone());
             async move {
                 c.hit(&ctx.node_id);
+                gate.started.send_modify(|n| *n += 1);
                 tokio::select! {
-                    _ = gate.notified() => Ok(NodeOutput::new(json!("opened"))),
+                    _ = gate.open.notified() => Ok(NodeOutput::new(json!("opened"))),
                     _ = ctx.cancellation.cancelled() => Err(NodeError::fatal("cancelled")),
                 }
             }
@@ -67,9 +99,9 @@ fn registry(calls: &Calls, gate: Arc<Notify>) -> NodeRegistry {
     r
 }
 
-async fn setup(b: Backend) -> (WorkflowEngine, Calls, Arc<Notify>) {
+async fn setup(b: Backend) -> (WorkflowEngine, Calls, Gate) {
     let calls = Calls::default();
-    let gate = Arc::new(Notify::new());
+    let gate = Gate::new();
     let engine = engine(b, registry(&calls, gate.clone()), 4).await;
     (engine, calls, gate)
 }
@@ -425,7 +457,7 @@ async fn pause_resume_and_cancel_reach_the_child(b: Backend) {
 
     // Pause and resume.
     let parent = engine.enqueue_workflow("outer", json!({})).await.unwrap();
-    wait_until("the child's gate runs", async || calls.count("wait") == 1).await;
+    gate.started(1).await;
     let child = engine.child_executions(parent).await.unwrap()[0];
     assert_eq!(
         engine.pause_execution(parent).await.unwrap(),
@@ -437,15 +469,25 @@ async fn pause_resume_and_cancel_reach_the_child(b: Backend) {
         ExecutionStatus::Paused,
         "the child is paused too"
     );
+    let mut events = engine
+        .subscribe(spane::events::EventFilter::Execution(child))
+        .await
+        .unwrap();
     gate.notify_one();
-    wait_until("the gate's commit is recorded", async || {
-        engine.get_execution(child).await.unwrap().is_some_and(|r| {
-            r.node_results
-                .get("wait")
-                .is_some_and(|n| n.status == NodeStatus::Completed)
-        })
-    })
-    .await;
+    // The gate's commit is recorded: its `completed` event.
+    loop {
+        let event = tokio::time::timeout(DEADLINE, events.next())
+            .await
+            .expect("the gate's commit before the deadline")
+            .expect("stream open")
+            .expect("event");
+        if let EngineEvent::Node(n) = event
+            && n.node_id == "wait"
+            && n.status == spane::core::NodeEventStatus::Completed
+        {
+            break;
+        }
+    }
     assert_eq!(
         calls.count("then"),
         0,
@@ -458,10 +500,7 @@ async fn pause_resume_and_cancel_reach_the_child(b: Backend) {
 
     // Cancel.
     let parent = engine.enqueue_workflow("outer", json!({})).await.unwrap();
-    wait_until("the child's gate runs again", async || {
-        calls.count("wait") == 2
-    })
-    .await;
+    gate.started(2).await;
     let child = engine.child_executions(parent).await.unwrap()[0];
     engine.cancel_execution(parent).await.unwrap();
     let child_done = engine.wait_for_execution(child, DEADLINE).await.unwrap();
@@ -474,7 +513,7 @@ async fn pause_resume_and_cancel_reach_the_child(b: Backend) {
 
 /// Cancelling a child alone fails its parent's node; with continueOnFail the parent goes on.
 async fn cancelling_the_child_alone_fails_the_parent_node(b: Backend) {
-    let (engine, calls, _) = setup(b).await;
+    let (engine, calls, gate) = setup(b).await;
     register(
         &engine,
         WorkflowDefinition::new("held", "Held").node(NodeDefinition::new("wait", "gate")),
@@ -502,7 +541,7 @@ async fn cancelling_the_child_alone_fails_the_parent_node(b: Backend) {
     .await;
 
     let parent = engine.enqueue_workflow("strict2", json!({})).await.unwrap();
-    wait_until("the child runs", async || calls.count("wait") == 1).await;
+    gate.started(1).await;
     let child = engine.child_executions(parent).await.unwrap()[0];
     engine.cancel_execution(child).await.unwrap();
     let done = engine.wait_for_execution(parent, DEADLINE).await.unwrap();
@@ -519,7 +558,7 @@ async fn cancelling_the_child_alone_fails_the_parent_node(b: Backend) {
         .enqueue_workflow("lenient2", json!({}))
         .await
         .unwrap();
-    wait_until("the second child runs", async || calls.count("wait") == 2).await;
+    gate.started(2).await;
     let child = engine.child_executions(parent).await.unwrap()[0];
     engine.cancel_execution(child).await.unwrap();
     let done = engine.wait_for_execution(parent, DEADLINE).await.unwrap();
@@ -655,7 +694,7 @@ async fn a_lost_resumption_is_swept_exactly_once(b: Backend) {
     let calls = Calls::default();
     let engine = engine_with(
         b,
-        registry(&calls, Arc::default()),
+        registry(&calls, Gate::new()),
         spane::EngineConfig {
             claim_wait: std::time::Duration::from_millis(100),
             ..spane::EngineConfig::default()
