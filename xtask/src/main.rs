@@ -1,8 +1,8 @@
 //! Developer tasks for the SPANE workspace, run with `cargo xtask <task>`.
 //!
 //! * `ci` checks that Redis and PostgreSQL are reachable, then runs the
-//!   format, lint, test and doctest steps in order, stopping at the first
-//!   failure.
+//!   format, feature-matrix, lint, test and doctest steps in order, stopping at
+//!   the first failure.
 //! * `services` only reports whether Redis and PostgreSQL are reachable.
 //! * `model` runs the model test of the queue backends with more cases
 //!   (`--cases N`) and a given or random seed (`--seed S`).
@@ -26,8 +26,10 @@ const USAGE: &str = "\
 Usage: cargo xtask <task>
 
 Tasks:
-  ci         check Redis and PostgreSQL, then run fmt --check, clippy,
-             nextest (profile ci) and doctests, stopping at the first failure
+  ci         check Redis and PostgreSQL, then run fmt --check, the feature matrix
+             (cargo check of the published crates with no default features, and of
+             spane with each backend feature alone), then clippy, nextest (profile ci)
+             and doctests with all features, stopping at the first failure
   services   report whether Redis and PostgreSQL are reachable
   bench      run the benchmarks (release build): [--quick] [--backend embedded|redis|all] [--workload NAME]
              [--out FILE]; `bench http [--quick]`: the HTTP layer's REST and SSE figures;
@@ -57,26 +59,92 @@ const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// Timeout for each connect, read and write while probing a service.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The `ci` steps: a short name and the arguments passed to cargo.
-const CI_STEPS: &[(&str, &[&str])] = &[
-    ("fmt", &["fmt", "--all", "--", "--check"]),
-    (
-        "clippy",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    ),
-    (
-        "nextest",
-        &["nextest", "run", "--workspace", "--profile", "ci"],
-    ),
-    ("doctests", &["test", "--doc", "--workspace"]),
+/// The crates published to crates.io, whose feature sets `ci` checks.
+const PUBLISHED: &[&str] = &[
+    "spane-core",
+    "spane-queue",
+    "spane-store",
+    "spane-events",
+    "spane-triggers",
+    "spane-worker",
+    "spane-migrations",
+    "spane",
+    "spane-http",
 ];
+
+/// Feature sets of the facade checked on their own (each pulls the backend crates' matching
+/// feature and nothing else); `--all-features` is covered by clippy and the tests.
+const FEATURE_SETS: &[&str] = &["redis", "postgres", "sqlite"];
+
+/// The `ci` steps: a short name and the arguments passed to cargo.
+fn ci_steps() -> Vec<(String, Vec<String>)> {
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let mut steps = vec![("fmt".to_owned(), args(&["fmt", "--all", "--", "--check"]))];
+    // The feature matrix: every published crate with no default features (the embedded
+    // backends only), then the facade with each backend feature alone.
+    let mut bare = args(&["check", "--quiet", "--no-default-features"]);
+    for krate in PUBLISHED {
+        bare.extend(["-p".to_owned(), (*krate).to_owned()]);
+    }
+    steps.push(("features: none".to_owned(), bare));
+    for set in FEATURE_SETS {
+        steps.push((
+            format!("features: {set}"),
+            args(&[
+                "check",
+                "--quiet",
+                "-p",
+                "spane",
+                "--no-default-features",
+                "--features",
+                set,
+            ]),
+        ));
+    }
+    steps.extend([
+        (
+            "clippy".to_owned(),
+            args(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
+        (
+            "nextest".to_owned(),
+            args(&[
+                "nextest",
+                "run",
+                "--workspace",
+                "--all-features",
+                "--profile",
+                "ci",
+            ]),
+        ),
+        (
+            "doctests".to_owned(),
+            args(&["test", "--doc", "--workspace", "--all-features"]),
+        ),
+        // Documentation without warnings (RUSTDOCFLAGS=-D warnings, set in `ci`), as docs.rs
+        // builds it (all features).
+    ]);
+    let mut docs = args(&["doc", "--no-deps", "--all-features", "--quiet"]);
+    for krate in PUBLISHED {
+        docs.extend(["-p".to_owned(), (*krate).to_owned()]);
+    }
+    steps.push(("docs".to_owned(), docs));
+    // Each published crate packs (a dry run: no upload, no verify build).
+    let mut package = args(&["package", "--no-verify", "--allow-dirty", "--quiet"]);
+    for krate in PUBLISHED {
+        package.extend(["-p".to_owned(), (*krate).to_owned()]);
+    }
+    steps.push(("package".to_owned(), package));
+    steps
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -160,23 +228,28 @@ fn ci() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let steps = ci_steps();
     let mut timings: Vec<(&str, Duration)> = Vec::new();
-    let total = CI_STEPS.len();
+    let total = steps.len();
 
-    for (index, (name, args)) in CI_STEPS.iter().enumerate() {
+    for (index, (name, args)) in steps.iter().enumerate() {
         let shown = format!("cargo {}", args.join(" "));
         println!("\n==> [{}/{total}] {name}: {shown}", index + 1);
         let started = Instant::now();
         let status = Command::new(&cargo)
-            .args(*args)
+            .args(args)
             .current_dir(&root)
+            .env(
+                "RUSTDOCFLAGS",
+                if name == "docs" { "-D warnings" } else { "" },
+            )
             .env("REDIS_URL", &redis.url)
             .env("SPANE_REDIS_URL", &redis.url)
             .env("DATABASE_URL", &postgres.url)
             .env("SPANE_DATABASE_URL", &postgres.url)
             .status();
         let elapsed = started.elapsed();
-        timings.push((name, elapsed));
+        timings.push((name.as_str(), elapsed));
         let failure = match status {
             Ok(status) if status.success() => None,
             Ok(status) => Some(match status.code() {

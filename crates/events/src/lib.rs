@@ -24,15 +24,11 @@
 //! let bus = LocalBus::new(1024);
 //! let id = ExecutionId::new();
 //! let mut events = bus.subscribe(EventFilter::Execution(id)).await.unwrap();
-//! bus.emit(vec![EngineEvent::Workflow(WorkflowEvent {
-//!     execution_id: id,
-//!     workflow_id: "wf".into(),
-//!     status: WorkflowEventStatus::Started,
-//!     parent_execution_id: None,
-//!     parent_node_id: None,
-//!     error: None,
-//!     timestamp: 0,
-//! })]);
+//! bus.emit(vec![EngineEvent::Workflow(WorkflowEvent::new(
+//!     id,
+//!     "wf",
+//!     WorkflowEventStatus::Started,
+//! ))]);
 //! assert_eq!(events.next().await.unwrap().unwrap().execution_id(), id);
 //! # });
 //! ```
@@ -47,9 +43,11 @@ use futures::{Stream, StreamExt};
 use spane_core::{EngineEvent, EventSink, ExecutionId};
 use tokio::sync::broadcast;
 
+#[cfg(feature = "redis")]
 mod redis;
 mod resume;
 
+#[cfg(feature = "redis")]
 pub use redis::RedisBus;
 pub use resume::{EventId, InvalidEventId, ResumableBus, SequencedEvent, SequencedStream};
 
@@ -69,6 +67,9 @@ pub enum EventError {
     Unavailable {
         /// What went wrong.
         reason: String,
+        /// The underlying error (the Redis client's or the database driver's), when there is one.
+        #[source]
+        source: Option<spane_core::ErrorSource>,
     },
     /// A subscription cannot resume after this event: some later event may no longer be held.
     /// Re-read the state you need and subscribe again from now.
@@ -199,6 +200,7 @@ impl LocalBus {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn sender(&self) -> broadcast::Sender<SequencedEvent> {
         self.tx.clone()
     }

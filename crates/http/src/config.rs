@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
+#[cfg(feature = "prometheus")]
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Settings of [`router`](crate::router), with a builder; the defaults suit a private network.
@@ -24,6 +25,7 @@ pub struct HttpConfig {
     pub(crate) body_limit: usize,
     pub(crate) cors_origins: Vec<HeaderValue>,
     pub(crate) heartbeat: Duration,
+    #[cfg(feature = "prometheus")]
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) dashboard: bool,
     pub(crate) webhooks_need_token: bool,
@@ -36,7 +38,6 @@ impl fmt::Debug for HttpConfig {
             .field("body_limit", &self.body_limit)
             .field("cors_origins", &self.cors_origins)
             .field("heartbeat", &self.heartbeat)
-            .field("prometheus", &self.prometheus.is_some())
             .field("dashboard", &self.dashboard)
             .field("webhooks_need_token", &self.webhooks_need_token)
             .finish()
@@ -50,6 +51,7 @@ impl Default for HttpConfig {
             body_limit: 1024 * 1024,
             cors_origins: Vec::new(),
             heartbeat: Duration::from_secs(15),
+            #[cfg(feature = "prometheus")]
             prometheus: None,
             dashboard: true,
             webhooks_need_token: false,
@@ -93,6 +95,7 @@ impl HttpConfig {
         self
     }
 
+    #[cfg(feature = "prometheus")]
     /// Serves `/metrics` from this Prometheus recorder (see
     /// [`install_prometheus`](crate::install_prometheus)).
     pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {

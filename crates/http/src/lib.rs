@@ -66,6 +66,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, delete, get, post};
+#[cfg(feature = "prometheus")]
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use spane::WorkflowEngine;
 use tower_http::cors::CorsLayer;
@@ -97,6 +98,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Installs a global Prometheus recorder whose histograms (the HTTP layer's and the worker
 /// runtime's) have [`LATENCY_BUCKETS`], so that they aggregate across instances, and returns
 /// the handle to give to [`HttpConfig::prometheus`]. Call it once per process.
+#[cfg(feature = "prometheus")]
 pub fn install_prometheus() -> Result<PrometheusHandle, HttpError> {
     let metrics = |e: metrics_exporter_prometheus::BuildError| HttpError::Metrics {
         reason: e.to_string(),

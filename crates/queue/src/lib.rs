@@ -16,7 +16,11 @@
 //! ([`ChildExecutions`]), shared limits, payloads, the history feed, inspection for
 //! "why is it stuck?" ([`ExecutionInspection`]) and the worker heartbeat registry
 //! ([`WorkerRegistry`]).
+//!
+//! What only backend implementers and the worker runtime use (claimed jobs, commits, fencing
+//! tokens, leases, counters) lives in [`backend`].
 
+pub mod backend;
 mod children;
 mod control;
 mod dlq;
@@ -28,6 +32,7 @@ mod limits;
 mod memory;
 mod payload;
 mod queue;
+#[cfg(feature = "redis")]
 mod redis;
 mod workers;
 
@@ -35,14 +40,10 @@ pub use children::ChildExecutions;
 pub use control::{CancelStream, ExecutionControl};
 pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;
-pub use history::{HistoryBatch, HistoryFeed};
 pub use inspect::{ExecutionInspection, Inspected};
-pub use job::{ClaimedJob, CommitOutcome, NodeCommit, RerunStart, StartExecution, WorkerId};
 pub use limits::{BreakerInfo, SharedLimits};
 pub use memory::{MemoryQueue, MemoryQueueConfig};
-pub use payload::{
-    PAYLOAD_REF, PayloadStore, as_payload_ref, payload_ref, resolve_payloads, resolve_record,
-};
-pub use queue::{ExecutionQueue, QueueStats, ServerStats};
+pub use queue::ExecutionQueue;
+#[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisQueue, StoredDefinition};
-pub use workers::{FORGET_AFTER_MS, RunningJob, WorkerBeat, WorkerRegistry};
+pub use workers::{RunningJob, WorkerBeat, WorkerRegistry};

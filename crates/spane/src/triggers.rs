@@ -6,10 +6,12 @@ use std::sync::{Arc, Weak};
 
 use serde_json::Value;
 use spane_core::{ExecutionId, WorkflowDefinition};
+#[cfg(feature = "redis")]
+use spane_triggers::RedisTriggerStore;
 use spane_triggers::chrono::{DateTime, Utc};
 use spane_triggers::{
-    LaunchError, Launcher, PassReport, RedisTriggerStore, ScheduleRecord, ScheduleSpec,
-    TriggerConfig, TriggerEvent, Triggers, WebhookDelivery,
+    LaunchError, Launcher, PassReport, ScheduleRecord, ScheduleSpec, TriggerConfig, TriggerEvent,
+    Triggers, WebhookDelivery,
 };
 use tokio::sync::broadcast;
 
@@ -20,10 +22,12 @@ use crate::error::Error;
 #[derive(Debug, Default)]
 pub(crate) struct TriggerSetup {
     config: TriggerConfig,
+    #[cfg(feature = "redis")]
     redis: Option<RedisTriggerStore>,
 }
 
 impl TriggerSetup {
+    #[cfg(feature = "redis")]
     /// Shares schedules and idempotency keys through the Redis at `url`, under `prefix`.
     pub(crate) async fn connect_redis(&mut self, url: &str, prefix: &str) -> Result<(), Error> {
         self.redis = Some(RedisTriggerStore::connect(url, prefix).await?);
@@ -31,10 +35,11 @@ impl TriggerSetup {
     }
 
     pub(crate) fn build(self) -> Arc<Triggers> {
-        Arc::new(match self.redis {
-            Some(store) => Triggers::redis(store, self.config),
-            None => Triggers::in_memory(self.config),
-        })
+        #[cfg(feature = "redis")]
+        if let Some(store) = self.redis {
+            return Arc::new(Triggers::redis(store, self.config));
+        }
+        Arc::new(Triggers::in_memory(self.config))
     }
 }
 
@@ -113,6 +118,7 @@ impl WorkflowEngine {
         self.inner.triggers.get(spec.id()).await?.ok_or_else(|| {
             Error::Trigger(spane_triggers::TriggerError::Backend {
                 reason: format!("schedule {:?} vanished right after its upsert", spec.id()),
+                source: None,
             })
         })
     }

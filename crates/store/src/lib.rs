@@ -68,6 +68,7 @@ mod catalog;
 mod hash;
 mod history;
 mod memory;
+#[cfg(feature = "sql")]
 mod sql;
 
 use std::fmt;
@@ -79,6 +80,7 @@ pub use catalog::{WorkflowCatalog, WorkflowPage, WorkflowSummary};
 pub use hash::content_hash;
 pub use history::{ExecutionHistory, ExecutionPage};
 pub use memory::MemoryStore;
+#[cfg(feature = "sql")]
 pub use sql::{SqlStore, SqlStoreOptions};
 
 /// Errors of a store.
@@ -90,6 +92,9 @@ pub enum StoreError {
     Unavailable {
         /// What went wrong.
         reason: String,
+        /// The underlying error (the Redis client's or the database driver's), when there is one.
+        #[source]
+        source: Option<spane_core::ErrorSource>,
     },
     /// A node result was written for an execution the store does not know.
     #[error("execution {0} not found")]
@@ -111,6 +116,9 @@ pub enum StoreError {
     Database {
         /// The database's message.
         reason: String,
+        /// The underlying error (the Redis client's or the database driver's), when there is one.
+        #[source]
+        source: Option<spane_core::ErrorSource>,
     },
 }
 

@@ -70,7 +70,9 @@ pub use schedule::{
     CatchUp, FirePlan, MAX_TICKS_PER_PASS, ScheduleKind, ScheduleRecord, ScheduleSource,
     ScheduleSpec, plan_fires,
 };
-pub use store::{Claim, MemoryScheduleStore, RedisTriggerStore, ScheduleStore, Upserted};
+#[cfg(feature = "redis")]
+pub use store::RedisTriggerStore;
+pub use store::{Claim, MemoryScheduleStore, ScheduleStore, Upserted};
 pub use webhook::{
     DEFAULT_SIGNATURE_HEADER, DEFAULT_TOLERANCE, Delivery, IN_PROGRESS_TTL, IdempotencyStore,
     MemoryIdempotencyStore, SignatureConfig, WebhookDelivery, WebhookRoute, WebhookRouter, header,

@@ -17,7 +17,9 @@ use crate::events::{PassReport, TriggerEvent};
 use crate::launcher::Launcher;
 use crate::metrics;
 use crate::schedule::{ScheduleKind, ScheduleRecord, ScheduleSource, ScheduleSpec, plan_fires};
-use crate::store::{Claim, MemoryScheduleStore, RedisTriggerStore, ScheduleStore, Upserted};
+#[cfg(feature = "redis")]
+use crate::store::RedisTriggerStore;
+use crate::store::{Claim, MemoryScheduleStore, ScheduleStore, Upserted};
 use crate::webhook::{
     Delivery, IdempotencyStore, MemoryIdempotencyStore, WebhookDelivery, WebhookRouter, header,
     normalize_path,
@@ -66,6 +68,7 @@ impl Triggers {
     }
 
     /// Triggers whose schedules and idempotency keys are shared through Redis.
+    #[cfg(feature = "redis")]
     pub fn redis(store: RedisTriggerStore, config: TriggerConfig) -> Self {
         Self::with_stores(Arc::new(store.clone()), Arc::new(store), config)
     }

@@ -5,5 +5,6 @@ mod plan;
 mod spec;
 
 pub use plan::{FirePlan, MAX_TICKS_PER_PASS, plan_fires};
+#[cfg(feature = "redis")]
 pub(crate) use spec::from_millis;
 pub use spec::{CatchUp, ScheduleKind, ScheduleRecord, ScheduleSource, ScheduleSpec};

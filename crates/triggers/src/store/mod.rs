@@ -7,6 +7,7 @@
 //! Nothing is held while the execution starts, so there is no lock that could expire mid-fire.
 
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use crate::error::TriggerError;
 use crate::schedule::{ScheduleRecord, ScheduleSpec};
 
 pub use memory::MemoryScheduleStore;
+#[cfg(feature = "redis")]
 pub use redis::RedisTriggerStore;
 
 /// What an upsert did.
