@@ -180,10 +180,7 @@ async fn run_worker(args: Vec<String>, o: Options) -> anyhow::Result<()> {
     let prefix = prefix.context("--prefix")?;
     let mut builder = WorkflowEngine::builder()
         .registry(registry())
-        .config(spane::EngineConfig {
-            claim_wait: Duration::from_millis(200),
-            ..spane::EngineConfig::default()
-        });
+        .config(spane::EngineConfig::default().claim_wait(Duration::from_millis(200)));
     if let Some(url) = history {
         let schema = prefix.replace('-', "_");
         let store = spane::store::SqlStore::connect(
@@ -209,7 +206,10 @@ async fn run_worker(args: Vec<String>, o: Options) -> anyhow::Result<()> {
     engine.shutdown().await;
     println!(
         "round_trips={} rss_mb={rss:.1}",
-        engine.queue().stats().round_trips
+        engine
+            .queue()
+            .counters()
+            .map_or(0, |c| c.stats().round_trips)
     );
     Ok(())
 }

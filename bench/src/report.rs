@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use serde::Serialize;
-use spane::queue::{ExecutionQueue, RedisConfig, RedisQueue};
+use spane::queue::{RedisConfig, RedisQueue};
 use tokio::process::Command;
 
 use crate::workloads::Sizes;
@@ -218,7 +218,9 @@ pub(crate) async fn peers(o: &Options, s: Sizes) -> Vec<RunResult> {
             continue;
         }
         let before = match &probe {
-            Some(q) => q.server_stats().await.ok().flatten(),
+            Some(q) => spane::queue::backend::QueueCounters::server_stats(q)
+                .await
+                .ok(),
             None => None,
         };
         let prefix = format!(
@@ -240,7 +242,9 @@ pub(crate) async fn peers(o: &Options, s: Sizes) -> Vec<RunResult> {
             .output()
             .await;
         let after = match &probe {
-            Some(q) => q.server_stats().await.ok().flatten(),
+            Some(q) => spane::queue::backend::QueueCounters::server_stats(q)
+                .await
+                .ok(),
             None => None,
         };
         let Ok(run) = run else { continue };
@@ -376,4 +380,14 @@ fn chart(results: &[RunResult], peers: &[RunResult]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The server counters of `queue`, when its backend keeps them.
+pub(crate) async fn server_stats(
+    queue: &dyn spane::queue::ExecutionQueue,
+) -> Result<Option<spane::queue::backend::ServerStats>, spane::queue::QueueError> {
+    match queue.counters() {
+        Some(c) => Ok(Some(c.server_stats().await?)),
+        None => Ok(None),
+    }
 }

@@ -7,7 +7,8 @@ use anyhow::Context;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::json;
 use spane::prelude::*;
-use spane::queue::{RedisConfig, RedisQueue, ServerStats};
+use spane::queue::backend::ServerStats;
+use spane::queue::{RedisConfig, RedisQueue};
 
 use crate::report;
 use crate::{Options, RunResult, WorkerProc, registry};
@@ -312,11 +313,11 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
         let pids: Vec<u32> = std::iter::once(std::process::id())
             .chain(procs.iter().filter_map(WorkerProc::pid))
             .collect();
-        let before = engine.queue().server_stats().await?;
+        let before = crate::report::server_stats(engine.queue().as_ref()).await?;
         let cpu = report::cpu_micros_of(&pids);
         let mut r = workload(&engine, w, s).await?;
         r.client_cpu_us_per_node = cpu_per_node(cpu, report::cpu_micros_of(&pids), r.nodes);
-        let after = engine.queue().server_stats().await?;
+        let after = crate::report::server_stats(engine.queue().as_ref()).await?;
         let (mut trips, mut rss) = (0, 0.0f64);
         for p in procs {
             let (t, m) = p.stop().await;

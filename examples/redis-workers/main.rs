@@ -52,7 +52,7 @@ use serde_json::{Value, json};
 use spane::events::EventError;
 use spane::prelude::*;
 use spane::queue::{QueueError, RedisConfig};
-use spane::{EngineBuilder, EngineConfig, Error};
+use spane::{EngineBuilder, Error};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -254,8 +254,8 @@ async fn connect(
     match tokio::time::timeout(Duration::from_secs(15), builder.redis(redis)).await {
         Ok(Ok(builder)) => Ok(builder.build()),
         Ok(Err(
-            Error::Queue(QueueError::Unavailable { reason })
-            | Error::Events(EventError::Unavailable { reason }),
+            Error::Queue(QueueError::Unavailable { reason, .. })
+            | Error::Events(EventError::Unavailable { reason, .. }),
         )) => Err(unreachable(&reason)),
         Ok(Err(e)) => Err(format!("cannot use the Redis at {}: {e}", redacted(url))),
         Err(_) => Err(unreachable(&"no answer within 15 s")),
@@ -296,21 +296,16 @@ async fn run_worker(args: Args) -> anyhow::Result<ExitCode> {
     let prefix = args.prefix.context("--role worker needs --prefix")?;
     let name = args.name.context("--role worker needs --name")?;
     let ran = Arc::new(AtomicU64::new(0));
-    let config = EngineConfig {
-        claim_wait: Duration::from_millis(500),
-        shutdown_timeout: DRAIN_TIMEOUT,
-        ..spane::EngineConfig::default()
-    };
+    let config = spane::EngineConfig::default()
+        .claim_wait(Duration::from_millis(500))
+        .shutdown_timeout(DRAIN_TIMEOUT);
     let mut builder = WorkflowEngine::builder()
         .registry(registry(&name, ran.clone()))
-        .config(EngineConfig {
-            history: if args.write_through {
-                spane::HistoryMode::WriteThrough
-            } else {
-                spane::HistoryMode::Auto
-            },
-            ..config
-        });
+        .config(config.history(if args.write_through {
+            spane::HistoryMode::WriteThrough
+        } else {
+            spane::HistoryMode::Auto
+        }));
     if let Some(url) = &args.database {
         builder = builder.store(Arc::new(history_store(url, &prefix).await?));
     }
@@ -339,7 +334,7 @@ async fn run_worker(args: Args) -> anyhow::Result<ExitCode> {
     // Read by the producer: the requests this worker sent to Redis.
     say(&format!(
         "round_trips={}",
-        engine.queue().stats().round_trips
+        engine.queue().counters().map_or(0, |c| c.stats().round_trips)
     ));
     Ok(ExitCode::SUCCESS)
 }
@@ -572,7 +567,7 @@ async fn produce(
             .join(", ")
     );
 
-    let before = engine.queue().server_stats().await?;
+    let before = server_stats(&engine).await?;
     let t0 = Instant::now();
     // `buffered` keeps the order: ids[seq] is the execution started with {"seq": seq}.
     let ids: Vec<ExecutionId> = stream::iter(0..args.executions)
@@ -591,7 +586,7 @@ async fn produce(
         .collect()
         .await;
     let wall = t0.elapsed();
-    let after = engine.queue().server_stats().await?;
+    let after = server_stats(&engine).await?;
 
     let mut completed = 0usize;
     let mut node_runs = 0u64;
@@ -685,4 +680,14 @@ async fn produce(
         eprintln!("  ...");
     }
     Ok((ExitCode::FAILURE, node_runs))
+}
+
+/// Redis's own counters (commands, CPU), to show what the run cost the server.
+async fn server_stats(
+    engine: &WorkflowEngine,
+) -> Result<Option<spane::queue::backend::ServerStats>, QueueError> {
+    match engine.queue().counters() {
+        Some(c) => Ok(Some(c.server_stats().await?)),
+        None => Ok(None),
+    }
 }

@@ -146,10 +146,10 @@ async fn engine(cli: &Cli) -> anyhow::Result<WorkflowEngine> {
         .clone()
         .or_else(|| std::env::var("DATABASE_URL").ok());
     if let Some(url) = database {
-        let options = SqlStoreOptions {
-            schema: cli.schema.clone(),
-            ..SqlStoreOptions::default()
-        };
+        let mut options = SqlStoreOptions::default();
+        if let Some(schema) = &cli.schema {
+            options = options.schema(schema.clone());
+        }
         let store = SqlStore::connect(&url, options)
             .await
             .with_context(|| format!("connecting to the store at {url}"))?;

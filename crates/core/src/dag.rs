@@ -394,7 +394,7 @@ fn check_trigger(index: usize, trigger: &Trigger, errors: &mut Vec<ValidationErr
             }
         }
         Trigger::Schedule(s) => {
-            if let Err(e) = parse_cron(&s.cron) {
+            if let Err(e) = crate::CronPattern::parse(&s.cron) {
                 errors.push(ValidationError::InvalidTrigger {
                     index,
                     kind: "schedule",
@@ -416,15 +416,6 @@ fn check_trigger(index: usize, trigger: &Trigger, errors: &mut Vec<ValidationErr
             }
         }
     }
-}
-
-/// Parses a cron pattern of 5 fields, or 6 with seconds first.
-pub fn parse_cron(pattern: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .build()
-        .parse(pattern)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ pub enum NodeEventStatus {
 /// A node changed state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct NodeEvent {
     /// The execution.
     pub execution_id: ExecutionId,
@@ -103,6 +104,7 @@ pub enum WorkflowEventStatus {
 /// An execution changed state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct WorkflowEvent {
     /// The execution.
     pub execution_id: ExecutionId,
@@ -121,6 +123,122 @@ pub struct WorkflowEvent {
     pub error: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
+}
+
+impl NodeEvent {
+    /// `status` of node `node_id` of execution `execution_id` (of `workflow_id`), now; the
+    /// optional fields are set with the methods below.
+    ///
+    /// ```
+    /// use spane_core::{ExecutionId, NodeEvent, NodeEventStatus};
+    ///
+    /// let e = NodeEvent::new(ExecutionId::new(), "orders", "charge", NodeEventStatus::Failed)
+    ///     .error("card declined")
+    ///     .attempt(2);
+    /// assert_eq!(e.attempt, Some(2));
+    /// ```
+    pub fn new(
+        execution_id: ExecutionId,
+        workflow_id: impl Into<String>,
+        node_id: impl Into<String>,
+        status: NodeEventStatus,
+    ) -> Self {
+        Self {
+            execution_id,
+            workflow_id: workflow_id.into(),
+            node_id: node_id.into(),
+            status,
+            data: None,
+            error: None,
+            attempt: None,
+            next_delay_ms: None,
+            continued: false,
+            timestamp: now_millis(),
+        }
+    }
+
+    /// Sets [`data`](Self::data).
+    pub fn data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// Sets [`error`](Self::error).
+    pub fn error(mut self, error: impl Into<String>) -> Self {
+        self.error = Some(error.into());
+        self
+    }
+
+    /// Sets [`attempt`](Self::attempt).
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = Some(attempt);
+        self
+    }
+
+    /// Sets [`next_delay_ms`](Self::next_delay_ms).
+    pub fn next_delay_ms(mut self, ms: u64) -> Self {
+        self.next_delay_ms = Some(ms);
+        self
+    }
+
+    /// Sets [`continued`](Self::continued).
+    pub fn continued(mut self, continued: bool) -> Self {
+        self.continued = continued;
+        self
+    }
+
+    /// Sets [`timestamp`](Self::timestamp) (milliseconds since the Unix epoch).
+    pub fn at(mut self, timestamp: i64) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+}
+
+impl WorkflowEvent {
+    /// `status` of execution `execution_id` (of `workflow_id`), now; the optional fields are
+    /// set with the methods below.
+    ///
+    /// ```
+    /// use spane_core::{ExecutionId, WorkflowEvent, WorkflowEventStatus};
+    ///
+    /// let e = WorkflowEvent::new(ExecutionId::new(), "orders", WorkflowEventStatus::Failed)
+    ///     .error("node charge failed");
+    /// assert_eq!(e.error.as_deref(), Some("node charge failed"));
+    /// ```
+    pub fn new(
+        execution_id: ExecutionId,
+        workflow_id: impl Into<String>,
+        status: WorkflowEventStatus,
+    ) -> Self {
+        Self {
+            execution_id,
+            workflow_id: workflow_id.into(),
+            status,
+            parent_execution_id: None,
+            parent_node_id: None,
+            error: None,
+            timestamp: now_millis(),
+        }
+    }
+
+    /// Sets the parent link of a sub-workflow's execution: the parent execution and its node.
+    pub fn parent(mut self, execution: ExecutionId, node_id: impl Into<String>) -> Self {
+        self.parent_execution_id = Some(execution);
+        self.parent_node_id = Some(node_id.into());
+        self
+    }
+
+    /// Sets [`error`](Self::error).
+    pub fn error(mut self, error: impl Into<String>) -> Self {
+        self.error = Some(error.into());
+        self
+    }
+
+    /// Sets [`timestamp`](Self::timestamp) (milliseconds since the Unix epoch).
+    pub fn at(mut self, timestamp: i64) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
 }
 
 /// Receives events synchronously, in the order the backend produced them.

@@ -34,6 +34,7 @@
 pub use async_trait::async_trait;
 
 mod breaker;
+mod cron;
 mod dag;
 mod data;
 mod definition;
@@ -47,12 +48,14 @@ mod registry;
 pub mod rerun;
 pub mod rules;
 mod settings;
+mod source;
 mod state;
 mod status;
 pub mod subworkflow;
 
 pub use breaker::{BreakerDecision, BreakerState, BreakerStatus};
-pub use dag::{AnyNodeType, CompiledNode, CompiledWorkflow, NodeIndex, NodeTypes, parse_cron};
+pub use cron::CronPattern;
+pub use dag::{AnyNodeType, CompiledNode, CompiledWorkflow, NodeIndex, NodeTypes};
 pub use data::{failure_output, node_input};
 pub use definition::{
     NodeDefinition, ScheduleTrigger, Trigger, WebhookTrigger, WorkflowDefinition,
@@ -75,6 +78,7 @@ pub use settings::{
     Backoff, BackoffKind, CircuitBreakerConfig, DELAY_NODE_TYPE, MAX_DURATION, NodeSettings,
     RetryPolicy, SUB_WORKFLOW_NODE_TYPE, SubWorkflowConfig, parse_human_duration,
 };
+pub use source::ErrorSource;
 pub use state::{ExecutionState, NodeState, Transition, TransitionError};
 pub use status::{ExecutionStatus, NodeStatus};
 pub use subworkflow::{ChildFailure, MAX_DEPTH};

@@ -55,9 +55,10 @@ impl Drop for RedisBus {
     }
 }
 
-fn unavailable(e: impl fmt::Display) -> EventError {
+fn unavailable(e: fred::error::Error) -> EventError {
     EventError::Unavailable {
         reason: e.to_string(),
+        source: Some(spane_core::ErrorSource::new(e)),
     }
 }
 

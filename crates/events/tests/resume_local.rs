@@ -7,15 +7,9 @@ use spane_core::{EngineEvent, EventSink, ExecutionId, WorkflowEvent, WorkflowEve
 use spane_events::{EventError, EventFilter, LocalBus, ResumableBus, SequencedStream};
 
 fn event(execution: ExecutionId, timestamp: i64) -> EngineEvent {
-    EngineEvent::Workflow(WorkflowEvent {
-        execution_id: execution,
-        workflow_id: "wf".into(),
-        status: WorkflowEventStatus::Started,
-        parent_execution_id: None,
-        parent_node_id: None,
-        error: None,
-        timestamp,
-    })
+    EngineEvent::Workflow(
+        WorkflowEvent::new(execution, "wf", WorkflowEventStatus::Started).at(timestamp),
+    )
 }
 
 async fn take(stream: &mut SequencedStream, n: usize) -> Vec<(String, i64)> {

@@ -29,15 +29,9 @@ async fn bus(stream: &str) -> RedisBus {
 }
 
 fn event(execution: ExecutionId, timestamp: i64) -> EngineEvent {
-    EngineEvent::Workflow(WorkflowEvent {
-        execution_id: execution,
-        workflow_id: "wf".into(),
-        status: WorkflowEventStatus::Started,
-        parent_execution_id: None,
-        parent_node_id: None,
-        error: None,
-        timestamp,
-    })
+    EngineEvent::Workflow(
+        WorkflowEvent::new(execution, "wf", WorkflowEventStatus::Started).at(timestamp),
+    )
 }
 
 async fn take(stream: &mut SequencedStream, n: usize) -> Vec<(EventId, i64)> {

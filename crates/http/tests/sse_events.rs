@@ -169,15 +169,7 @@ async fn a_slow_client_is_dropped_with_a_reason_and_resumes() {
         Some("snapshot")
     );
     let event = |n: i64| {
-        EngineEvent::Workflow(WorkflowEvent {
-            execution_id: id,
-            workflow_id: "quick".into(),
-            status: WorkflowEventStatus::Resumed,
-            parent_execution_id: None,
-            parent_node_id: None,
-            error: None,
-            timestamp: n,
-        })
+        EngineEvent::Workflow(WorkflowEvent::new(id, "quick", WorkflowEventStatus::Resumed).at(n))
     };
     use spane::core::EventSink;
     bus.emit(vec![event(0)]);
@@ -236,10 +228,7 @@ async fn on_redis_a_client_resumes_across_a_server_restart() {
         async move {
             WorkflowEngine::builder()
                 .registry(registry)
-                .config(spane::EngineConfig {
-                    claim_wait: Duration::from_millis(100),
-                    ..spane::EngineConfig::default()
-                })
+                .config(spane::EngineConfig::default().claim_wait(Duration::from_millis(100)))
                 .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
                 .await
                 .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))

@@ -21,10 +21,7 @@ fn clocked_engine(clock: &Arc<ManualClock>) -> WorkflowEngine {
         .registry(registry(&Gate::new(), &Arc::new(AtomicBool::new(false))))
         .event_bus(Arc::new(LocalBus::with_journal(1024, 1024)))
         .triggers(TriggerConfig::default().clock(clock.clone()))
-        .config(spane::EngineConfig {
-            claim_wait: Duration::from_millis(100),
-            ..spane::EngineConfig::default()
-        })
+        .config(spane::EngineConfig::default().claim_wait(Duration::from_millis(100)))
         .build();
     engine.start_workers(2).unwrap();
     engine

@@ -8,7 +8,7 @@
 //!    to the node's current run. A replayed or stalled claim gets the same id back, so it
 //!    starts no second child; a retry after a failure (or a dead-letter retry) unbinds it.
 //! 2. It starts the child under that id (a start of an existing id changes nothing) and
-//!    commits [`NodeCommit::AwaitChild`](crate::NodeCommit::AwaitChild): its lease is dropped,
+//!    commits [`NodeCommit::AwaitChild`](crate::backend::NodeCommit::AwaitChild): its lease is dropped,
 //!    the node stays ready under its token and is not handed out again.
 //! 3. When the child ends (completed, failed, cancelled, past its deadline), the step that ended
 //!    it also records it as *ended* (an outbox in the child's shard).

@@ -35,11 +35,17 @@ pub enum QueueError {
     Backend {
         /// What went wrong.
         reason: String,
+        /// The underlying error (the Redis client's or the database driver's), when there is one.
+        #[source]
+        source: Option<spane_core::ErrorSource>,
     },
     /// The backend cannot be reached; the operation may be retried.
     #[error("queue backend unavailable: {reason}")]
     Unavailable {
         /// What went wrong.
         reason: String,
+        /// The underlying error (the Redis client's or the database driver's), when there is one.
+        #[source]
+        source: Option<spane_core::ErrorSource>,
     },
 }

@@ -37,6 +37,17 @@ pub struct ServerStats {
     pub cpu_micros: u64,
 }
 
+/// Counters of a queue backend, for measurements (benchmarks, `GET /queue/stats`): reached
+/// through [`ExecutionQueue::counters`].
+#[async_trait]
+pub trait QueueCounters: Send + Sync {
+    /// Counters of this queue client.
+    fn stats(&self) -> QueueStats;
+
+    /// Counters of the backend server (all clients since it started).
+    async fn server_stats(&self) -> Result<ServerStats, QueueError>;
+}
+
 /// The coordination backend: it holds the hot state of running executions, hands node jobs to
 /// workers under a lease, and applies each node's outcome in one atomic commit (store the result,
 /// update joins and skips, enqueue the children that became ready, decide completion, emit the
@@ -110,15 +121,9 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
         version: u32,
     ) -> Result<Option<WorkflowDefinition>, QueueError>;
 
-    /// Counters of this queue client, for measurements.
-    fn stats(&self) -> QueueStats {
-        QueueStats::default()
-    }
-
-    /// Counters of the backend server (all clients), for measurements; `None` for in-process
-    /// backends.
-    async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
-        Ok(None)
+    /// Counters for measurements (round trips, server CPU), when this backend keeps them.
+    fn counters(&self) -> Option<&dyn QueueCounters> {
+        None
     }
 
     /// Where large payloads are kept aside (claim check), when this backend offers it.

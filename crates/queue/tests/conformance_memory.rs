@@ -13,10 +13,7 @@ struct Memory;
 #[async_trait]
 impl QueueFactory for Memory {
     async fn queue(&self, lease: Duration) -> Arc<dyn ExecutionQueue> {
-        let config = MemoryQueueConfig {
-            lease,
-            ..MemoryQueueConfig::default()
-        };
+        let config = MemoryQueueConfig::default().lease(lease);
         Arc::new(MemoryQueue::with_config(Arc::new(NoEvents), config))
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use fred::prelude::*;
 use serde_json::json;
 use spane_core::{AnyNodeType, CompiledWorkflow, ExecutionId, NodeDefinition, WorkflowDefinition};
-use spane_queue::{ExecutionQueue, RedisConfig, RedisQueue, StartExecution};
+use spane_queue::backend::StartExecution;
+use spane_queue::{ExecutionQueue, RedisConfig, RedisQueue};
 
 fn url() -> String {
     std::env::var("SPANE_REDIS_URL")

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use spane_core::{AnyNodeType, ExecutionId, ExecutionStatus, NodeDefinition, WorkflowDefinition};
-use spane_queue::{
-    CommitOutcome, DeadLetterReason, ExecutionQueue, NodeCommit, RedisConfig, RedisQueue,
-    StartExecution, WorkerId,
-};
+use spane_queue::backend::{CommitOutcome, NodeCommit, StartExecution, WorkerId};
+use spane_queue::{DeadLetterReason, ExecutionQueue, RedisConfig, RedisQueue};
 
 async fn queue(max_stalled: u32) -> RedisQueue {
     let url = std::env::var("SPANE_REDIS_URL")

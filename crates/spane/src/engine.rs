@@ -9,11 +9,16 @@ use spane_core::{
     ExecutionId, ExecutionRecord, ExecutionStatus, NodeRegistry, RateLimit, WorkflowDefinition,
     now_millis,
 };
-use spane_events::{EventBus, EventFilter, EventStream, LocalBus, RedisBus};
+#[cfg(feature = "redis")]
+use spane_events::RedisBus;
+use spane_events::{EventBus, EventFilter, EventStream, LocalBus};
+use spane_queue::backend::StartExecution;
 use spane_queue::{
     BreakerInfo, DeadLetter, DeadLetterQueue, ExecutionControl, ExecutionQueue, MemoryQueue,
-    RedisConfig, RedisQueue, SharedLimits, StartExecution,
+    SharedLimits,
 };
+#[cfg(feature = "redis")]
+use spane_queue::{RedisConfig, RedisQueue};
 use spane_store::{MemoryStore, Store};
 use spane_worker::{
     Definitions, ExecutionStarter, HistoryConfig, HistoryWriter, NodeProcessor, ShutdownReport,
@@ -22,11 +27,13 @@ use spane_worker::{
 use tokio::time::Instant;
 
 use crate::error::Error;
+#[cfg(feature = "redis")]
 use crate::redis_store::RedisDefinitionStore;
 use crate::waiters::Waiters;
 
 /// Engine settings, with documented defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// How long one worker claim call waits for work before looping (default 1 s). Shorter
     /// values make shutdown faster; longer ones cost fewer idle calls.
@@ -81,6 +88,50 @@ impl Default for EngineConfig {
             history_reclaim_idle: Duration::from_secs(30),
             payload_threshold: Some(50 * 1024),
         }
+    }
+}
+
+impl EngineConfig {
+    /// Sets [`claim_wait`](Self::claim_wait).
+    pub fn claim_wait(mut self, claim_wait: Duration) -> Self {
+        self.claim_wait = claim_wait;
+        self
+    }
+
+    /// Sets [`shutdown_timeout`](Self::shutdown_timeout).
+    pub fn shutdown_timeout(mut self, shutdown_timeout: Duration) -> Self {
+        self.shutdown_timeout = shutdown_timeout;
+        self
+    }
+
+    /// Sets [`rate_limit`](Self::rate_limit).
+    pub fn rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// Sets [`cpu_threads`](Self::cpu_threads).
+    pub fn cpu_threads(mut self, cpu_threads: usize) -> Self {
+        self.cpu_threads = cpu_threads;
+        self
+    }
+
+    /// Sets [`history`](Self::history).
+    pub fn history(mut self, history: HistoryMode) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// Sets [`history_reclaim_idle`](Self::history_reclaim_idle).
+    pub fn history_reclaim_idle(mut self, history_reclaim_idle: Duration) -> Self {
+        self.history_reclaim_idle = history_reclaim_idle;
+        self
+    }
+
+    /// Sets [`payload_threshold`](Self::payload_threshold).
+    pub fn payload_threshold(mut self, payload_threshold: usize) -> Self {
+        self.payload_threshold = Some(payload_threshold);
+        self
     }
 }
 
@@ -204,6 +255,7 @@ impl EngineBuilder {
     ///     .build();
     /// # let _ = engine; Ok(()) }
     /// ```
+    #[cfg(feature = "redis")]
     pub async fn redis(mut self, config: RedisConfig) -> Result<Self, Error> {
         let url = config.url().to_owned();
         self.triggers
@@ -471,10 +523,9 @@ impl WorkflowEngine {
         let manager = WorkerManager::start(
             self.inner.queue.clone(),
             self.inner.processor.clone(),
-            WorkerConfig {
-                concurrency,
-                claim_wait: self.inner.config.claim_wait,
-            },
+            WorkerConfig::default()
+                .concurrency(concurrency)
+                .claim_wait(self.inner.config.claim_wait),
         );
         self.inner
             .workers
@@ -489,10 +540,7 @@ impl WorkflowEngine {
             *writer = HistoryWriter::start(
                 self.inner.queue.clone(),
                 self.inner.store.clone(),
-                HistoryConfig {
-                    reclaim_idle: self.inner.config.history_reclaim_idle,
-                    ..HistoryConfig::default()
-                },
+                HistoryConfig::default().reclaim_idle(self.inner.config.history_reclaim_idle),
             );
         }
         Ok(())
@@ -503,7 +551,7 @@ impl WorkflowEngine {
     pub async fn get_execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, Error> {
         if let Some(mut live) = self.inner.queue.execution(id).await? {
             if let Some(payloads) = self.inner.queue.payloads() {
-                spane_queue::resolve_record(payloads, &mut live).await?;
+                spane_queue::backend::resolve_record(payloads, &mut live).await?;
             }
             return Ok(Some(live));
         }

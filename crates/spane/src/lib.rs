@@ -36,6 +36,7 @@
 mod engine;
 mod error;
 mod operate;
+#[cfg(feature = "redis")]
 mod redis_store;
 // The engine's trigger API; `triggers` is the re-export of spane-triggers below.
 #[path = "triggers.rs"]
@@ -45,6 +46,7 @@ mod waiters;
 pub use engine::{EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, WorkflowEngine};
 pub use error::Error;
 pub use operate::{Rerun, RerunOptions};
+#[cfg(feature = "redis")]
 pub use redis_store::RedisDefinitionStore;
 
 pub use spane_core as core;

@@ -14,7 +14,8 @@ use spane_core::rerun::{RerunError, RerunPlan, check_unchanged_above};
 use spane_core::{
     BreakerState, CompiledWorkflow, ExecutionId, MAX_DEPTH, NodeIndex, NodeState, NodeStatus,
 };
-use spane_queue::{Inspected, RerunStart, StartExecution};
+use spane_queue::Inspected;
+use spane_queue::backend::{RerunStart, StartExecution};
 use spane_store::ExecutionStore;
 use spane_worker::ExecutionStarter;
 

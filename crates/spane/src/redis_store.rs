@@ -24,6 +24,7 @@ impl RedisDefinitionStore {
 fn store_error(e: QueueError) -> StoreError {
     StoreError::Unavailable {
         reason: e.to_string(),
+        source: None,
     }
 }
 

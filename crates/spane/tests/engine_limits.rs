@@ -191,11 +191,9 @@ async fn the_global_rate_limit_applies_to_every_node(b: Backend) {
     let engine = engine_with(
         b,
         r,
-        spane::EngineConfig {
-            claim_wait: Duration::from_millis(200),
-            rate_limit: Some(spane::core::RateLimit { max: 4, per }),
-            ..spane::EngineConfig::default()
-        },
+        spane::EngineConfig::default()
+            .claim_wait(Duration::from_millis(200))
+            .rate_limit(spane::core::RateLimit { max: 4, per }),
     )
     .await;
     engine.start_workers(8).unwrap();

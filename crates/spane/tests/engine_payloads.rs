@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use spane::prelude::*;
-use spane::queue::as_payload_ref;
+use spane::queue::backend::as_payload_ref;
 
 const BIG: usize = 200 * 1024;
 

@@ -291,11 +291,9 @@ async fn shutdown_gives_unfinished_jobs_back_and_another_worker_finishes_them(b:
     let engine = engine_with(
         b,
         r,
-        spane::EngineConfig {
-            claim_wait: Duration::from_millis(100),
-            shutdown_timeout: Duration::from_millis(100),
-            ..spane::EngineConfig::default()
-        },
+        spane::EngineConfig::default()
+            .claim_wait(Duration::from_millis(100))
+            .shutdown_timeout(Duration::from_millis(100)),
     )
     .await;
     engine.start_workers(2).unwrap();

@@ -690,15 +690,12 @@ async fn bad_sub_workflow_definitions_are_refused(b: Backend) {
 /// resumes the parent: the child's end waits in the outbox. Workers started afterwards sweep
 /// it and resume the parent exactly once; a repeated resumption finds nothing to do.
 async fn a_lost_resumption_is_swept_exactly_once(b: Backend) {
-    use spane::queue::{NodeCommit, StartExecution, WorkerId};
+    use spane::queue::backend::{NodeCommit, StartExecution, WorkerId};
     let calls = Calls::default();
     let engine = engine_with(
         b,
         registry(&calls, Gate::new()),
-        spane::EngineConfig {
-            claim_wait: std::time::Duration::from_millis(100),
-            ..spane::EngineConfig::default()
-        },
+        spane::EngineConfig::default().claim_wait(std::time::Duration::from_millis(100)),
     )
     .await;
     let child_wf = graph("quick", &["q"], &[]);

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 use spane::prelude::*;
-use spane::queue::{ExecutionQueue, NodeCommit, RedisQueue, StartExecution, WorkerId};
+use spane::queue::backend::{NodeCommit, StartExecution, WorkerId};
+use spane::queue::{ExecutionQueue, RedisQueue};
 
 /// What the workers of these tests wait for at most, between claims or for stalled jobs: longer
 /// than [`DEADLINE`], so only a wake at the due time gets delayed work done in time.
@@ -31,11 +32,11 @@ fn patient_config() -> spane::queue::RedisConfig {
 async fn patient_engine(registry: NodeRegistry) -> WorkflowEngine {
     let engine = WorkflowEngine::builder()
         .registry(registry)
-        .config(spane::EngineConfig {
-            claim_wait: PATIENCE,
-            shutdown_timeout: Duration::from_secs(5),
-            ..spane::EngineConfig::default()
-        })
+        .config(
+            spane::EngineConfig::default()
+                .claim_wait(PATIENCE)
+                .shutdown_timeout(Duration::from_secs(5)),
+        )
         .redis(patient_config())
         .await
         .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
@@ -227,7 +228,7 @@ async fn a_waiting_claim_returns_a_retry_scheduled_while_it_waits() {
         .await
         .unwrap();
 
-    let trips = q.stats().round_trips;
+    let trips = q.counters().unwrap().stats().round_trips;
     let waiter = {
         let (q, worker) = (q.clone(), worker.clone());
         tokio::spawn(async move { q.claim(&worker, 1, PATIENCE).await })
@@ -237,7 +238,7 @@ async fn a_waiting_claim_returns_a_retry_scheduled_while_it_waits() {
     // the same).
     // The counter is in this process: yield to the waiting task until it has moved, no timer.
     tokio::time::timeout(DEADLINE, async {
-        while q.stats().round_trips < trips + 2 {
+        while q.counters().unwrap().stats().round_trips < trips + 2 {
             tokio::task::yield_now().await;
         }
     })

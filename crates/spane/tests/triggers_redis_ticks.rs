@@ -17,11 +17,11 @@ use tokio::sync::broadcast::error::TryRecvError;
 async fn instance(prefix: &str) -> WorkflowEngine {
     WorkflowEngine::builder()
         .registry(pass_registry(&Calls::default()))
-        .config(spane::EngineConfig {
-            claim_wait: Duration::from_millis(200),
-            shutdown_timeout: Duration::from_secs(5),
-            ..spane::EngineConfig::default()
-        })
+        .config(
+            spane::EngineConfig::default()
+                .claim_wait(Duration::from_millis(200))
+                .shutdown_timeout(Duration::from_secs(5)),
+        )
         .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
         .await
         .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))

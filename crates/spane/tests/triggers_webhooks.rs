@@ -29,11 +29,11 @@ async fn hook_engine(backend: Backend, config: TriggerConfig) -> WorkflowEngine 
     let builder = WorkflowEngine::builder()
         .registry(pass_registry(&Calls::default()))
         .triggers(config)
-        .config(spane::EngineConfig {
-            claim_wait: Duration::from_millis(200),
-            shutdown_timeout: Duration::from_secs(5),
-            ..spane::EngineConfig::default()
-        });
+        .config(
+            spane::EngineConfig::default()
+                .claim_wait(Duration::from_millis(200))
+                .shutdown_timeout(Duration::from_secs(5)),
+        );
     match backend {
         Backend::Embedded => builder.build(),
         Backend::Redis => builder

@@ -11,9 +11,8 @@ use spane_core::{
     AnyNodeType, CompiledWorkflow, ExecutionId, ExecutionRecord, ExecutionStatus, NodeDefinition,
     NodeStatus, WorkflowDefinition,
 };
-use spane_queue::{
-    ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, StartExecution, WorkerId,
-};
+use spane_queue::ExecutionQueue;
+use spane_queue::backend::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use tokio::time::Instant;
 
 use crate::QueueFactory;

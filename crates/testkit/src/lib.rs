@@ -18,7 +18,7 @@
 //! #[async_trait]
 //! impl QueueFactory for Memory {
 //!     async fn queue(&self, lease: Duration) -> Arc<dyn ExecutionQueue> {
-//!         let config = MemoryQueueConfig { lease, ..MemoryQueueConfig::default() };
+//!         let config = MemoryQueueConfig::default().lease(lease);
 //!         Arc::new(MemoryQueue::with_config(Arc::new(spane_core::NoEvents), config))
 //!     }
 //! }

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use spane_core::{
     ExecutionId, ExecutionStatus, NodeDefinition, NodeStatus, WorkflowDefinition, failure_output,
 };
-use spane_queue::{ClaimedJob, CommitOutcome, NodeCommit, QueueError, StartExecution};
+use spane_queue::QueueError;
+use spane_queue::backend::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 

@@ -25,9 +25,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use spane::prelude::*;
-use spane::queue::{
-    CommitOutcome, ExecutionQueue, NodeCommit, QueueError, RedisConfig, RedisQueue, WorkerId,
-};
+use spane::queue::backend::{CommitOutcome, NodeCommit, WorkerId};
+use spane::queue::{ExecutionQueue, QueueError, RedisConfig, RedisQueue};
 
 /// A TCP proxy to Redis that, once armed with a byte pattern, closes the client's connection
 /// instead of forwarding the first server reply that contains the pattern.

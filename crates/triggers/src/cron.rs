@@ -4,13 +4,13 @@ use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
-use spane_core::parse_cron;
+use spane_core::CronPattern;
 
 use crate::error::TriggerError;
 
 /// A parsed cron pattern (5 fields, or 6 with seconds first) in a time zone.
 ///
-/// Daylight-saving transitions follow croner's `find_next_occurrence`, and each next tick is
+/// Daylight-saving transitions follow [`CronPattern::next_after`] (croner's search), and each next tick is
 /// computed from the previous one, so every wall-clock time fires at most once:
 /// - in a gap (spring forward), a job at a fixed time inside the gap runs at the first valid
 ///   time after it, the same day (`30 1 * * *` in London on 2026-03-29 runs at 02:00 BST);
@@ -21,14 +21,14 @@ use crate::error::TriggerError;
 ///   interval jobs; this runner does not.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
-    cron: croner::Cron,
+    cron: CronPattern,
     timezone: Tz,
 }
 
 impl CronSchedule {
     /// Parses `pattern` in `timezone` (UTC when `None`).
     pub fn new(pattern: &str, timezone: Option<&str>) -> Result<Self, TriggerError> {
-        let cron = parse_cron(pattern).map_err(|reason| TriggerError::InvalidCron {
+        let cron = CronPattern::parse(pattern).map_err(|reason| TriggerError::InvalidCron {
             pattern: pattern.to_owned(),
             reason,
         })?;
@@ -45,10 +45,7 @@ impl CronSchedule {
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Ticks are whole seconds; croner would keep the sub-seconds of `after`.
         let local = after.trunc_subsecs(0).with_timezone(&self.timezone);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        self.cron.next_after(&local).map(|t| t.with_timezone(&Utc))
     }
 
     /// The latest fire time at or before `at`.
@@ -56,8 +53,7 @@ impl CronSchedule {
         // Cron resolution is a second; croner's backward search keeps sub-seconds.
         let local = at.trunc_subsecs(0).with_timezone(&self.timezone);
         self.cron
-            .find_previous_occurrence(&local, true)
-            .ok()
+            .latest_at_or_before(&local)
             .map(|t| t.with_timezone(&Utc))
     }
 

@@ -57,12 +57,18 @@ pub enum TriggerError {
     Unavailable {
         /// What failed.
         reason: String,
+        /// The underlying error (the Redis client's or the database driver's), when there is one.
+        #[source]
+        source: Option<spane_core::ErrorSource>,
     },
     /// The trigger backend answered with something this version cannot read.
     #[error("trigger backend error: {reason}")]
     Backend {
         /// What failed.
         reason: String,
+        /// The underlying error (the Redis client's or the database driver's), when there is one.
+        #[source]
+        source: Option<spane_core::ErrorSource>,
     },
 }
 

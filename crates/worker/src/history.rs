@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Settings of a [`HistoryWriter`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HistoryConfig {
     /// Entries read per batch (default 256).
     pub batch: usize,
@@ -31,6 +32,26 @@ impl Default for HistoryConfig {
             idle_wait: Duration::from_millis(100),
             reclaim_idle: Duration::from_secs(30),
         }
+    }
+}
+
+impl HistoryConfig {
+    /// Sets [`batch`](Self::batch).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Sets [`idle_wait`](Self::idle_wait).
+    pub fn idle_wait(mut self, idle_wait: Duration) -> Self {
+        self.idle_wait = idle_wait;
+        self
+    }
+
+    /// Sets [`reclaim_idle`](Self::reclaim_idle).
+    pub fn reclaim_idle(mut self, reclaim_idle: Duration) -> Self {
+        self.reclaim_idle = reclaim_idle;
+        self
     }
 }
 
@@ -206,7 +227,7 @@ async fn write_batch(
                     metrics::counter!(HISTORY_WRITTEN).increment(records.len() as u64);
                     return true;
                 }
-                Err(StoreError::Unavailable { reason }) => Failure::Transient(reason),
+                Err(StoreError::Unavailable { reason, .. }) => Failure::Transient(reason),
                 Err(e) => Failure::Permanent(e.to_string()),
             },
             Err(failure) => failure,
@@ -271,7 +292,7 @@ async fn read_record(
         Ok(Some(r)) => r,
         // Expired from the queue before it was written: nothing left to copy.
         Ok(None) => return Ok(None),
-        Err(QueueError::Unavailable { reason }) => return Err(Failure::Transient(reason)),
+        Err(QueueError::Unavailable { reason, .. }) => return Err(Failure::Transient(reason)),
         Err(e) => {
             return Err(Failure::Permanent(format!(
                 "cannot read execution {id} for history: {e}"
@@ -280,7 +301,7 @@ async fn read_record(
     };
     // History holds the data, not the claim-check references of the hot state.
     if let Some(payloads) = queue.payloads() {
-        spane_queue::resolve_record(payloads, &mut record)
+        spane_queue::backend::resolve_record(payloads, &mut record)
             .await
             .map_err(|e| Failure::Transient(format!("resolving payloads for history: {e}")))?;
     }

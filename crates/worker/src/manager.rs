@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spane_queue::{ClaimedJob, ExecutionQueue, RunningJob, WorkerBeat, WorkerId};
+use spane_queue::backend::{ClaimedJob, WorkerId};
+use spane_queue::{ExecutionQueue, RunningJob, WorkerBeat};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use crate::processor::NodeProcessor;
 
 /// Settings of a [`WorkerManager`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     /// Node jobs run at once by this manager (default 5, as in the original).
     pub concurrency: usize,
@@ -28,6 +30,20 @@ impl Default for WorkerConfig {
             concurrency: 5,
             claim_wait: Duration::from_secs(1),
         }
+    }
+}
+
+impl WorkerConfig {
+    /// Sets [`concurrency`](Self::concurrency).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Sets [`claim_wait`](Self::claim_wait).
+    pub fn claim_wait(mut self, claim_wait: Duration) -> Self {
+        self.claim_wait = claim_wait;
+        self
     }
 }
 

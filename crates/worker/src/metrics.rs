@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use metrics::{Key, Label, Level, Metadata};
 use spane_core::ExecutionStatus;
-use spane_queue::{CommitOutcome, NodeCommit};
+use spane_queue::backend::{CommitOutcome, NodeCommit};
 
 /// Counter: executions started (no labels).
 pub const EXECUTIONS_STARTED: &str = "spane_executions_started_total";

@@ -1,7 +1,7 @@
 //! Turning an executor's result into a commit: retries, backoff, continueOnFail.
 
 use spane_core::{NodeError, NodeOutput, NodeSettings};
-use spane_queue::NodeCommit;
+use spane_queue::backend::NodeCommit;
 
 /// The commit for attempt `attempt` of a node with `settings` that returned `result`.
 ///

@@ -10,10 +10,10 @@ use spane_core::{
     CompiledNode, CompiledWorkflow, ExecutionContext, ExecutionId, NodeError, NodeOutput,
     NodeResult, NodeStatus, RateLimit, ResultsSource, now_millis,
 };
-use spane_queue::{
-    ClaimedJob, CommitOutcome, ExecutionQueue, NodeCommit, QueueError, WorkerId, payload_ref,
-    resolve_payloads,
+use spane_queue::backend::{
+    ClaimedJob, CommitOutcome, NodeCommit, WorkerId, payload_ref, resolve_payloads,
 };
+use spane_queue::{ExecutionQueue, QueueError};
 use spane_store::{ExecutionStore, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -403,7 +403,7 @@ impl NodeProcessor {
                 .await
             {
                 Ok(o) => break o,
-                Err(QueueError::Unavailable { reason }) => {
+                Err(QueueError::Unavailable { reason, .. }) => {
                     tracing::warn!(%reason, node = %job.node_id, "commit failed, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -472,7 +472,8 @@ impl NodeProcessor {
             match self.queue.execution(job.execution_id).await {
                 Ok(Some(mut record)) => {
                     if let Some(payloads) = self.queue.payloads()
-                        && let Err(e) = spane_queue::resolve_record(payloads, &mut record).await
+                        && let Err(e) =
+                            spane_queue::backend::resolve_record(payloads, &mut record).await
                     {
                         tracing::error!(error = %e, "resolving payloads for history failed");
                     }

@@ -6,7 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use spane_core::{ExecutionRecord, ExecutionStatus, now_millis};
-use spane_queue::{ExecutionQueue, QueueError, StartExecution};
+use spane_queue::backend::StartExecution;
+use spane_queue::{ExecutionQueue, QueueError};
 use spane_store::ExecutionStore;
 
 use crate::error::WorkerError;

@@ -8,7 +8,8 @@ use spane_core::subworkflow::{apply_mapping, child_depth, child_outcome};
 use spane_core::{
     CompiledNode, ExecutionId, ExecutionRecord, ExecutionStatus, MAX_DEPTH, NodeError, NodeOutput,
 };
-use spane_queue::{ChildExecutions, ClaimedJob, NodeCommit, StartExecution, WorkerId};
+use spane_queue::ChildExecutions;
+use spane_queue::backend::{ClaimedJob, NodeCommit, StartExecution, WorkerId};
 
 use crate::error::WorkerError;
 use crate::outcome::decide;
@@ -230,7 +231,7 @@ impl NodeProcessor {
     ) -> Result<Option<ExecutionRecord>, WorkerError> {
         if let Some(mut live) = self.queue.execution(child).await? {
             if let Some(payloads) = self.queue.payloads() {
-                spane_queue::resolve_record(payloads, &mut live).await?;
+                spane_queue::backend::resolve_record(payloads, &mut live).await?;
             }
             return Ok(Some(live));
         }

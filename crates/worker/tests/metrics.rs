@@ -16,7 +16,8 @@ use spane_core::{
     EngineEvent, EventSink, ExecutionId, ExecutionStatus, NodeDefinition, NodeError, NodeOutput,
     NodeRegistry, WorkflowDefinition, WorkflowEventStatus, executor_fn,
 };
-use spane_queue::{ExecutionQueue, MemoryQueue, StartExecution};
+use spane_queue::backend::StartExecution;
+use spane_queue::{ExecutionQueue, MemoryQueue};
 use spane_store::MemoryStore;
 use spane_worker::metrics as names;
 use spane_worker::{Definitions, NodeProcessor, WorkerConfig, WorkerManager};
@@ -205,10 +206,9 @@ async fn worker_records_finished_executions_node_outcomes_retries_durations_and_
         store.clone(),
         definitions,
     ));
-    let config = WorkerConfig {
-        concurrency: 4,
-        claim_wait: Duration::from_millis(50),
-    };
+    let config = WorkerConfig::default()
+        .concurrency(4)
+        .claim_wait(Duration::from_millis(50));
     let manager = WorkerManager::start(dyn_queue.clone(), processor.clone(), config.clone());
 
     // One execution of each workflow, one after the other.

@@ -16,10 +16,13 @@ use spane_core::{
     ExecutionId, ExecutionRecord, ExecutionStatus, NodeDefinition, NodeOutput, NodeRegistry,
     NodeStatus, WorkflowDefinition, executor_fn,
 };
+use spane_queue::backend::{
+    ClaimedJob, CommitOutcome, HistoryFeed, NodeCommit, PayloadStore, QueueCounters,
+    StartExecution, WorkerId,
+};
 use spane_queue::{
-    ClaimedJob, CommitOutcome, DeadLetterQueue, ExecutionControl, ExecutionQueue, HistoryFeed,
-    NodeCommit, PayloadStore, QueueError, QueueStats, RedisConfig, RedisQueue, ServerStats,
-    SharedLimits, StartExecution, WorkerId,
+    DeadLetterQueue, ExecutionControl, ExecutionQueue, QueueError, RedisConfig, RedisQueue,
+    SharedLimits,
 };
 use spane_store::MemoryStore;
 use spane_worker::{Definitions, NodeProcessor, WorkerConfig, WorkerManager};
@@ -148,18 +151,15 @@ impl ExecutionQueue for FaultyDefinitions {
         match self.fault {
             Fault::Unavailable(n) if load < n => Err(QueueError::Unavailable {
                 reason: format!("injected: Redis unreachable (definition load {})", load + 1),
+                source: None,
             }),
             Fault::Unavailable(_) => self.inner.definition(workflow_id, version).await,
             Fault::Missing => Ok(None),
         }
     }
 
-    fn stats(&self) -> QueueStats {
-        self.inner.stats()
-    }
-
-    async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
-        self.inner.server_stats().await
+    fn counters(&self) -> Option<&dyn QueueCounters> {
+        self.inner.counters()
     }
 
     fn payloads(&self) -> Option<&dyn PayloadStore> {
@@ -231,10 +231,9 @@ fn cold_worker(queue: Arc<FaultyDefinitions>, registry: Arc<NodeRegistry>) -> Wo
     WorkerManager::start(
         shared,
         processor,
-        WorkerConfig {
-            concurrency: 2,
-            claim_wait: Duration::from_millis(50),
-        },
+        WorkerConfig::default()
+            .concurrency(2)
+            .claim_wait(Duration::from_millis(50)),
     )
 }
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
+#[cfg(feature = "prometheus")]
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use spane::ExecutionId;
@@ -99,8 +101,11 @@ pub(crate) struct QueueStatsView {
 pub(crate) async fn queue_stats(
     State(state): State<AppState>,
 ) -> Result<Json<QueueStatsView>, ApiError> {
-    let queue = state.engine.queue();
-    let server = queue.server_stats().await?;
+    let counters = state.engine.queue().counters();
+    let server = match counters {
+        Some(c) => Some(c.server_stats().await?),
+        None => None,
+    };
     let dead_letters = match state.engine.dead_letter_count().await {
         Ok(n) => Some(n),
         Err(spane::Error::Unsupported { .. }) => None,
@@ -118,7 +123,7 @@ pub(crate) async fn queue_stats(
         None => None,
     };
     Ok(Json(QueueStatsView {
-        round_trips: queue.stats().round_trips,
+        round_trips: counters.map_or(0, |c| c.stats().round_trips),
         server_commands: server.map(|s| s.commands),
         server_cpu_micros: server.map(|s| s.cpu_micros),
         dead_letters,
@@ -127,6 +132,17 @@ pub(crate) async fn queue_stats(
 }
 
 /// Prometheus metrics (text exposition format); latencies are histograms with buckets.
+#[cfg(not(feature = "prometheus"))]
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, content_type = "text/plain", body = String), (status = 501, body = Problem)))]
+pub(crate) async fn metrics(State(_state): State<AppState>) -> Result<Response, ApiError> {
+    Err(ApiError::unsupported(
+        "this server was built without spane-http's `prometheus` feature",
+    ))
+}
+
+/// Prometheus metrics (text exposition format); latencies are histograms with buckets.
+#[cfg(feature = "prometheus")]
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, content_type = "text/plain", body = String), (status = 501, body = Problem)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

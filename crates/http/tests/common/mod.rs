@@ -129,11 +129,11 @@ pub fn embedded(registry: NodeRegistry, bus: Arc<LocalBus>) -> WorkflowEngine {
     let engine = WorkflowEngine::builder()
         .registry(registry)
         .event_bus(bus)
-        .config(spane::EngineConfig {
-            claim_wait: Duration::from_millis(100),
-            shutdown_timeout: Duration::from_secs(5),
-            ..spane::EngineConfig::default()
-        })
+        .config(
+            spane::EngineConfig::default()
+                .claim_wait(Duration::from_millis(100))
+                .shutdown_timeout(Duration::from_secs(5)),
+        )
         .build();
     engine.start_workers(4).unwrap();
     engine

@@ -143,29 +143,26 @@ impl Exec {
                 } else {
                     None
                 };
-                events.list.push(EngineEvent::Node(NodeEvent {
-                    execution_id: self.id,
-                    workflow_id: self.dag.id().to_owned(),
-                    node_id: self.dag.node(e.node).id.clone(),
-                    status: e.status,
-                    data,
-                    error: e.error.clone(),
-                    attempt: e.attempt,
-                    next_delay_ms: e.next_delay_ms,
-                    continued: e.continued,
-                    timestamp: now,
-                }));
+                let mut event = NodeEvent::new(
+                    self.id,
+                    self.dag.id(),
+                    self.dag.node(e.node).id.as_str(),
+                    e.status,
+                )
+                .continued(e.continued)
+                .at(now);
+                event.data = data;
+                event.error = e.error.clone();
+                event.attempt = e.attempt;
+                event.next_delay_ms = e.next_delay_ms;
+                events.list.push(EngineEvent::Node(event));
             }
             Emit::Workflow { status, error } => {
-                events.list.push(EngineEvent::Workflow(WorkflowEvent {
-                    execution_id: self.id,
-                    workflow_id: self.dag.id().to_owned(),
-                    status: *status,
-                    parent_execution_id: self.parent,
-                    parent_node_id: self.parent_node.clone(),
-                    error: error.clone(),
-                    timestamp: now,
-                }));
+                let mut event = WorkflowEvent::new(self.id, self.dag.id(), *status).at(now);
+                event.parent_execution_id = self.parent;
+                event.parent_node_id = self.parent_node.clone();
+                event.error = error.clone();
+                events.list.push(EngineEvent::Workflow(event));
             }
             // `Emit` may grow: a kind this backend does not know is not emitted.
             #[allow(unreachable_patterns)]

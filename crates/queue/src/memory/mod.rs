@@ -31,6 +31,7 @@ use exec::{Claim, Events, Exec};
 
 /// Settings of a [`MemoryQueue`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MemoryQueueConfig {
     /// How long a claim is valid without renewal (default 30 s). A job whose lease expires is
     /// claimable again.
@@ -50,6 +51,26 @@ impl Default for MemoryQueueConfig {
             retention: Duration::from_secs(3600),
             max_stalled: 1,
         }
+    }
+}
+
+impl MemoryQueueConfig {
+    /// Sets [`lease`](Self::lease).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets [`retention`](Self::retention).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets [`max_stalled`](Self::max_stalled).
+    pub fn max_stalled(mut self, max_stalled: u32) -> Self {
+        self.max_stalled = max_stalled;
+        self
     }
 }
 
@@ -803,6 +824,7 @@ impl PayloadStore for MemoryQueue {
     ) -> Result<String, QueueError> {
         let value: Value = serde_json::from_str(&json).map_err(|e| QueueError::Backend {
             reason: format!("payload is not JSON: {e}"),
+            source: None,
         })?;
         let key = format!("{execution}:{}", ulid::Ulid::new());
         self.lock().payloads.insert(key.clone(), (execution, value));

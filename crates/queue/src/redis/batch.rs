@@ -75,6 +75,7 @@ impl CommitBatcher {
         let (reply, answer) = oneshot::channel();
         let stopped = || QueueError::Unavailable {
             reason: "the commit batcher has stopped (its tokio runtime shut down)".to_owned(),
+            source: None,
         };
         self.tx
             .send(Pending { args, want, reply })
@@ -137,6 +138,7 @@ async fn run(target: BatchTarget, mut rx: mpsc::UnboundedReceiver<Pending>) {
                         Some(tag) => Ok((tag, finished.unwrap_or_default(), own)),
                         None => Err(QueueError::Backend {
                             reason: "unexpected data in Redis: short commit reply".to_owned(),
+                            source: None,
                         }),
                     };
                     // A committer that gave up waiting cannot run the jobs claimed for it: give

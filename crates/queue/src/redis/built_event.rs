@@ -14,20 +14,21 @@ pub(super) fn split_event(
     job: &ClaimedJob,
     emit: &NodeEmit,
 ) -> Result<(String, String), QueueError> {
-    let event = EngineEvent::Node(NodeEvent {
-        execution_id: job.execution_id,
-        workflow_id: job.workflow_id.clone(),
-        node_id: job.node_id.clone(),
-        status: emit.status,
-        data: None,
-        error: emit.error.clone(),
-        attempt: emit.attempt,
-        next_delay_ms: emit.next_delay_ms,
-        continued: emit.continued,
-        timestamp: 0,
-    });
+    let mut node = NodeEvent::new(
+        job.execution_id,
+        job.workflow_id.as_str(),
+        job.node_id.as_str(),
+        emit.status,
+    )
+    .continued(emit.continued)
+    .at(0);
+    node.error = emit.error.clone();
+    node.attempt = emit.attempt;
+    node.next_delay_ms = emit.next_delay_ms;
+    let event = EngineEvent::Node(node);
     let unexpected = |what: &str| QueueError::Backend {
         reason: format!("building the event of node {:?}: {what}", job.node_id),
+        source: None,
     };
     let json = serde_json::to_string(&event).map_err(|e| unexpected(&e.to_string()))?;
     // Fields in declaration order: type, ids, status, then data (absent here), error, attempt,

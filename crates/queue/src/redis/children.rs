@@ -31,6 +31,7 @@ pub(super) fn parent_link(start: &StartExecution) -> String {
 fn parse_id(text: &str) -> Result<ExecutionId, QueueError> {
     text.parse().map_err(|e| QueueError::Backend {
         reason: format!("unexpected child execution id {text:?} in Redis: {e}"),
+        source: None,
     })
 }
 
@@ -116,6 +117,7 @@ impl ChildExecutions for RedisQueue {
         };
         let version: u32 = ver.parse().map_err(|e| QueueError::Backend {
             reason: format!("unexpected version {ver:?} of execution {parent}: {e}"),
+            source: None,
         })?;
         let graph = self.graph(&wf, version).await?;
         let Some(node) = graph.index_of(node_id) else {
@@ -155,6 +157,7 @@ impl ChildExecutions for RedisQueue {
             attempt: attempt.and_then(|a| a.parse().ok()).unwrap_or(1),
             token: token.parse().map_err(|e| QueueError::Backend {
                 reason: format!("unexpected token {token:?} of execution {parent}: {e}"),
+                source: None,
             })?,
             input: serde_json::Value::Null,
             previous_results: Default::default(),

@@ -38,6 +38,7 @@ impl RedisQueue {
     ) -> Result<u32, QueueError> {
         let json = serde_json::to_string(definition).map_err(|e| QueueError::Backend {
             reason: format!("serializing the definition: {e}"),
+            source: None,
         })?;
         self.trip();
         let version: i64 = self
@@ -108,6 +109,7 @@ impl RedisQueue {
         };
         let definition = serde_json::from_str(&json).map_err(|e| QueueError::Backend {
             reason: format!("stored definition {id:?} v{version} is unreadable: {e}"),
+            source: None,
         })?;
         Ok(Some(StoredDefinition {
             definition,

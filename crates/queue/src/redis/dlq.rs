@@ -57,6 +57,7 @@ impl RedisQueue {
         };
         let item: Item = serde_json::from_str(&item).map_err(|e| QueueError::Backend {
             reason: format!("unreadable dead letter: {e}"),
+            source: None,
         })?;
         Ok(Some(DeadLetter {
             execution_id: execution,

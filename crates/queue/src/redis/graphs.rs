@@ -44,6 +44,7 @@ impl RedisQueue {
             .await?
             .ok_or_else(|| QueueError::Backend {
                 reason: format!("definition {workflow_id:?} v{version} is not stored in Redis"),
+                source: None,
             })?;
         // The graph and the node settings do not depend on which executors exist: any node
         // type is accepted here; the worker checks its own registry.
@@ -51,6 +52,7 @@ impl RedisQueue {
             .compile(&AnyNodeType)
             .map_err(|e| QueueError::Backend {
                 reason: format!("stored definition {workflow_id:?} v{version} is invalid: {e}"),
+                source: None,
             })?;
         Ok(self.remember_graph(version, Arc::new(graph)))
     }

@@ -60,6 +60,7 @@ impl RedisQueue {
         let [st, wf, ver, n, err, rof] =
             <[Option<String>; 6]>::try_from(head).map_err(|_| QueueError::Backend {
                 reason: "short HMGET reply".to_owned(),
+                source: None,
             })?;
         let (Some(st), Some(wf)) = (st, wf) else {
             return Ok(None);
@@ -181,6 +182,7 @@ impl WorkerRegistry for RedisQueue {
         let (set, hash) = self.workers_keys();
         let json = serde_json::to_string(beat).map_err(|e| QueueError::Backend {
             reason: format!("serializing a heartbeat: {e}"),
+            source: None,
         })?;
         self.trip();
         let _: i64 = self

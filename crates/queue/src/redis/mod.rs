@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 use crate::error::QueueError;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
-use crate::queue::{ExecutionQueue, QueueStats, ServerStats};
+use crate::queue::{ExecutionQueue, QueueCounters, QueueStats, ServerStats};
 
 pub use config::RedisConfig;
 pub use definitions::StoredDefinition;
@@ -117,10 +117,12 @@ pub(crate) fn unavailable(e: fred::error::Error) -> QueueError {
         ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Routing => {
             QueueError::Unavailable {
                 reason: e.to_string(),
+                source: Some(spane_core::ErrorSource::new(e.clone())),
             }
         }
         _ => QueueError::Backend {
             reason: e.to_string(),
+            source: Some(spane_core::ErrorSource::new(e.clone())),
         },
     }
 }
@@ -247,6 +249,7 @@ impl RedisQueue {
         let json = serde_json::to_string(start.workflow.definition()).map_err(|e| {
             QueueError::Backend {
                 reason: format!("serializing the definition: {e}"),
+                source: None,
             }
         })?;
         let redis_key = self.definition_key(start.workflow.id(), start.workflow_version);
@@ -482,6 +485,7 @@ impl RedisQueue {
             (plan, _) => {
                 return Err(QueueError::Backend {
                     reason: format!("a commit plan this backend cannot apply: {plan:?}"),
+                    source: None,
                 });
             }
         };
@@ -786,20 +790,8 @@ impl ExecutionQueue for RedisQueue {
         Ok(record::outputs(&fields))
     }
 
-    fn stats(&self) -> QueueStats {
-        QueueStats {
-            round_trips: self.inner.round_trips.load(Ordering::Relaxed),
-        }
-    }
-
-    async fn server_stats(&self) -> Result<Option<ServerStats>, QueueError> {
-        let info: String = self
-            .inner
-            .client
-            .custom(fred::cmd!("INFO"), vec!["commandstats", "cpu"])
-            .await
-            .map_err(unavailable)?;
-        Ok(Some(record::server_stats(&info)))
+    fn counters(&self) -> Option<&dyn QueueCounters> {
+        Some(self)
     }
 
     fn dead_letters(&self) -> Option<&dyn crate::dlq::DeadLetterQueue> {
@@ -845,6 +837,7 @@ impl ExecutionQueue for RedisQueue {
         json.map(|j| {
             serde_json::from_str(&j).map_err(|e| QueueError::Backend {
                 reason: format!("stored definition {workflow_id:?} v{version} is unreadable: {e}"),
+                source: None,
             })
         })
         .transpose()
@@ -888,8 +881,28 @@ impl crate::payload::PayloadStore for RedisQueue {
         text.map(|t| {
             serde_json::from_str(&t).map_err(|e| QueueError::Backend {
                 reason: format!("payload {key} is unreadable: {e}"),
+                source: None,
             })
         })
         .transpose()
+    }
+}
+
+#[async_trait]
+impl QueueCounters for RedisQueue {
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            round_trips: self.inner.round_trips.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn server_stats(&self) -> Result<ServerStats, QueueError> {
+        let info: String = self
+            .inner
+            .client
+            .custom(fred::cmd!("INFO"), vec!["commandstats", "cpu"])
+            .await
+            .map_err(unavailable)?;
+        Ok(record::server_stats(&info))
     }
 }

@@ -16,6 +16,7 @@ use crate::queue::ServerStats;
 fn corrupt(what: impl Into<String>) -> QueueError {
     QueueError::Backend {
         reason: format!("unexpected data in Redis: {}", what.into()),
+        source: None,
     }
 }
 

@@ -70,11 +70,9 @@ pub async fn engine(
     let engine = engine_with(
         backend,
         registry,
-        spane::EngineConfig {
-            claim_wait: Duration::from_millis(200),
-            shutdown_timeout: Duration::from_secs(5),
-            ..spane::EngineConfig::default()
-        },
+        spane::EngineConfig::default()
+            .claim_wait(Duration::from_millis(200))
+            .shutdown_timeout(Duration::from_secs(5)),
     )
     .await;
     engine.start_workers(concurrency).expect("workers start");

@@ -19,6 +19,7 @@ use crate::StoreError;
 
 /// How [`SqlStore::connect`] sets up the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqlStoreOptions {
     /// PostgreSQL only: the schema that holds the tables (the connections' `search_path`),
     /// created when missing if `run_migrations` is set. `None` uses the server's default
@@ -121,6 +122,16 @@ impl SqlStore {
                 reason: "database url: expected postgres://, postgresql:// or sqlite:".to_owned(),
             });
         }
+        if postgres && !cfg!(feature = "postgres") {
+            return Err(StoreError::Invalid {
+                reason: "database url: a postgres:// URL needs spane-store's `postgres` feature (spane's `postgres`)".to_owned(),
+            });
+        }
+        if sqlite && !cfg!(feature = "sqlite") {
+            return Err(StoreError::Invalid {
+                reason: "database url: a sqlite: URL needs spane-store's `sqlite` feature (spane's `sqlite`)".to_owned(),
+            });
+        }
         if let Some(schema) = &options.schema {
             if sqlite {
                 return Err(StoreError::Invalid {
@@ -211,10 +222,12 @@ fn check_identifier(schema: &str) -> Result<(), StoreError> {
 /// connection, the pool, a serialization failure or a deadlock, a busy SQLite file).
 pub(crate) fn db_error(e: DbErr) -> StoreError {
     let reason = e.to_string();
-    if is_transient(&e) {
-        StoreError::Unavailable { reason }
+    let transient = is_transient(&e);
+    let source = Some(spane_core::ErrorSource::new(e));
+    if transient {
+        StoreError::Unavailable { reason, source }
     } else {
-        StoreError::Database { reason }
+        StoreError::Database { reason, source }
     }
 }
 

@@ -165,6 +165,7 @@ impl WorkflowStore for SqlStore {
                 "workflow {:?}: gave up after {SAVE_TRIES} conflicting concurrent saves",
                 definition.id
             ),
+            source: None,
         })
     }
 

@@ -331,15 +331,10 @@ fn registry(args: &Args, counters: Counters) -> NodeRegistry {
 }
 
 /// The engine settings: short claim waits, a 5 s drain on shutdown.
-// `EngineConfig` gains fields over time: the struct update keeps the rest at their defaults
-// (and is needless while there are none).
-#[allow(clippy::needless_update)]
 fn engine_config() -> EngineConfig {
-    EngineConfig {
-        claim_wait: Duration::from_millis(200),
-        shutdown_timeout: Duration::from_secs(5),
-        ..EngineConfig::default()
-    }
+    EngineConfig::default()
+        .claim_wait(Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_secs(5))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -363,10 +358,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut builder = WorkflowEngine::builder()
         .registry(registry(&args, counters))
-        .config(EngineConfig {
-            history_reclaim_idle: args.history_reclaim,
-            ..engine_config()
-        });
+        .config(engine_config().history_reclaim_idle(args.history_reclaim));
     if let Some((url, schema)) = &args.database {
         // PostgreSQL history, written behind by this worker's history writer.
         let store = spane::store::SqlStore::connect(

@@ -246,10 +246,7 @@ impl Run {
         }
         let engine = WorkflowEngine::builder()
             .registry(registry())
-            .config(EngineConfig {
-                claim_wait: Duration::from_millis(200),
-                ..EngineConfig::default()
-            })
+            .config(EngineConfig::default().claim_wait(Duration::from_millis(200)))
             .redis(config)
             .await
             .map_err(|e| FaultError::new(format!("Redis at {url}: {e}")))?

@@ -500,15 +500,10 @@ fn validating_registry() -> NodeRegistry {
 }
 
 /// The engine settings of the tests: short claim waits, a 5 s drain on shutdown.
-// `EngineConfig` gains fields over time: the struct update keeps the rest at their defaults
-// (and is needless while there are none).
-#[allow(clippy::needless_update)]
 pub fn engine_config() -> EngineConfig {
-    EngineConfig {
-        claim_wait: Duration::from_millis(200),
-        shutdown_timeout: Duration::from_secs(5),
-        ..EngineConfig::default()
-    }
+    EngineConfig::default()
+        .claim_wait(Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_secs(5))
 }
 
 /// The test process's engine on `config`: registers workflows, enqueues, observes; no workers.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use fred::prelude::{Builder, Client, ClientLike, Config, KeysInterface, StreamsInterface};
 use spane_core::{EngineEvent, EventSink, ExecutionId, ExecutionRecord, NodeIndex, NodeStatus};
+use spane_queue::backend::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use spane_queue::{
-    ClaimedJob, CommitOutcome, ExecutionQueue, MemoryQueue, MemoryQueueConfig, NodeCommit,
-    QueueError, RedisConfig, RedisQueue, StartExecution, WorkerId,
+    ExecutionQueue, MemoryQueue, MemoryQueueConfig, QueueError, RedisConfig, RedisQueue,
 };
 use tokio::time::Instant;
 
@@ -129,10 +129,7 @@ impl Side {
     /// A fresh [`MemoryQueue`] whose claims last `lease`.
     pub(crate) fn memory(execution: ExecutionId, lease: Duration) -> Self {
         let sink = Arc::new(Collector::default());
-        let config = MemoryQueueConfig {
-            lease,
-            ..MemoryQueueConfig::default()
-        };
+        let config = MemoryQueueConfig::default().lease(lease);
         Self {
             name: "memory",
             queue: Arc::new(MemoryQueue::with_config(sink.clone(), config)),

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use spane_core::{
     CompiledWorkflow, EngineEvent, ExecutionId, ExecutionRecord, ExecutionStatus, NodeIndex,
 };
-use spane_queue::{CommitOutcome, NodeCommit, StartExecution};
+use spane_queue::backend::{CommitOutcome, NodeCommit, StartExecution};
 
 use crate::backend::{Side, node_index};
 use crate::oracle::{

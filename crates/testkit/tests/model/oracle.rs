@@ -28,7 +28,8 @@ use spane_core::{
     NodeEventStatus, NodeIndex, NodeStatus, Transition, TransitionError, WorkflowEvent,
     WorkflowEventStatus, failure_output, node_input,
 };
-use spane_queue::{ClaimedJob, CommitOutcome, DeadLetterReason, NodeCommit};
+use spane_queue::DeadLetterReason;
+use spane_queue::backend::{ClaimedJob, CommitOutcome, NodeCommit};
 
 /// Stalls a node survives; the next one fails it (the backends are configured alike).
 pub(crate) const MAX_STALLED: u32 = 1;
@@ -565,29 +566,14 @@ impl Model {
     }
 
     fn node_event(&self, node: NodeIndex, status: NodeEventStatus) -> NodeEvent {
-        NodeEvent {
-            execution_id: self.execution,
-            workflow_id: self.dag.id().to_owned(),
-            node_id: self.id(node).to_owned(),
-            status,
-            data: None,
-            error: None,
-            attempt: None,
-            next_delay_ms: None,
-            continued: false,
-            timestamp: 0,
-        }
+        NodeEvent::new(self.execution, self.dag.id(), self.id(node), status).at(0)
     }
 
     fn workflow_event(&self, status: WorkflowEventStatus, error: Option<String>) -> EngineEvent {
-        EngineEvent::Workflow(WorkflowEvent {
-            execution_id: self.execution,
-            workflow_id: self.dag.id().to_owned(),
-            status,
-            parent_execution_id: None,
-            parent_node_id: None,
-            error,
-            timestamp: 0,
+        let event = WorkflowEvent::new(self.execution, self.dag.id(), status).at(0);
+        EngineEvent::Workflow(match error {
+            Some(error) => event.error(error),
+            None => event,
         })
     }
 }

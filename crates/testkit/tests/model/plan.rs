@@ -10,7 +10,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use spane_core::{AnyNodeType, CompiledWorkflow, NodeDefinition, NodeIndex, WorkflowDefinition};
-use spane_queue::NodeCommit;
+use spane_queue::backend::NodeCommit;
 
 /// The most nodes a generated DAG has.
 pub(crate) const MAX_NODES: usize = 30;

@@ -55,10 +55,12 @@ fn unavailable(e: fred::error::Error) -> TriggerError {
         ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Routing => {
             TriggerError::Unavailable {
                 reason: e.to_string(),
+                source: Some(spane_core::ErrorSource::new(e.clone())),
             }
         }
         _ => TriggerError::Backend {
             reason: e.to_string(),
+            source: Some(spane_core::ErrorSource::new(e.clone())),
         },
     }
 }
@@ -73,6 +75,7 @@ impl RedisTriggerStore {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, TriggerError> {
         let config = Config::from_url(url).map_err(|e| TriggerError::Backend {
             reason: format!("invalid Redis URL {url:?}: {e}"),
+            source: None,
         })?;
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
@@ -165,6 +168,7 @@ fn parse_record(
     };
     let spec: ScheduleSpec = serde_json::from_str(spec).map_err(|e| TriggerError::Backend {
         reason: format!("schedule {id:?} is unreadable: {e}"),
+        source: None,
     })?;
     let time = |name: &str| {
         fields
@@ -201,6 +205,7 @@ impl ScheduleStore for RedisTriggerStore {
     ) -> Result<Upserted, TriggerError> {
         let json = serde_json::to_string(spec).map_err(|e| TriggerError::Backend {
             reason: format!("serializing schedule {:?}: {e}", spec.id),
+            source: None,
         })?;
         let done = self
             .eval(
@@ -377,6 +382,7 @@ impl IdempotencyStore for RedisTriggerStore {
                     let ids: Vec<String> =
                         serde_json::from_str(json).map_err(|e| TriggerError::Backend {
                             reason: format!("idempotency key {key:?} is unreadable: {e}"),
+                            source: None,
                         })?;
                     return Ok(Delivery::Done(
                         ids.iter().filter_map(|s| s.parse().ok()).collect(),
