@@ -9,13 +9,20 @@
 //!
 //! - [`MemoryQueue`] — in-process, no services: the embedded default.
 //! - [`RedisQueue`] — Redis 7: any number of worker processes share one Redis; claim and
-//!   commit are one server-side script each (Lua in `lua/*.lua`).
+//!   commit are one server-side script each (Lua in `lua/*.lua`). It connects through
+//!   [`RedisEndpoint`] (re-exported from `spane-redis`): `redis://` or, with the `tls-rustls`
+//!   feature, `rediss://` with TLS.
 //!
 //! Capabilities beyond the core trait are reached through accessors on it: pause/resume/cancel
 //! ([`ExecutionControl`]), the dead-letter queue ([`DeadLetterQueue`]), sub-workflow links
 //! ([`ChildExecutions`]), shared limits, payloads, the history feed, inspection for
 //! "why is it stuck?" ([`ExecutionInspection`]) and the worker heartbeat registry
 //! ([`WorkerRegistry`]).
+//!
+//! ## Feature flags
+//!
+//! - `tls-rustls` (off by default) — `rediss://` URLs: TLS to Redis with rustls (see
+//!   `spane-redis`).
 
 mod children;
 mod control;
@@ -45,4 +52,5 @@ pub use payload::{
 };
 pub use queue::{ExecutionQueue, QueueStats, ServerStats};
 pub use redis::{RedisConfig, RedisQueue, StoredDefinition};
+pub use spane_redis::{ConnectError, RedisEndpoint};
 pub use workers::{FORGET_AFTER_MS, RunningJob, WorkerBeat, WorkerRegistry};

@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::Value;
 use spane_core::{ExecutionId, WorkflowDefinition};
+use spane_queue::RedisEndpoint;
 use spane_triggers::chrono::{DateTime, Utc};
 use spane_triggers::{
     LaunchError, Launcher, PassReport, RedisTriggerStore, ScheduleRecord, ScheduleSpec,
@@ -24,9 +25,13 @@ pub(crate) struct TriggerSetup {
 }
 
 impl TriggerSetup {
-    /// Shares schedules and idempotency keys through the Redis at `url`, under `prefix`.
-    pub(crate) async fn connect_redis(&mut self, url: &str, prefix: &str) -> Result<(), Error> {
-        self.redis = Some(RedisTriggerStore::connect(url, prefix).await?);
+    /// Shares schedules and idempotency keys through the Redis at `endpoint`, under `prefix`.
+    pub(crate) async fn connect_redis(
+        &mut self,
+        endpoint: RedisEndpoint,
+        prefix: &str,
+    ) -> Result<(), Error> {
+        self.redis = Some(RedisTriggerStore::connect(endpoint, prefix).await?);
         Ok(())
     }
 
