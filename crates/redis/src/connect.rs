@@ -163,7 +163,10 @@ fn transport(kind: &ErrorKind) -> bool {
     if matches!(kind, ErrorKind::Tls) {
         return true;
     }
-    matches!(kind, ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled)
+    matches!(
+        kind,
+        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled
+    )
 }
 
 /// Whether something accepts TCP connections at the target, within the connect timeout.

@@ -257,12 +257,20 @@ mod tests {
 
     #[test]
     fn valid_urls_give_the_address_and_whether_tls_is_asked_for() {
-        let plain = RedisEndpoint::new("redis://:pw@127.0.0.1/3").target().unwrap();
-        assert_eq!((plain.address.as_str(), plain.tls), ("127.0.0.1:6379", false));
+        let plain = RedisEndpoint::new("redis://:pw@127.0.0.1/3")
+            .target()
+            .unwrap();
+        assert_eq!(
+            (plain.address.as_str(), plain.tls),
+            ("127.0.0.1:6379", false)
+        );
         let tls = RedisEndpoint::new("rediss://u:pw@redis.example:6380")
             .target()
             .unwrap();
-        assert_eq!((tls.address.as_str(), tls.tls), ("redis.example:6380", true));
+        assert_eq!(
+            (tls.address.as_str(), tls.tls),
+            ("redis.example:6380", true)
+        );
         assert!(RedisEndpoint::new("valkeys://h").uses_tls());
         assert!(!RedisEndpoint::new("redis://h").uses_tls());
     }

@@ -56,9 +56,8 @@ pub(crate) fn config(endpoint: &RedisEndpoint) -> Result<(TlsConfig, Refusal), C
                     None,
                 ));
             }
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
-                invalid(format!("client private key: {e}"), Some(Cause::new(e)))
-            })?;
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| invalid(format!("client private key: {e}"), Some(Cause::new(e))))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| invalid(format!("client identity: {e}"), Some(Cause::new(e))))?
