@@ -27,7 +27,8 @@ Usage: cargo xtask <task>
 
 Tasks:
   ci         check Redis and PostgreSQL, then run fmt --check, clippy,
-             nextest (profile ci) and doctests, stopping at the first failure
+             nextest (profile ci; again for spane-redis with tls-rustls) and
+             doctests, stopping at the first failure
   services   report whether Redis and PostgreSQL are reachable
   bench      run the benchmarks (release build): [--quick] [--backend embedded|redis|all] [--workload NAME]
              [--out FILE]; `bench http [--quick]`: the HTTP layer's REST and SSE figures;
@@ -74,6 +75,21 @@ const CI_STEPS: &[(&str, &[&str])] = &[
     (
         "nextest",
         &["nextest", "run", "--workspace", "--profile", "ci"],
+    ),
+    // The TLS tests of the Redis connection need the feature the workspace run leaves off
+    // (that run checks the refusal of rediss:// without it).
+    (
+        "nextest-tls",
+        &[
+            "nextest",
+            "run",
+            "-p",
+            "spane-redis",
+            "--features",
+            "tls-rustls",
+            "--profile",
+            "ci",
+        ],
     ),
     ("doctests", &["test", "--doc", "--workspace"]),
 ];
