@@ -62,6 +62,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The crates published to crates.io, whose feature sets `ci` checks.
 const PUBLISHED: &[&str] = &[
     "spane-core",
+    "spane-redis",
     "spane-queue",
     "spane-store",
     "spane-events",
@@ -124,6 +125,12 @@ fn ci_steps() -> Vec<(String, Vec<String>)> {
                 "--profile",
                 "ci",
             ]),
+        ),
+        // Without TLS, a `rediss://` URL is refused with an error naming the feature (the run
+        // above has every feature on).
+        (
+            "nextest: spane-redis without tls-rustls".to_owned(),
+            args(&["nextest", "run", "-p", "spane-redis", "--profile", "ci"]),
         ),
         (
             "doctests".to_owned(),

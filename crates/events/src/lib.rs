@@ -9,6 +9,8 @@
 //!
 //! - [`RedisBus`] — tails the capped event stream that the Redis queue's scripts append to,
 //!   so every engine instance sees every event, in the order the transitions were committed.
+//!   It connects through `spane-redis` (`redis://`, or `rediss://` with the `tls-rustls`
+//!   feature).
 //! - [`ResumableBus`] — the capability both buses offer ([`EventBus::resumable`]): every event
 //!   has an [`EventId`], and a subscriber that reconnects resumes after the last id it saw,
 //!   missing and repeating nothing. On Redis the id is the stream entry's (it survives a restart
@@ -71,6 +73,10 @@ pub enum EventError {
         #[source]
         source: Option<spane_core::ErrorSource>,
     },
+    /// Connecting to Redis failed (invalid URL, TLS, authentication, unreachable); the source
+    /// says which.
+    #[error("event bus connection failed: {0}")]
+    Connect(#[source] spane_redis::ConnectError),
     /// A subscription cannot resume after this event: some later event may no longer be held.
     /// Re-read the state you need and subscribe again from now.
     #[error("cannot resume after event {after}: {reason}")]

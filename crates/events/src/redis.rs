@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use fred::prelude::*;
 use futures::StreamExt;
 use spane_core::{EngineEvent, EventSink};
+use spane_redis::RedisEndpoint;
 use tokio::sync::broadcast;
 
 use crate::resume::filtered;
@@ -28,7 +29,7 @@ const CATCH_UP_BATCH: u64 = 256;
 pub struct RedisBus {
     local: LocalBus,
     client: Client,
-    url: String,
+    endpoint: RedisEndpoint,
     stream: String,
     cap: u64,
     /// The reader task, started by the first subscription (a process that never subscribes
@@ -62,25 +63,27 @@ fn unavailable(e: fred::error::Error) -> EventError {
     }
 }
 
-async fn connect(url: &str) -> Result<Client, EventError> {
-    let config = Config::from_url(url).map_err(unavailable)?;
-    let client = Builder::from_config(config)
-        .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
-        .build()
-        .map_err(unavailable)?;
-    client.init().await.map_err(unavailable)?;
-    Ok(client)
+async fn connect(endpoint: &RedisEndpoint) -> Result<Client, EventError> {
+    spane_redis::connect(endpoint)
+        .await
+        .map_err(EventError::Connect)
 }
 
 impl RedisBus {
-    /// Connects to `url`; the first subscription starts tailing `stream`.
-    pub async fn connect(url: &str, stream: impl Into<String>) -> Result<Self, EventError> {
+    /// Connects to `endpoint` (a `redis://` or `rediss://` URL, or a [`RedisEndpoint`] with TLS
+    /// settings); the first subscription starts tailing `stream` over a second connection to
+    /// the same endpoint.
+    pub async fn connect(
+        endpoint: impl Into<RedisEndpoint>,
+        stream: impl Into<String>,
+    ) -> Result<Self, EventError> {
+        let endpoint = endpoint.into();
         let stream = stream.into();
-        let client = connect(url).await?;
+        let client = connect(&endpoint).await?;
         Ok(Self {
             local: LocalBus::default(),
             client,
-            url: url.to_owned(),
+            endpoint,
             stream,
             cap: 100_000,
             reader: Arc::new(tokio::sync::Mutex::new(None)),
@@ -103,7 +106,7 @@ impl RedisBus {
                 .and_then(|e| e.into_array().into_iter().next())
                 .and_then(|id| id.as_string())
                 .unwrap_or_else(|| "0-0".to_owned());
-            let client = connect(&self.url).await?;
+            let client = connect(&self.endpoint).await?;
             let task = tokio::spawn(tail(
                 client,
                 self.stream.clone(),

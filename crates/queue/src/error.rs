@@ -39,6 +39,10 @@ pub enum QueueError {
         #[source]
         source: Option<spane_core::ErrorSource>,
     },
+    /// Connecting to the backend failed (invalid URL, TLS, authentication, unreachable); the
+    /// source says which.
+    #[error("queue backend connection failed: {0}")]
+    Connect(#[source] spane_redis::ConnectError),
     /// The backend cannot be reached; the operation may be retried.
     #[error("queue backend unavailable: {reason}")]
     Unavailable {

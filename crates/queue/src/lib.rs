@@ -9,7 +9,9 @@
 //!
 //! - [`MemoryQueue`] — in-process, no services: the embedded default.
 //! - [`RedisQueue`] — Redis 7: any number of worker processes share one Redis; claim and
-//!   commit are one server-side script each (Lua in `lua/*.lua`).
+//!   commit are one server-side script each (Lua in `lua/*.lua`). It connects through
+//!   [`RedisEndpoint`] (re-exported from `spane-redis`): `redis://` or, with the `tls-rustls`
+//!   feature, `rediss://` with TLS.
 //!
 //! Capabilities beyond the core trait are reached through accessors on it: pause/resume/cancel
 //! ([`ExecutionControl`]), the dead-letter queue ([`DeadLetterQueue`]), sub-workflow links
@@ -19,6 +21,11 @@
 //!
 //! What only backend implementers and the worker runtime use (claimed jobs, commits, fencing
 //! tokens, leases, counters) lives in [`backend`].
+//!
+//! ## Feature flags
+//!
+//! - `tls-rustls` (off by default) — `rediss://` URLs: TLS to Redis with rustls (see
+//!   `spane-redis`).
 
 pub mod backend;
 mod children;
@@ -46,4 +53,6 @@ pub use memory::{MemoryQueue, MemoryQueueConfig};
 pub use queue::ExecutionQueue;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisQueue, StoredDefinition};
+#[cfg(feature = "redis")]
+pub use spane_redis::{ConnectError, RedisEndpoint};
 pub use workers::{RunningJob, WorkerBeat, WorkerRegistry};

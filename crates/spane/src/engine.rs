@@ -257,13 +257,14 @@ impl EngineBuilder {
     /// ```
     #[cfg(feature = "redis")]
     pub async fn redis(mut self, config: RedisConfig) -> Result<Self, Error> {
-        let url = config.url().to_owned();
+        // One endpoint (URL and TLS settings) for the queue, the bus and the trigger store.
+        let endpoint = config.redis_endpoint().clone();
         self.triggers
-            .connect_redis(&url, config.prefix_str())
+            .connect_redis(endpoint.clone(), config.prefix_str())
             .await?;
         let queue = RedisQueue::connect(config).await?;
         let stream = queue.event_streams().remove(0);
-        let bus = RedisBus::connect(&url, stream).await?;
+        let bus = RedisBus::connect(endpoint, stream).await?;
         if self.store.is_none() {
             self.store = Some(Arc::new(RedisDefinitionStore::new(queue.clone())));
         }

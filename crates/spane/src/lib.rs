@@ -32,6 +32,13 @@
 //! engine.shutdown().await;
 //! # });
 //! ```
+//!
+//! ## Feature flags
+//!
+//! - `tls-rustls` (off by default) — `rediss://` URLs: TLS to Redis with rustls for the queue,
+//!   the event bus and the trigger store. Give a private CA with
+//!   [`RedisConfig::tls_root_pem`](queue::RedisConfig::tls_root_pem) or a
+//!   [`RedisEndpoint`](queue::RedisEndpoint).
 
 mod engine;
 mod error;

@@ -7,6 +7,8 @@ use std::sync::{Arc, Weak};
 use serde_json::Value;
 use spane_core::{ExecutionId, WorkflowDefinition};
 #[cfg(feature = "redis")]
+use spane_queue::RedisEndpoint;
+#[cfg(feature = "redis")]
 use spane_triggers::RedisTriggerStore;
 use spane_triggers::chrono::{DateTime, Utc};
 use spane_triggers::{
@@ -28,9 +30,13 @@ pub(crate) struct TriggerSetup {
 
 impl TriggerSetup {
     #[cfg(feature = "redis")]
-    /// Shares schedules and idempotency keys through the Redis at `url`, under `prefix`.
-    pub(crate) async fn connect_redis(&mut self, url: &str, prefix: &str) -> Result<(), Error> {
-        self.redis = Some(RedisTriggerStore::connect(url, prefix).await?);
+    /// Shares schedules and idempotency keys through the Redis at `endpoint`, under `prefix`.
+    pub(crate) async fn connect_redis(
+        &mut self,
+        endpoint: RedisEndpoint,
+        prefix: &str,
+    ) -> Result<(), Error> {
+        self.redis = Some(RedisTriggerStore::connect(endpoint, prefix).await?);
         Ok(())
     }
 

@@ -52,6 +52,10 @@ pub enum TriggerError {
         /// The pattern.
         pattern: String,
     },
+    /// Connecting to the trigger backend (Redis) failed (invalid URL, TLS, authentication,
+    /// unreachable); the source says which.
+    #[error("trigger backend connection failed: {0}")]
+    Connect(#[source] spane_redis::ConnectError),
     /// The trigger backend (Redis) could not be reached; the operation may be retried.
     #[error("trigger backend unavailable: {reason}")]
     Unavailable {

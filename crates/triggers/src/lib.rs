@@ -9,7 +9,8 @@
 //! - [`ScheduleStore`]: where schedules live, in memory ([`MemoryScheduleStore`]) or on Redis
 //!   ([`RedisTriggerStore`]). Its [`claim`](ScheduleStore::claim) is an atomic compare-and-set
 //!   of a schedule's next fire time, which makes each tick fire once across any number of
-//!   engine instances, with no lock to expire mid-fire.
+//!   engine instances, with no lock to expire mid-fire. The Redis store connects through
+//!   `spane-redis` (`redis://`, or `rediss://` with the `tls-rustls` feature).
 //! - [`plan_fires`]: the pure decision of which due ticks fire under a catch-up policy.
 //! - [`WebhookRouter`], [`SignatureConfig`], [`IdempotencyStore`]: webhook matching, HMAC-SHA256
 //!   verification, idempotent redelivery.

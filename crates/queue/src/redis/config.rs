@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use spane_redis::RedisEndpoint;
+
 /// Settings of a [`RedisQueue`](super::RedisQueue), with a builder-style API.
 ///
 /// ```
@@ -12,10 +14,15 @@ use std::time::Duration;
 ///     .prefix("myapp")
 ///     .lease(Duration::from_secs(10));
 /// assert_eq!(config.prefix_str(), "myapp");
+///
+/// // TLS (the `tls-rustls` feature) with a private CA:
+/// # let ca_pem = Vec::new();
+/// let config = RedisConfig::new("rediss://app:secret@redis.internal:6380").tls_root_pem(ca_pem);
+/// assert!(config.redis_endpoint().uses_tls());
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    pub(crate) url: String,
+    pub(crate) endpoint: RedisEndpoint,
     pub(crate) prefix: String,
     pub(crate) lease: Duration,
     pub(crate) retention: Duration,
@@ -27,13 +34,14 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// Settings for the Redis at `url` (`redis://[user:pass@]host:port[/db]`), with defaults:
-    /// prefix `spane`, lease 30 s, retention of finished executions 24 h, at most 1 stall
-    /// before the dead-letter queue, event stream capped at about 100,000 entries and about
-    /// 24 h of age.
-    pub fn new(url: impl Into<String>) -> Self {
+    /// Settings for the Redis at `endpoint`: a URL (`redis://[[user]:pass@]host:port[/db]`,
+    /// or `rediss://…` for TLS with the `tls-rustls` feature) or a [`RedisEndpoint`] with TLS
+    /// settings, with defaults: prefix `spane`, lease 30 s, retention of finished executions
+    /// 24 h, at most 1 stall before the dead-letter queue, event stream capped at about 100,000
+    /// entries and about 24 h of age.
+    pub fn new(endpoint: impl Into<RedisEndpoint>) -> Self {
         Self {
-            url: url.into(),
+            endpoint: endpoint.into(),
             prefix: "spane".to_owned(),
             lease: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
@@ -51,9 +59,28 @@ impl RedisConfig {
         self
     }
 
-    /// The Redis URL.
+    /// The Redis URL (with its password: log [`RedisEndpoint::redacted_url`] instead).
     pub fn url(&self) -> &str {
-        &self.url
+        self.endpoint.url()
+    }
+
+    /// Replaces the endpoint (the URL and its TLS settings); the other settings stay.
+    pub fn endpoint(mut self, endpoint: RedisEndpoint) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// Also trusts the CA certificates in `pem` for a `rediss://` URL (see
+    /// [`RedisEndpoint::tls_root_pem`]).
+    pub fn tls_root_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.endpoint = self.endpoint.tls_root_pem(pem);
+        self
+    }
+
+    /// The endpoint: URL and TLS settings. The event bus and the trigger store of the same
+    /// engine connect to it too.
+    pub fn redis_endpoint(&self) -> &RedisEndpoint {
+        &self.endpoint
     }
 
     /// The prefix in use.

@@ -128,19 +128,9 @@ pub(crate) fn unavailable(e: fred::error::Error) -> QueueError {
 }
 
 async fn connect_client(config: &RedisConfig) -> Result<Client, QueueError> {
-    let redis_config = Config::from_url(&config.url).map_err(|e| QueueError::Misconfigured {
-        reason: format!("invalid Redis URL {:?}: {e}", config.url),
-    })?;
-    let client = Builder::from_config(redis_config)
-        .with_connection_config(|c| {
-            c.connection_timeout = Duration::from_secs(5);
-            c.max_command_attempts = 3;
-        })
-        .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
-        .build()
-        .map_err(unavailable)?;
-    client.init().await.map_err(unavailable)?;
-    Ok(client)
+    spane_redis::connect(&config.endpoint)
+        .await
+        .map_err(QueueError::Connect)
 }
 
 impl RedisQueue {

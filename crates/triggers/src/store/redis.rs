@@ -19,6 +19,7 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 use fred::types::{Expiration, SetOptions};
 use spane_core::ExecutionId;
+use spane_redis::RedisEndpoint;
 
 use super::{Claim, ScheduleStore, Upserted};
 use crate::error::TriggerError;
@@ -70,22 +71,16 @@ fn ms(t: DateTime<Utc>) -> String {
 }
 
 impl RedisTriggerStore {
-    /// Connects to the Redis at `url`; every key starts with `prefix` (use the engine's
+    /// Connects to the Redis at `endpoint` (a `redis://` or `rediss://` URL, or a
+    /// [`RedisEndpoint`] with TLS settings); every key starts with `prefix` (use the engine's
     /// `RedisConfig` prefix).
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, TriggerError> {
-        let config = Config::from_url(url).map_err(|e| TriggerError::Backend {
-            reason: format!("invalid Redis URL {url:?}: {e}"),
-            source: None,
-        })?;
-        let client = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(5);
-                c.max_command_attempts = 3;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
-            .build()
-            .map_err(unavailable)?;
-        client.init().await.map_err(unavailable)?;
+    pub async fn connect(
+        endpoint: impl Into<RedisEndpoint>,
+        prefix: &str,
+    ) -> Result<Self, TriggerError> {
+        let client = spane_redis::connect(&endpoint.into())
+            .await
+            .map_err(TriggerError::Connect)?;
         let scripts = Scripts {
             upsert: Script::from_lua(include_str!("../../lua/upsert.lua")),
             claim: Script::from_lua(include_str!("../../lua/claim.lua")),
