@@ -84,3 +84,37 @@ impl std::fmt::Display for NodeStatus {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod names {
+    use super::*;
+
+    /// `as_str` and `Display` give the serde wire name, for every variant.
+    #[test]
+    fn names_are_the_wire_names() {
+        use ExecutionStatus as E;
+        for s in [
+            E::Pending,
+            E::Running,
+            E::Paused,
+            E::Completed,
+            E::Failed,
+            E::Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        use NodeStatus as N;
+        for s in [
+            N::Pending,
+            N::Running,
+            N::Delayed,
+            N::Completed,
+            N::Failed,
+            N::Skipped,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
+    }
+}
