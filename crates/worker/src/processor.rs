@@ -417,6 +417,16 @@ impl NodeProcessor {
         };
         let label = metrics::outcome_label(&commit, &outcome);
         metrics::node_committed(node_type, label);
+        if matches!(outcome, CommitOutcome::Stale) {
+            // The metric has no job labels: this line ties each one it counts to its job.
+            tracing::warn!(
+                execution_id = %job.execution_id,
+                node_id = %job.node_id,
+                attempt = job.attempt,
+                token = job.token,
+                "stale commit refused: the lease was lost, another run's result stands"
+            );
+        }
         tracing::Span::current().record("outcome", label);
         let CommitOutcome::Applied { finished } = outcome else {
             return jobs;
