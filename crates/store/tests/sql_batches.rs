@@ -76,8 +76,7 @@ async fn sqlite() -> Arc<dyn HistoryStore> {
     )
 }
 
-const STATUSES: [ExecutionStatus; 6] = [
-    ExecutionStatus::Pending,
+const STATUSES: [ExecutionStatus; 5] = [
     ExecutionStatus::Running,
     ExecutionStatus::Paused,
     ExecutionStatus::Completed,

@@ -123,12 +123,6 @@ impl NodeProcessor {
         self
     }
 
-    /// Processes one claimed job to its commit. `cancel` reaches the executor's context.
-    pub async fn process(&self, job: ClaimedJob, cancel: CancellationToken) {
-        self.process_and_claim(&WorkerId::new(), job, cancel, 0)
-            .await;
-    }
-
     /// Processes one claimed job to its commit and, with the commit, claims up to `next` more
     /// jobs for `worker` (when the backend can: see
     /// [`ExecutionQueue::commit_and_claim`]), which it returns for the caller to run.

@@ -121,7 +121,6 @@ pub(super) fn claimed_job(
 /// An execution status by its wire name.
 pub(super) fn execution_status(name: &str) -> Option<ExecutionStatus> {
     Some(match name {
-        "pending" => ExecutionStatus::Pending,
         "running" => ExecutionStatus::Running,
         "paused" => ExecutionStatus::Paused,
         "completed" => ExecutionStatus::Completed,
