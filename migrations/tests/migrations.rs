@@ -65,6 +65,22 @@ async fn exercise(db: &DatabaseConnection) {
     // The fifth drops the tables of the third that nothing wrote.
     Migrator::up(db, Some(1)).await.expect("up one step");
     assert!(tables_exist(db, UNUSED).await.iter().all(|e| !e));
+    // The sixth counts claims beside attempts; rows written before it read 0.
+    exec(db, "INSERT INTO workflows (id, name, active, latest_version, created_at, updated_at) VALUES ('old', 'W', TRUE, 1, 0, 0)").await.unwrap();
+    exec(db, "INSERT INTO executions (id, workflow_id, workflow_version, status, depth, initial_data, created_at) VALUES ('old', 'old', 1, 'completed', 0, 'null', 0)").await.unwrap();
+    exec(db, "INSERT INTO node_results (execution_id, node_id, status, attempts, continued) VALUES ('old', 'a', 'completed', 2, FALSE)").await.unwrap();
+    assert!(!manager.has_column("node_results", "claims").await.unwrap());
+    Migrator::up(db, Some(1)).await.expect("up one step");
+    assert!(manager.has_column("node_results", "claims").await.unwrap());
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT claims FROM node_results WHERE execution_id = 'old'",
+        ))
+        .await
+        .unwrap()
+        .expect("the old row");
+    assert_eq!(row.try_get::<i64>("", "claims").unwrap(), 0);
     assert!(
         Migrator::get_pending_migrations(db)
             .await
@@ -128,6 +144,8 @@ async fn exercise(db: &DatabaseConnection) {
     }
 
     // Down, one migration at a time, newest first.
+    Migrator::down(db, Some(1)).await.expect("down one step");
+    assert!(!manager.has_column("node_results", "claims").await.unwrap());
     Migrator::down(db, Some(1)).await.expect("down one step");
     assert!(tables_exist(db, UNUSED).await.iter().all(|e| *e));
     Migrator::down(db, Some(1)).await.expect("down one step");
