@@ -9,10 +9,11 @@
 //! | `workflows` | one row per workflow: name, `active`, `latest_version`, timestamps |
 //! | `workflow_versions` | every definition version, unique per `(workflow_id, version)`, with its content hash |
 //! | `executions` | one row per execution: pinned version, status, parent (execution and node) and depth, initial data, metadata, error, timestamps |
-//! | `node_results` | one row per `(execution_id, node_id)` (unique): status, data, error, attempts, timestamps |
-//! | `dlq_items` | nodes that failed for good, one per `(execution_id, node_id)` |
-//! | `logs` | log lines of executions and nodes |
-//! | `payloads` | large values stored aside (claim check), by id, with their execution |
+//! | `node_results` | one row per `(execution_id, node_id)` (unique): status, data, error, attempts, claims, timestamps |
+//!
+//! Migration 3 created `dlq_items`, `logs` and `payloads`, which no code wrote; migration 5
+//! drops them (dead letters live in the queue backend, and payloads are resolved before
+//! history is written).
 //!
 //! JSON values are stored as JSON **text** (`TEXT`), not `jsonb`: the text round-trips exactly
 //! (key order, `0`, `false`, `""` and `null` alike), and SQL `NULL` means "no value", which
@@ -39,6 +40,8 @@ mod m20261125_000001_workflows;
 mod m20261125_000002_executions;
 mod m20261125_000003_operations;
 mod m20261130_000004_parent_node;
+mod m20261201_000005_drop_unused;
+mod m20261201_000006_node_claims;
 
 pub use sea_orm_migration;
 pub use sea_orm_migration::MigratorTrait;
@@ -59,6 +62,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_executions::Migration),
             Box::new(m20261125_000003_operations::Migration),
             Box::new(m20261130_000004_parent_node::Migration),
+            Box::new(m20261201_000005_drop_unused::Migration),
+            Box::new(m20261201_000006_node_claims::Migration),
         ]
     }
 

@@ -14,6 +14,9 @@ const STEPS: [&[&str]; 3] = [
     &["dlq_items", "logs", "payloads"],
 ];
 
+/// The tables of the third step, which the fifth drops.
+const UNUSED: &[&str] = STEPS[2];
+
 async fn tables_exist(db: &DatabaseConnection, tables: &[&str]) -> Vec<bool> {
     let manager = SchemaManager::new(db);
     let mut out = Vec::new();
@@ -43,6 +46,7 @@ async fn exercise(db: &DatabaseConnection) {
             "after step {i}"
         );
     }
+    exec(db, "INSERT INTO payloads (id, execution_id, data, size, created_at) VALUES ('p', 'x', '[]', 2, 0)").await.unwrap();
     // The fourth adds the parent's node of a sub-workflow's execution.
     let manager = SchemaManager::new(db);
     assert!(
@@ -58,6 +62,25 @@ async fn exercise(db: &DatabaseConnection) {
             .await
             .unwrap()
     );
+    // The fifth drops the tables of the third that nothing wrote.
+    Migrator::up(db, Some(1)).await.expect("up one step");
+    assert!(tables_exist(db, UNUSED).await.iter().all(|e| !e));
+    // The sixth counts claims beside attempts; rows written before it read 0.
+    exec(db, "INSERT INTO workflows (id, name, active, latest_version, created_at, updated_at) VALUES ('old', 'W', TRUE, 1, 0, 0)").await.unwrap();
+    exec(db, "INSERT INTO executions (id, workflow_id, workflow_version, status, depth, initial_data, created_at) VALUES ('old', 'old', 1, 'completed', 0, 'null', 0)").await.unwrap();
+    exec(db, "INSERT INTO node_results (execution_id, node_id, status, attempts, continued) VALUES ('old', 'a', 'completed', 2, FALSE)").await.unwrap();
+    assert!(!manager.has_column("node_results", "claims").await.unwrap());
+    Migrator::up(db, Some(1)).await.expect("up one step");
+    assert!(manager.has_column("node_results", "claims").await.unwrap());
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT claims FROM node_results WHERE execution_id = 'old'",
+        ))
+        .await
+        .unwrap()
+        .expect("the old row");
+    assert_eq!(row.try_get::<i64>("", "claims").unwrap(), 0);
     assert!(
         Migrator::get_pending_migrations(db)
             .await
@@ -86,7 +109,6 @@ async fn exercise(db: &DatabaseConnection) {
         exec(db, orphan).await.is_err(),
         "node results need their execution"
     );
-    exec(db, "INSERT INTO payloads (id, execution_id, data, size, created_at) VALUES ('p', 'x', '[]', 2, 0)").await.unwrap();
 
     if db.get_database_backend() == DbBackend::Postgres {
         // Key columns compare by bytes whatever the database's locale.
@@ -123,6 +145,10 @@ async fn exercise(db: &DatabaseConnection) {
 
     // Down, one migration at a time, newest first.
     Migrator::down(db, Some(1)).await.expect("down one step");
+    assert!(!manager.has_column("node_results", "claims").await.unwrap());
+    Migrator::down(db, Some(1)).await.expect("down one step");
+    assert!(tables_exist(db, UNUSED).await.iter().all(|e| *e));
+    Migrator::down(db, Some(1)).await.expect("down one step");
     assert!(
         !manager
             .has_column("executions", "parent_node_id")
@@ -138,8 +164,9 @@ async fn exercise(db: &DatabaseConnection) {
     }
     // And up again from nothing.
     Migrator::up(db, None).await.expect("up after down");
-    let all: Vec<&str> = STEPS.concat();
+    let all: Vec<&str> = STEPS[..2].concat();
     assert!(tables_exist(db, &all).await.iter().all(|e| *e));
+    assert!(tables_exist(db, UNUSED).await.iter().all(|e| !e));
 }
 
 #[tokio::test]

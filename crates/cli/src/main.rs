@@ -247,8 +247,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn parse_status(s: &str) -> anyhow::Result<ExecutionStatus> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-        anyhow::anyhow!(
-            "--status {s:?}: expected pending, running, paused, completed, failed or cancelled"
-        )
+        anyhow::anyhow!("--status {s:?}: expected running, paused, completed, failed or cancelled")
     })
 }

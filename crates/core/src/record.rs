@@ -63,8 +63,18 @@ pub struct NodeResult {
     /// The last error message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Attempts started.
+    /// The attempt number of the node's last run, as counted against
+    /// `retryPolicy.maxAttempts` (from 1). A retried failure and an expired lease move on to
+    /// the next attempt; a `retry_after` error, a rate-limit wait, a delay node's wait and a
+    /// release at shutdown do not (the next run is the same attempt). A dead-letter retry
+    /// starts again from 1. 0 when no worker was handed the node (a skipped node).
     pub attempts: u32,
+    /// Times the node was handed to a worker (claimed) in this execution, dead-letter retries
+    /// included: one per run, whether it counted as an attempt or not (`retry_after`, a
+    /// rate-limit wait, a delay node's second claim, a claim after a release). 0 in records
+    /// written before this field existed.
+    #[serde(default)]
+    pub claims: u32,
     /// Failed, but `continueOnFail` let its children run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub continued: bool,

@@ -363,6 +363,9 @@ pub struct NodeBook {
     pub attempt: u32,
     /// The attempt the next claim runs.
     pub next_attempt: u32,
+    /// Times the node was handed to a worker in this execution (every claim; see
+    /// [`NodeResult::claims`](crate::NodeResult::claims)).
+    pub claims: u32,
     /// Lease expiries of the current run.
     pub stalls: u32,
     /// Whether a delay node's wait has passed (its next claim passes the input through).
@@ -383,6 +386,7 @@ impl NodeBook {
             shown: None,
             attempt: 0,
             next_attempt: 1,
+            claims: 0,
             stalls: 0,
             delay_elapsed: false,
             continued: false,
@@ -457,6 +461,7 @@ impl ExecutionState {
         }
         let book = &mut self.books[node];
         book.attempt = book.next_attempt;
+        book.claims = book.claims.saturating_add(1);
         book.shown = Some(NodeStatus::Running);
         Some(Grant {
             node,

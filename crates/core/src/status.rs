@@ -7,8 +7,6 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ExecutionStatus {
-    /// Created, no node started yet.
-    Pending,
     /// Nodes are running or ready.
     Running,
     /// Held by the user: nodes not yet started wait for resume.
@@ -30,7 +28,6 @@ impl ExecutionStatus {
     /// The wire name, for example `"completed"`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Pending => "pending",
             Self::Running => "running",
             Self::Paused => "paused",
             Self::Completed => "completed",
@@ -82,5 +79,32 @@ impl NodeStatus {
 impl std::fmt::Display for NodeStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::*;
+
+    /// `as_str` and `Display` give the serde wire name, for every variant.
+    #[test]
+    fn names_are_the_wire_names() {
+        use ExecutionStatus as E;
+        for s in [E::Running, E::Paused, E::Completed, E::Failed, E::Cancelled] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        use NodeStatus as N;
+        for s in [
+            N::Pending,
+            N::Running,
+            N::Delayed,
+            N::Completed,
+            N::Failed,
+            N::Skipped,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
     }
 }

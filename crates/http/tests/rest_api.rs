@@ -237,6 +237,7 @@ async fn executions_are_listed_by_status_in_cursor_pages_with_node_results() {
     assert_eq!(one["status"], "completed");
     assert_eq!(one["nodeResults"]["c"]["data"], json!({ "n": 0 }));
     assert_eq!(one["nodeResults"]["a"]["attempts"], 1);
+    assert_eq!(one["nodeResults"]["a"]["claims"], 1);
 
     // Status filter.
     let page: Value = c

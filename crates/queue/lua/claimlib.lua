@@ -1,15 +1,17 @@
 -- Claiming, shared by claim.lua and commit.lua (which claims the committers' next jobs in the
 -- same call). Prepended after lib.lua.
 
--- The fields a job's reply is built from: the node's own (16), then per parent its status,
+-- The fields a job's reply is built from: the node's own (18), then per parent its status,
 -- routes and output. `parents`: the node's parents when the ready entry carried them (one
 -- HMGET then), nil to read them from the graph first.
--- The 17th, 'in:i', is a re-run's changed input for the node (rarely set).
-local OWN = 17
+-- The 17th, 'in:i', is a re-run's changed input for the node (rarely set); the 18th, 'c:i',
+-- counts the node's claims.
+local OWN = 18
 
 local function job_fields(X, i, parents)
   local fields = { 'st', 's:' .. i, 'g', 'tok', 'na:' .. i, 'de:' .. i, 'wfj', 'id:' .. i,
-    'ts:' .. i, 'wf', 'ver', 'par', 'dep', 'ra:' .. i, 't:' .. i, 'a:' .. i, 'in:' .. i }
+    'ts:' .. i, 'wf', 'ver', 'par', 'dep', 'ra:' .. i, 't:' .. i, 'a:' .. i, 'in:' .. i,
+    'c:' .. i }
   if parents then
     for _, p in ipairs(split(parents)) do
       fields[#fields + 1] = 's:' .. p
@@ -26,9 +28,10 @@ local function job_fields(X, i, parents)
   return f
 end
 
--- The reply for job i of execution E under token tok, attempt att (strings). The previous
--- results are a JSON object keyed by parent index; the worker names them from its graph.
-local function job_reply(X, E, i, f, tok, att)
+-- The reply for job i of execution E under token tok, attempt att and claim count claims
+-- (strings). The previous results are a JSON object keyed by parent index; the worker names
+-- them from its graph.
+local function job_reply(X, E, i, f, tok, att, claims)
   local parents = split(f.parents)
   local prev = {}
   if #parents > 0 then
@@ -57,7 +60,7 @@ local function job_reply(X, E, i, f, tok, att)
   end
   return { E, tonumber(i), tonumber(tok), tonumber(att), #parents,
     '{' .. table.concat(prev, ',') .. '}', init, f[6] == '1' and 1 or 0, f[10], f[11],
-    f[12] or '', f[13], f[8], f[14] or '', f[17] or '' }
+    f[12] or '', f[13], f[8], f[14] or '', f[17] or '', tonumber(claims) }
 end
 
 -- Hands out the jobs of the ready-list entries `popped` under a lease until `expiry`: their
@@ -80,7 +83,9 @@ local function claim_popped(SP, popped, now, expiry, out, leases, held)
         else
           local tok = istr((tonumber(f[4]) or 0) + 1)
           local att = f[5] or '1'
-          local H = { 'tok', tok, 't:' .. i, tok, 'a:' .. i, att, 'ns:' .. i, 'running' }
+          local claims = istr((tonumber(f[18]) or 0) + 1)
+          local H = { 'tok', tok, 't:' .. i, tok, 'a:' .. i, att, 'c:' .. i, claims,
+            'ns:' .. i, 'running' }
           if not f[9] then
             H[#H + 1] = 'ts:' .. i
             H[#H + 1] = istr(now)
@@ -91,7 +96,7 @@ local function claim_popped(SP, popped, now, expiry, out, leases, held)
           leases[#leases + 1] = member
           held[#held + 1] = member .. '|' .. tok
           node_event(E, f[7], f[8], 'running', ',"attempt":' .. att, now)
-          out[#out + 1] = job_reply(X, E, i, f, tok, att)
+          out[#out + 1] = job_reply(X, E, i, f, tok, att, claims)
         end
       end
     end
@@ -115,7 +120,7 @@ local function claim_replay(SP, memo_value)
     local X = SP .. 'x:' .. E
     local f = job_fields(X, i, nil)
     if f[1] and f[2] == 'R' and f[15] == tok then
-      out[#out + 1] = job_reply(X, E, i, f, tok, f[16] or '1')
+      out[#out + 1] = job_reply(X, E, i, f, tok, f[16] or '1', f[18] or '1')
     end
   end
   return out

@@ -55,7 +55,7 @@ local function commit_one(b)
   if tonumber(ARGV[b + 11]) > 0 and kids[1] then
     h = kids[1]
     for _, name in ipairs({ 'tok', 'na:' .. h, 'de:' .. h, 'id:' .. h, 'ts:' .. h,
-      'wf', 'ver', 'par', 'dep' }) do
+      'wf', 'ver', 'par', 'dep', 'c:' .. h }) do
       fields[#fields + 1] = name
     end
   end
@@ -165,10 +165,12 @@ local function commit_one(b)
         table.remove(READY, r)
         local ntok = istr((tonumber(f[hb + 1]) or 0) + 1)
         local att = f[hb + 2] or '1'
+        local claims = (tonumber(f[hb + 10]) or 0) + 1
         local H = c.H
         H[#H + 1] = 'tok'; H[#H + 1] = ntok
         H[#H + 1] = 't:' .. h; H[#H + 1] = ntok
         H[#H + 1] = 'a:' .. h; H[#H + 1] = att
+        H[#H + 1] = 'c:' .. h; H[#H + 1] = istr(claims)
         H[#H + 1] = 'ns:' .. h; H[#H + 1] = 'running'
         if not f[hb + 5] then
           H[#H + 1] = 'ts:' .. h; H[#H + 1] = istr(now)
@@ -180,7 +182,7 @@ local function commit_one(b)
         node_event(E, c.wfj, f[hb + 4], 'running', ',"attempt":' .. att, now)
         handed[#handed + 1] = { { E, tonumber(h), tonumber(ntok), tonumber(att), 1,
           '{"' .. i .. '":' .. payload .. '}', '', f[hb + 3] == '1' and 1 or 0, f[hb + 6],
-          f[hb + 7], f[hb + 8] or '', f[hb + 9], f[hb + 4], istr(now) } }
+          f[hb + 7], f[hb + 8] or '', f[hb + 9], f[hb + 4], istr(now), '', claims } }
         write_back(c, retention)
         return 'applied', c.finished
       end

@@ -20,6 +20,7 @@
 --   ns:i      status shown to users: pending | running | delayed | completed | failed | skipped
 --   o:i rt:i e:i  output JSON, routes (comma-separated child indices; absent = all), last error
 --   a:i na:i  attempt running / attempt the next claim runs (absent: 1);  t:i  current lease token
+--   c:i       times the node was claimed (absent: 0)
 --   ts:i tf:i de:i sc:i  started, finished, delay elapsed, stall count;  dlq:i  DLQ item JSON
 --   ra:i      when the node last became claimable (for the queue-wait metric)
 --   ch:i      for a sub-workflow node: the child bound to its current run ('' or absent: none)

@@ -177,8 +177,12 @@ pub struct ClaimedJob {
     /// them. Backends use them to read the children's join state along with the node's own in
     /// the commit.
     pub children: Vec<NodeIndex>,
-    /// The attempt this claim runs, starting at 1.
+    /// The attempt this claim runs, starting at 1 (see
+    /// [`NodeResult::attempts`](spane_core::NodeResult::attempts)).
     pub attempt: u32,
+    /// Times the node has been claimed in this execution, this claim included (see
+    /// [`NodeResult::claims`](spane_core::NodeResult::claims)).
+    pub claims: u32,
     /// Fencing token: a commit carrying a token other than the current lease's is refused.
     pub token: u64,
     /// The node's input, by the data-passing rules.

@@ -171,5 +171,16 @@ async fn a_second_engine_sees_exactly_the_event_sequence_of_a_chain() {
             .await
             .is_err()
     );
+    // n2 and n3 are handed to the worker that committed their parent (handoff): each run is
+    // one attempt and one claim all the same.
+    let record = observer.wait_for_execution(id, DEADLINE).await.unwrap();
+    for node in ["n1", "n2", "n3"] {
+        let r = &record.node_results[node];
+        assert_eq!(
+            (r.attempts, r.claims),
+            (1, 1),
+            "{node}: attempts and claims"
+        );
+    }
     runner.shutdown().await;
 }

@@ -209,6 +209,7 @@ fn update_result(kept: &mut NodeResult, result: &NodeResult) {
         data,
         error,
         attempts,
+        claims,
         continued,
         started_at,
         finished_at,
@@ -220,6 +221,7 @@ fn update_result(kept: &mut NodeResult, result: &NodeResult) {
     }
     kept.error.clone_from(error);
     kept.attempts = *attempts;
+    kept.claims = *claims;
     kept.continued = *continued;
     kept.started_at = *started_at;
     kept.finished_at = *finished_at;

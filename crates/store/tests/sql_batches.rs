@@ -76,8 +76,7 @@ async fn sqlite() -> Arc<dyn HistoryStore> {
     )
 }
 
-const STATUSES: [ExecutionStatus; 6] = [
-    ExecutionStatus::Pending,
+const STATUSES: [ExecutionStatus; 5] = [
     ExecutionStatus::Running,
     ExecutionStatus::Paused,
     ExecutionStatus::Completed,
@@ -118,6 +117,7 @@ fn batch(n: usize, nodes: usize, parent: Option<ExecutionId>) -> Vec<ExecutionRe
                         data: tricky(i + j),
                         error: [None, Some(String::new()), Some("boom".to_owned())][j % 3].clone(),
                         attempts: u32::try_from(j % 3).unwrap(),
+                        claims: u32::try_from(j % 5).unwrap(),
                         continued: j % 2 == 1,
                         started_at: [None, Some(0), Some(1_700_000_000_000)][j % 3],
                         finished_at: [Some(0), None, Some(1_700_000_000_123)][(i + j) % 3],

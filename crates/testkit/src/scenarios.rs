@@ -592,6 +592,7 @@ pub async fn stalled_job_counts_attempts_then_dead_letters(factory: &dyn QueueFa
     let hang = &record.node_results["hang"];
     assert_eq!(hang.status, NodeStatus::Failed);
     assert_eq!(hang.attempts, 2, "both runs were attempts");
+    assert_eq!(hang.claims, 2, "and both were claims");
     assert!(
         hang.error
             .as_deref()
@@ -801,7 +802,8 @@ pub async fn renew_keeps_lease_alive(factory: &dyn QueueFactory) {
 }
 
 /// `Retry` with `consume_attempt` makes the node claimable again after the delay with the next
-/// attempt number and a new token; without `consume_attempt` the attempt number is kept.
+/// attempt number and a new token; without `consume_attempt` the attempt number is kept. The
+/// record tells the attempts (2) from the claims (3), and so does each claimed job.
 pub async fn retry_reschedules_the_node(factory: &dyn QueueFactory) {
     let q = Harness::new(factory, LONG_LEASE).await;
     let wf = workflow("wf-retry", &["flaky", "after"], &[("flaky", "after")]);
@@ -809,7 +811,7 @@ pub async fn retry_reschedules_the_node(factory: &dyn QueueFactory) {
     let delay = Duration::from_millis(50);
 
     let first = q.claim_node(id, "flaky").await;
-    assert_eq!(first.attempt, 1);
+    assert_eq!((first.attempt, first.claims), (1, 1));
     let at = Instant::now();
     assert_eq!(q.applied(&first, retry(delay, true)).await, None);
     q.assert_stale(
@@ -838,6 +840,7 @@ pub async fn retry_reschedules_the_node(factory: &dyn QueueFactory) {
         third.attempt, 2,
         "a retry that does not consume an attempt keeps the number"
     );
+    assert_eq!((second.claims, third.claims), (2, 3), "every claim counts");
 
     assert_eq!(q.complete(&third, json!("ok")).await, None);
     let after = q.claim_node(id, "after").await;
@@ -852,6 +855,14 @@ pub async fn retry_reschedules_the_node(factory: &dyn QueueFactory) {
     assert_eq!(
         flaky.attempts, third.attempt,
         "attempts of the retried node"
+    );
+    assert_eq!(flaky.claims, 3, "claims of the retried node");
+    assert_eq!(
+        (
+            record.node_results["after"].attempts,
+            record.node_results["after"].claims
+        ),
+        (1, 1)
     );
 }
 

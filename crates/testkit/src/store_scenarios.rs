@@ -145,6 +145,8 @@ fn result(node: &str, status: NodeStatus, data: Option<Value>, attempts: u32) ->
         data,
         error: None,
         attempts,
+        // Not the attempts: a store that mixes the two columns up is caught.
+        claims: attempts + 1,
         continued: false,
         started_at: Some(T0 + 1),
         finished_at: Some(T0 + 2),

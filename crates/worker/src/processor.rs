@@ -123,12 +123,6 @@ impl NodeProcessor {
         self
     }
 
-    /// Processes one claimed job to its commit. `cancel` reaches the executor's context.
-    pub async fn process(&self, job: ClaimedJob, cancel: CancellationToken) {
-        self.process_and_claim(&WorkerId::new(), job, cancel, 0)
-            .await;
-    }
-
     /// Processes one claimed job to its commit and, with the commit, claims up to `next` more
     /// jobs for `worker` (when the backend can: see
     /// [`ExecutionQueue::commit_and_claim`]), which it returns for the caller to run.
@@ -417,6 +411,16 @@ impl NodeProcessor {
         };
         let label = metrics::outcome_label(&commit, &outcome);
         metrics::node_committed(node_type, label);
+        if matches!(outcome, CommitOutcome::Stale) {
+            // The metric has no job labels: this line ties each one it counts to its job.
+            tracing::warn!(
+                execution_id = %job.execution_id,
+                node_id = %job.node_id,
+                attempt = job.attempt,
+                token = job.token,
+                "stale commit refused: the lease was lost, another run's result stands"
+            );
+        }
         tracing::Span::current().record("outcome", label);
         let CommitOutcome::Applied { finished } = outcome else {
             return jobs;
@@ -447,6 +451,7 @@ impl NodeProcessor {
                 data: Some(data),
                 error: None,
                 attempts: job.attempt,
+                claims: job.claims,
                 continued: false,
                 started_at: None,
                 finished_at: Some(now_millis()),
@@ -461,6 +466,7 @@ impl NodeProcessor {
                 data: None,
                 error: Some(error),
                 attempts: job.attempt,
+                claims: job.claims,
                 continued: continue_on_fail,
                 started_at: None,
                 finished_at: Some(now_millis()),

@@ -93,7 +93,8 @@ pub(crate) async fn execute(
 
 /// An execution with its node results (the engine's `ExecutionRecord`: `executionId`,
 /// `workflowId`, `workflowVersion`, `status`, `initialData`, `error`, `createdAt`, `finishedAt`,
-/// `nodeResults` by node id with `status`, `data`, `error`, `attempts`, `startedAt`,
+/// `nodeResults` by node id with `status`, `data`, `error`, `attempts` (counted against
+/// `maxAttempts`), `claims` (every time a worker was handed the node), `startedAt`,
 /// `finishedAt`; a sub-workflow's execution also has `parentExecutionId` and `parentNodeId`,
 /// and `depth` is 0 for a top-level execution).
 #[derive(Debug, Serialize, ToSchema)]

@@ -454,7 +454,7 @@ impl ExecutionQueue for MemoryQueue {
                 None => inner.awaiting.get(&key) == Some(&job.token),
             };
             if !held {
-                tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
+                tracing::debug!(execution_id = %job.execution_id, node_id = %job.node_id, attempt = job.attempt, token = job.token, "commit refused: the token is not the lease's");
                 return Ok(CommitOutcome::Stale);
             }
             inner.leases.remove(&key);
@@ -464,6 +464,7 @@ impl ExecutionQueue for MemoryQueue {
             }
             let now = Instant::now();
             let Some(exec) = inner.executions.get_mut(&key.execution) else {
+                tracing::debug!(execution_id = %job.execution_id, node_id = %job.node_id, attempt = job.attempt, token = job.token, "commit refused: the execution is no longer held");
                 return Ok(CommitOutcome::Stale);
             };
             let mut events = self.events();

@@ -64,6 +64,7 @@ mod tests {
             node_id: "n,\"status\":\"x".to_owned(),
             children: Vec::new(),
             attempt: 3,
+            claims: 4,
             token: 1,
             input: Value::Null,
             previous_results: Default::default(),

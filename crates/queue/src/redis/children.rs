@@ -134,12 +134,13 @@ impl ChildExecutions for RedisQueue {
                     format!("t:{node}"),
                     format!("ch:{node}"),
                     format!("a:{node}"),
+                    format!("c:{node}"),
                 ],
             )
             .await
             .map_err(unavailable)?;
-        let [state, token, bound, attempt] =
-            <[Option<String>; 4]>::try_from(fields).unwrap_or([None, None, None, None]);
+        let [state, token, bound, attempt, claims] =
+            <[Option<String>; 5]>::try_from(fields).unwrap_or_default();
         let child_text = child.to_string();
         let token = match (state.as_deref(), token, bound.as_deref()) {
             (Some("R"), Some(token), Some(bound)) if bound == child_text && !token.is_empty() => {
@@ -155,6 +156,7 @@ impl ChildExecutions for RedisQueue {
             node_id: node_id.to_owned(),
             children: graph.node(node).children.clone(),
             attempt: attempt.and_then(|a| a.parse().ok()).unwrap_or(1),
+            claims: claims.and_then(|c| c.parse().ok()).unwrap_or(0),
             token: token.parse().map_err(|e| QueueError::Backend {
                 reason: format!("unexpected token {token:?} of execution {parent}: {e}"),
                 source: None,

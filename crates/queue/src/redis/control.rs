@@ -45,16 +45,20 @@ impl RedisQueue {
             .iter()
             .filter_map(Value::as_string)
             .collect();
-        let status = parts
-            .get(1)
-            .and_then(|s| record::execution_status(s))
-            .unwrap_or(ExecutionStatus::Pending);
+        let status = || {
+            parts
+                .get(1)
+                .and_then(|s| record::execution_status(s))
+                .ok_or_else(|| QueueError::Backend {
+                    reason: format!("unexpected data in Redis: status of execution {id}"),
+                })
+        };
         match parts.first().map(String::as_str) {
-            Some("ok") => Ok(status),
+            Some("ok") => status(),
             Some("denied") => Err(QueueError::NotAllowed {
                 execution: id,
                 action,
-                status,
+                status: status()?,
             }),
             _ => Err(QueueError::ExecutionNotFound(id)),
         }

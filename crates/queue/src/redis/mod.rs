@@ -528,7 +528,7 @@ impl RedisQueue {
             .await?;
         let jobs = self.jobs(jobs).await?;
         if tag != "applied" {
-            tracing::warn!(execution = %job.execution_id, node = %job.node_id, attempt = job.attempt, "stale commit refused");
+            tracing::debug!(execution_id = %job.execution_id, node_id = %job.node_id, attempt = job.attempt, token = job.token, "commit refused: the token is not the lease's");
             return Ok((CommitOutcome::Stale, jobs));
         }
         let finished = record::execution_status(&finished);

@@ -104,6 +104,8 @@ pub(super) fn claimed_job(
         node_id: graph.node(node).id.clone(),
         children: graph.node(node).children.clone(),
         attempt: int(&f[3]) as u32,
+        // Absent from replies of scripts older than the field.
+        claims: f.get(15).map_or(0, int) as u32,
         token: int(&f[2]) as u64,
         input,
         previous_results,
@@ -122,7 +124,6 @@ pub(super) fn claimed_job(
 /// An execution status by its wire name.
 pub(super) fn execution_status(name: &str) -> Option<ExecutionStatus> {
     Some(match name {
-        "pending" => ExecutionStatus::Pending,
         "running" => ExecutionStatus::Running,
         "paused" => ExecutionStatus::Paused,
         "completed" => ExecutionStatus::Completed,
@@ -196,6 +197,10 @@ pub(super) fn execution_record(
                 attempts: fields
                     .get(&format!("a:{i}"))
                     .and_then(|a| a.parse().ok())
+                    .unwrap_or(0),
+                claims: fields
+                    .get(&format!("c:{i}"))
+                    .and_then(|c| c.parse().ok())
                     .unwrap_or(0),
                 continued: fields.get(&format!("s:{i}")).map(String::as_str) == Some("K"),
                 started_at: millis(fields, &format!("ts:{i}")),

@@ -99,6 +99,7 @@ pub(crate) mod node_result {
         pub data: Option<String>,
         pub error: Option<String>,
         pub attempts: i64,
+        pub claims: i64,
         pub continued: bool,
         pub started_at: Option<i64>,
         pub finished_at: Option<i64>,

@@ -36,6 +36,7 @@ fn upsert_node_results() -> OnConflict {
         node_result::Column::Data,
         node_result::Column::Error,
         node_result::Column::Attempts,
+        node_result::Column::Claims,
         node_result::Column::Continued,
         node_result::Column::StartedAt,
         node_result::Column::FinishedAt,

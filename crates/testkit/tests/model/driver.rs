@@ -269,15 +269,16 @@ fn show_record(r: &RecordView) -> String {
         .iter()
         .map(|(id, n)| {
             format!(
-                "{id}={}/{}{}",
+                "{id}={}/{}/{}{}",
                 n.status,
                 n.attempts,
+                n.claims,
                 if n.continued { "/continued" } else { "" }
             )
         })
         .collect();
     format!(
-        "{}{} nodes(status/attempts): {}",
+        "{}{} nodes(status/attempts/claims): {}",
         r.status,
         r.error
             .as_ref()
@@ -300,6 +301,7 @@ fn record_view(r: &ExecutionRecord) -> RecordView {
                     NodeView {
                         status: n.status,
                         attempts: n.attempts,
+                        claims: n.claims,
                         continued: n.continued,
                     },
                 )

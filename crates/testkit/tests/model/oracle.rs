@@ -86,6 +86,7 @@ pub(crate) type ControlAnswer = Result<ExecutionStatus, ExecutionStatus>;
 pub(crate) struct NodeView {
     pub(crate) status: NodeStatus,
     pub(crate) attempts: u32,
+    pub(crate) claims: u32,
     pub(crate) continued: bool,
 }
 
@@ -118,6 +119,8 @@ struct NodeModel {
     attempts: u32,
     /// The attempt the next claim runs.
     next_attempt: u32,
+    /// Times handed out.
+    claims: u32,
     /// Lease expiries since the node was last revived.
     stalls: u32,
     delay_elapsed: bool,
@@ -159,6 +162,7 @@ impl Model {
                     shown: None,
                     attempts: 0,
                     next_attempt: 1,
+                    claims: 0,
                     stalls: 0,
                     delay_elapsed: false,
                     output: None,
@@ -234,6 +238,7 @@ impl Model {
                         NodeView {
                             status: n.shown?,
                             attempts: n.attempts,
+                            claims: n.claims,
                             continued: n.continued,
                         },
                     ))
@@ -473,6 +478,7 @@ impl Model {
     fn hand_out(&mut self, node: NodeIndex, events: &mut Vec<EngineEvent>) -> JobView {
         let n = &mut self.nodes[node];
         n.attempts = n.next_attempt;
+        n.claims += 1;
         n.shown = Some(NodeStatus::Running);
         let (attempt, delay_elapsed) = (n.attempts, n.delay_elapsed);
         self.running.insert(node);
