@@ -334,7 +334,10 @@ async fn run_worker(args: Args) -> anyhow::Result<ExitCode> {
     // Read by the producer: the requests this worker sent to Redis.
     say(&format!(
         "round_trips={}",
-        engine.queue().counters().map_or(0, |c| c.stats().round_trips)
+        engine
+            .queue()
+            .counters()
+            .map_or(0, |c| c.stats().round_trips)
     ));
     Ok(ExitCode::SUCCESS)
 }

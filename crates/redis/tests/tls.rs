@@ -23,9 +23,8 @@ use spane_core::{
     WorkflowDefinition, WorkflowEvent, WorkflowEventStatus,
 };
 use spane_events::{EventBus, EventError, EventFilter, RedisBus};
-use spane_queue::{
-    ExecutionQueue, NodeCommit, QueueError, RedisConfig, RedisQueue, StartExecution, WorkerId,
-};
+use spane_queue::backend::{NodeCommit, StartExecution, WorkerId};
+use spane_queue::{ExecutionQueue, QueueError, RedisConfig, RedisQueue};
 use spane_redis::{ConnectError, RedisEndpoint, connect};
 use spane_triggers::{Delivery, IdempotencyStore, RedisTriggerStore, TriggerError};
 use support::{Ca, TlsRedis, free_port};
@@ -122,15 +121,9 @@ async fn the_event_bus_and_the_trigger_store_work_over_tls() {
         .unwrap_or_else(|e| panic!("bus over TLS: {e}"));
     let mut events = bus.subscribe(EventFilter::All).await.expect("subscribed");
     let id = ExecutionId::new();
-    bus.emit(vec![EngineEvent::Workflow(WorkflowEvent {
-        execution_id: id,
-        workflow_id: "tls".into(),
-        status: WorkflowEventStatus::Started,
-        parent_execution_id: None,
-        parent_node_id: None,
-        error: None,
-        timestamp: 0,
-    })]);
+    bus.emit(vec![EngineEvent::Workflow(
+        WorkflowEvent::new(id, "tls", WorkflowEventStatus::Started).at(0),
+    )]);
     let event = tokio::time::timeout(PATIENCE, events.next())
         .await
         .expect("the event arrives through the stream")

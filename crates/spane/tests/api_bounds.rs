@@ -49,8 +49,7 @@ async fn futures_of_the_engine_are_send() {
     send(&engine.shutdown());
     // Errors are `std::error::Error + Send + Sync + 'static`: they go into `anyhow` and
     // `Box<dyn Error + Send + Sync>` as they are.
-    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(Error::Unsupported {
-        what: "nothing",
-    });
+    let boxed: Box<dyn std::error::Error + Send + Sync> =
+        Box::new(Error::Unsupported { what: "nothing" });
     assert!(!boxed.to_string().is_empty());
 }

@@ -9,9 +9,8 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use serde_json::json;
 use spane_core::{ExecutionId, NoEvents, NodeDefinition, NodeOutput, NodeRegistry};
 use spane_core::{WorkflowDefinition, executor_fn};
-use spane_queue::{
-    CommitOutcome, ExecutionQueue, MemoryQueue, NodeCommit, StartExecution, WorkerId,
-};
+use spane_queue::backend::{CommitOutcome, NodeCommit, StartExecution, WorkerId};
+use spane_queue::{ExecutionQueue, MemoryQueue};
 use spane_store::MemoryStore;
 use spane_worker::{Definitions, NodeProcessor, metrics as names};
 use tokio_util::sync::CancellationToken;

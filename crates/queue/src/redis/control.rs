@@ -51,6 +51,7 @@ impl RedisQueue {
                 .and_then(|s| record::execution_status(s))
                 .ok_or_else(|| QueueError::Backend {
                     reason: format!("unexpected data in Redis: status of execution {id}"),
+                    source: None,
                 })
         };
         match parts.first().map(String::as_str) {
