@@ -570,7 +570,7 @@ async fn produce(
             .join(", ")
     );
 
-    let before = server_stats(&engine).await?;
+    let before = server_stats(engine).await?;
     let t0 = Instant::now();
     // `buffered` keeps the order: ids[seq] is the execution started with {"seq": seq}.
     let ids: Vec<ExecutionId> = stream::iter(0..args.executions)
@@ -589,7 +589,7 @@ async fn produce(
         .collect()
         .await;
     let wall = t0.elapsed();
-    let after = server_stats(&engine).await?;
+    let after = server_stats(engine).await?;
 
     let mut completed = 0usize;
     let mut node_runs = 0u64;
