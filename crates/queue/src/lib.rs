@@ -14,14 +14,15 @@
 //! Capabilities beyond the core trait are reached through accessors on it: pause/resume/cancel
 //! ([`ExecutionControl`]), the dead-letter queue ([`DeadLetterQueue`]), sub-workflow links
 //! ([`ChildExecutions`]), shared limits, payloads, the history feed, inspection for
-//! "why is it stuck?" ([`ExecutionInspection`]) and the worker heartbeat registry
-//! ([`WorkerRegistry`]).
+//! "why is it stuck?" ([`ExecutionInspection`]), the worker heartbeat registry
+//! ([`WorkerRegistry`]) and idempotency keys of execution starts ([`IdempotencyKeys`]).
 
 mod children;
 mod control;
 mod dlq;
 mod error;
 mod history;
+mod idempotency;
 mod inspect;
 mod job;
 mod limits;
@@ -36,6 +37,7 @@ pub use control::{CancelStream, ExecutionControl};
 pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;
 pub use history::{HistoryBatch, HistoryFeed};
+pub use idempotency::IdempotencyKeys;
 pub use inspect::{ExecutionInspection, Inspected};
 pub use job::{ClaimedJob, CommitOutcome, NodeCommit, RerunStart, StartExecution, WorkerId};
 pub use limits::{BreakerInfo, SharedLimits};

@@ -13,6 +13,7 @@ use crate::control::ExecutionControl;
 use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
 use crate::history::HistoryFeed;
+use crate::idempotency::IdempotencyKeys;
 use crate::inspect::ExecutionInspection;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::SharedLimits;
@@ -46,7 +47,10 @@ pub struct ServerStats {
 /// is refused, and a node becomes ready exactly once.
 #[async_trait]
 pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
-    /// Creates an execution and makes its roots ready.
+    /// Creates an execution and makes its roots ready. Fails with
+    /// [`QueueError::DuplicateExecution`] when an execution with its id exists, unless both
+    /// were started with the same [`StartExecution::idempotency_key`] (then nothing changes
+    /// and the call succeeds).
     async fn start_execution(&self, start: StartExecution) -> Result<(), QueueError>;
 
     /// Claims up to `max` ready jobs for `worker`, waiting up to `wait` when none is ready.
@@ -160,6 +164,11 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
 
     /// The worker heartbeat registry, when this backend keeps one.
     fn workers(&self) -> Option<&dyn WorkerRegistry> {
+        None
+    }
+
+    /// Idempotency keys of execution starts, when this backend keeps them.
+    fn idempotency_keys(&self) -> Option<&dyn IdempotencyKeys> {
         None
     }
 }

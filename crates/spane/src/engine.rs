@@ -12,7 +12,7 @@ use spane_core::{
 use spane_events::{EventBus, EventFilter, EventStream, LocalBus, RedisBus};
 use spane_queue::{
     BreakerInfo, DeadLetter, DeadLetterQueue, ExecutionControl, ExecutionQueue, MemoryQueue,
-    RedisConfig, RedisQueue, SharedLimits, StartExecution,
+    QueueError, RedisConfig, RedisQueue, SharedLimits, StartExecution,
 };
 use spane_store::{MemoryStore, Store};
 use spane_worker::{
@@ -95,6 +95,23 @@ enum Cascade {
 /// The most sub-workflow executions one cascade (or one cycle check) visits.
 const CASCADE_LIMIT: usize = 10_000;
 
+/// Refuses an idempotency key the backends cannot keep.
+fn check_idempotency_key(key: &str) -> Result<(), Error> {
+    let reason = if key.is_empty() {
+        "it is empty"
+    } else if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        "it is longer than 512 bytes"
+    } else if key.chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidIdempotencyKey {
+        key: key.chars().take(64).collect(),
+        reason,
+    })
+}
+
 /// A runtime for CPU-heavy executors; shut down in the background when the engine goes, so that
 /// dropping it inside async code is safe.
 struct CpuPool(Option<tokio::runtime::Runtime>);
@@ -108,6 +125,18 @@ impl Drop for CpuPool {
 }
 
 /// Options of one execution, for [`WorkflowEngine::enqueue_workflow_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use spane::{EnqueueOptions, ExecutionId};
+///
+/// let id = ExecutionId::new();
+/// let options = EnqueueOptions::default()
+///     .execution_id(id)
+///     .idempotency_key("order-1042")
+///     .deadline(Duration::from_secs(60));
+/// assert_eq!(options.execution_id, Some(id));
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct EnqueueOptions {
@@ -115,6 +144,17 @@ pub struct EnqueueOptions {
     /// "execution deadline exceeded", nothing new starts and running executors are cancelled
     /// through `ctx.cancellation`.
     pub deadline: Option<Duration>,
+    /// The new execution's id, chosen by the caller (default: a fresh one). Knowing it before
+    /// the execution exists lets a caller subscribe to its events first and see every one,
+    /// `started` included. An id that exists already is refused
+    /// ([`QueueError::DuplicateExecution`]), unless the same idempotency key created it.
+    pub execution_id: Option<ExecutionId>,
+    /// An idempotency key: every enqueue with the same key, from any process sharing the
+    /// backend, returns the one execution the first of them started (the later calls start
+    /// nothing). The key is kept as long as the queue keeps a finished execution (its
+    /// retention); after that the key starts a new execution. When a key is reused, the
+    /// `execution_id` option of the later calls is ignored: they return the first call's id.
+    pub idempotency_key: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -123,7 +163,22 @@ impl EnqueueOptions {
         self.deadline = Some(within);
         self
     }
+
+    /// Chooses the new execution's id (see [`execution_id`](Self::execution_id)).
+    pub fn execution_id(mut self, id: ExecutionId) -> Self {
+        self.execution_id = Some(id);
+        self
+    }
+
+    /// Sets the idempotency key (see [`idempotency_key`](Self::idempotency_key)).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
 }
+
+/// The longest idempotency key accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 512;
 
 /// Builds a [`WorkflowEngine`]; every backend defaults to its in-memory implementation.
 ///
@@ -434,14 +489,49 @@ impl WorkflowEngine {
             .await
     }
 
-    /// [`enqueue_workflow`](Self::enqueue_workflow) with options (for example a deadline for
-    /// the whole execution).
+    /// [`enqueue_workflow`](Self::enqueue_workflow) with options: a deadline for the whole
+    /// execution, an execution id chosen by the caller, an idempotency key. Returns the
+    /// execution's id: the chosen one, a fresh one, or, for an idempotency key used before,
+    /// the id of the execution the first call with that key started.
+    ///
+    /// Errors: [`Error::WorkflowNotFound`]; [`QueueError::DuplicateExecution`] (as
+    /// [`Error::Queue`]) when the chosen id exists and was not started with the same key;
+    /// [`Error::InvalidIdempotencyKey`]; [`Error::Unsupported`] when a key is given and the
+    /// queue backend keeps no idempotency keys (both built-in backends do).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use futures::StreamExt;
+    /// use serde_json::json;
+    /// use spane::prelude::*;
+    /// use spane::EnqueueOptions;
+    ///
+    /// let mut registry = NodeRegistry::new();
+    /// registry.register("noop", executor_fn(|_| async { Ok(NodeOutput::new(json!(null))) }));
+    /// let engine = WorkflowEngine::embedded(registry);
+    /// engine.register_workflow(
+    ///     WorkflowDefinition::new("w", "W").node(NodeDefinition::new("a", "noop")),
+    /// ).await.unwrap();
+    /// // Subscribe first, with the id the execution will have: no event is missed.
+    /// let id = ExecutionId::new();
+    /// let mut events = engine.subscribe(EventFilter::Execution(id)).await.unwrap();
+    /// let options = EnqueueOptions::default().execution_id(id).idempotency_key("order-7");
+    /// assert_eq!(engine.enqueue_workflow_with("w", json!({}), options.clone()).await.unwrap(), id);
+    /// // The same key again: the same execution, nothing new started.
+    /// assert_eq!(engine.enqueue_workflow_with("w", json!({}), options).await.unwrap(), id);
+    /// let first = events.next().await.unwrap().unwrap();
+    /// assert!(matches!(first, EngineEvent::Workflow(ref w) if w.status == WorkflowEventStatus::Started));
+    /// # });
+    /// ```
     pub async fn enqueue_workflow_with(
         &self,
         workflow_id: &str,
         initial_data: Value,
         options: EnqueueOptions,
     ) -> Result<ExecutionId, Error> {
+        if let Some(key) = &options.idempotency_key {
+            check_idempotency_key(key)?;
+        }
         let latest = match &self.inner.memory_store {
             Some(memory) => memory.latest_version(workflow_id),
             None => self.inner.store.latest_version(workflow_id).await?,
@@ -450,18 +540,74 @@ impl WorkflowEngine {
             id: workflow_id.to_owned(),
         })?;
         let workflow = self.inner.definitions.get(workflow_id, version).await?;
-        let execution_id = ExecutionId::new();
         let deadline = options
             .deadline
             .map(|d| now_millis() + d.as_millis().min(i64::MAX as u128) as i64);
-        self.inner
-            .starter
-            .start(
-                StartExecution::new(execution_id, workflow, version, initial_data)
-                    .deadline(deadline),
-            )
-            .await?;
-        Ok(execution_id)
+        let chosen = options.execution_id;
+        let execution_id = chosen.unwrap_or_default();
+        let start = |id: ExecutionId| {
+            StartExecution::new(id, workflow.clone(), version, initial_data.clone())
+                .deadline(deadline)
+        };
+        let Some(key) = options.idempotency_key else {
+            // Refused before the history record is written, so that it is not overwritten.
+            if chosen.is_some() && self.execution_exists(execution_id).await? {
+                return Err(QueueError::DuplicateExecution(execution_id).into());
+            }
+            self.start_execution(start(execution_id)).await?;
+            return Ok(execution_id);
+        };
+        let keys = self
+            .inner
+            .queue
+            .idempotency_keys()
+            .ok_or(Error::Unsupported {
+                what: "idempotency keys",
+            })?;
+        match keys.reserve(&key, execution_id).await? {
+            // This call took the key: start the execution as usual.
+            None => {
+                if chosen.is_some() && self.execution_exists(execution_id).await? {
+                    keys.release(&key, execution_id).await?;
+                    return Err(QueueError::DuplicateExecution(execution_id).into());
+                }
+                let started = self
+                    .start_execution(start(execution_id).idempotency_key(key.clone()))
+                    .await;
+                if let Err(Error::Queue(QueueError::DuplicateExecution(_))) = &started {
+                    keys.release(&key, execution_id).await?;
+                }
+                started.map(|()| execution_id)
+            }
+            // The key was taken: the execution it maps to, created here if the call that took
+            // the key has not created it yet (or died before it did). A start with the same
+            // key succeeds without change when it exists meanwhile.
+            Some(existing) => {
+                if !self.execution_exists(existing).await? {
+                    self.start_execution(start(existing).idempotency_key(key))
+                        .await?;
+                }
+                tracing::debug!(execution = %existing, "idempotency key used before: the same execution");
+                Ok(existing)
+            }
+        }
+    }
+
+    /// Starts `start`, with a duplicate id reported as [`Error::Queue`].
+    async fn start_execution(&self, start: StartExecution) -> Result<(), Error> {
+        match self.inner.starter.start(start).await {
+            Ok(()) => Ok(()),
+            Err(spane_worker::WorkerError::Queue(e)) => Err(Error::Queue(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether an execution with this id exists, live or in history.
+    async fn execution_exists(&self, id: ExecutionId) -> Result<bool, Error> {
+        if self.inner.queue.execution_status(id).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(self.inner.store.get_execution(id).await?.is_some())
     }
 
     /// Starts a worker manager in this process running up to `concurrency` nodes at once.

@@ -42,7 +42,10 @@ mod redis_store;
 mod engine_triggers;
 mod waiters;
 
-pub use engine::{EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, WorkflowEngine};
+pub use engine::{
+    EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, MAX_IDEMPOTENCY_KEY_LEN,
+    WorkflowEngine,
+};
 pub use error::Error;
 pub use operate::{Rerun, RerunOptions};
 pub use redis_store::RedisDefinitionStore;

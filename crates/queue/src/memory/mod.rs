@@ -21,6 +21,7 @@ use crate::children::ChildExecutions;
 use crate::control::{CancelStream, ExecutionControl, cancel_stream};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
+use crate::idempotency::IdempotencyKeys;
 use crate::inspect::{ExecutionInspection, Inspected};
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::{BreakerInfo, SharedLimits};
@@ -111,6 +112,13 @@ struct Inner {
     kids: HashMap<ExecutionId, Vec<ExecutionId>>,
     /// The worker heartbeat registry, by worker id.
     workers: HashMap<String, WorkerBeat>,
+    /// Idempotency keys: the execution each maps to, until when.
+    idempotency: HashMap<String, (ExecutionId, Instant)>,
+    /// The same keys by expiry, oldest first (the retention is fixed, so reservation order is
+    /// expiry order).
+    idempotency_expiry: VecDeque<(Instant, String)>,
+    /// The idempotency key each execution was started with (removed with the execution).
+    started_with: HashMap<ExecutionId, String>,
 }
 
 impl fmt::Debug for MemoryQueue {
@@ -284,6 +292,7 @@ impl Inner {
                 break;
             }
             self.executions.remove(&id);
+            self.started_with.remove(&id);
             self.kids.remove(&id);
             self.payloads.retain(|_, (e, _)| *e != id);
         }
@@ -311,9 +320,18 @@ impl ExecutionQueue for MemoryQueue {
             let mut inner = self.lock();
             inner.sweep(Instant::now(), self.shared.config.retention);
             if inner.executions.contains_key(&start.execution_id) {
+                let same_key = start.idempotency_key.is_some()
+                    && inner.started_with.get(&start.execution_id)
+                        == start.idempotency_key.as_ref();
+                if same_key {
+                    return Ok(());
+                }
                 return Err(QueueError::DuplicateExecution(start.execution_id));
             }
             let id = start.execution_id;
+            if let Some(key) = &start.idempotency_key {
+                inner.started_with.insert(id, key.clone());
+            }
             if let Some(deadline) = start.deadline {
                 inner.deadlines.push(Reverse((deadline, id)));
             }
@@ -537,6 +555,10 @@ impl ExecutionQueue for MemoryQueue {
     }
 
     fn workers(&self) -> Option<&dyn WorkerRegistry> {
+        Some(self)
+    }
+
+    fn idempotency_keys(&self) -> Option<&dyn IdempotencyKeys> {
         Some(self)
     }
 
@@ -963,6 +985,46 @@ impl WorkerRegistry for MemoryQueue {
 
     async fn forget_worker(&self, worker: &str) -> Result<(), QueueError> {
         self.lock().workers.remove(worker);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IdempotencyKeys for MemoryQueue {
+    async fn reserve(
+        &self,
+        key: &str,
+        execution: ExecutionId,
+    ) -> Result<Option<ExecutionId>, QueueError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        while let Some((until, _)) = inner.idempotency_expiry.front()
+            && *until <= now
+        {
+            if let Some((_, old)) = inner.idempotency_expiry.pop_front()
+                && inner.idempotency.get(&old).is_some_and(|(_, u)| *u <= now)
+            {
+                inner.idempotency.remove(&old);
+            }
+        }
+        if let Some((existing, _)) = inner.idempotency.get(key) {
+            return Ok(Some(*existing));
+        }
+        let until = now + self.shared.config.retention;
+        inner.idempotency.insert(key.to_owned(), (execution, until));
+        inner.idempotency_expiry.push_back((until, key.to_owned()));
+        Ok(None)
+    }
+
+    async fn release(&self, key: &str, execution: ExecutionId) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        if inner
+            .idempotency
+            .get(key)
+            .is_some_and(|(id, _)| *id == execution)
+        {
+            inner.idempotency.remove(key);
+        }
         Ok(())
     }
 }

@@ -4,7 +4,8 @@
 //! Layout (prefix `P`, shard tag `{0}`): `P:{0}:x:<execution>` one hash per execution (state,
 //! results, graph), `P:{0}:ready` list of ready jobs, `P:{0}:delayed` sorted set by due time,
 //! `P:{0}:leases` sorted set by lease expiry, `P:{0}:dlq` sorted set of dead-letter items,
-//! `P:{0}:events` capped stream of events; `P:wf:{<workflow>}` and
+//! `P:{0}:events` capped stream of events, `P:{0}:ik:<key>` the execution an idempotency key
+//! maps to; `P:wf:{<workflow>}` and
 //! `P:def:{<workflow>}:<version>` versioned definitions.
 //! Every per-execution key and its shard's queues share one hash tag, so the layout can be
 //! spread over shards (and Redis Cluster slots) later without changing the scripts.
@@ -18,6 +19,7 @@ mod definitions;
 mod dlq;
 mod graphs;
 mod history;
+mod idempotency;
 mod inspect;
 mod limits;
 mod record;
@@ -632,7 +634,12 @@ impl ExecutionQueue for RedisQueue {
             start.initial_data.to_string(),
             dag.nodes().len().to_string(),
             start.deadline.map(|d| d.to_string()).unwrap_or_default(),
-            ulid::Ulid::new().to_string(),
+            // The request nonce: a replay of this call, or a start sent with the same
+            // idempotency key, finds it and answers 'ok'.
+            match &start.idempotency_key {
+                Some(key) => idempotency::nonce(key),
+                None => ulid::Ulid::new().to_string(),
+            },
             self.graph_key(dag.id(), start.workflow_version),
             start.parent_node_id.clone().unwrap_or_default(),
             children::parent_link(&start),
@@ -831,6 +838,10 @@ impl ExecutionQueue for RedisQueue {
     }
 
     fn workers(&self) -> Option<&dyn crate::workers::WorkerRegistry> {
+        Some(self)
+    }
+
+    fn idempotency_keys(&self) -> Option<&dyn crate::idempotency::IdempotencyKeys> {
         Some(self)
     }
 
