@@ -957,10 +957,43 @@ impl WorkflowEngine {
         Ok(self.dlq()?.purge_dead_letters().await?)
     }
 
-    /// Live events: all of them, or one execution's. Events of one execution arrive in
-    /// causal order.
+    /// Live events from now on: all of them, or one execution's. Events of one execution
+    /// arrive in causal order. A subscriber that falls behind gets
+    /// [`EventError::Lagged`](spane_events::EventError::Lagged) (or, on Redis,
+    /// [`EventError::Trimmed`](spane_events::EventError::Trimmed)) as an item, never silence.
+    /// To see an execution from its first event, choose its id
+    /// ([`EnqueueOptions::execution_id`]) and subscribe before enqueueing; to resume after an
+    /// event, use [`subscribe_after`](Self::subscribe_after).
     pub async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, Error> {
         Ok(self.inner.bus.subscribe(filter).await?)
+    }
+
+    /// Events with their ids ([`SequencedEvent`](spane_events::SequencedEvent)): with
+    /// `after`, first every matching event the bus still holds that came after that id, then
+    /// live ones, each once and in order; without it, from now on. Keep the id of the last
+    /// event you handled and pass it here to resume after a disconnect or restart.
+    ///
+    /// Nothing is lost silently: when events after `after` are no longer held this returns
+    /// [`EventError::CannotResume`](spane_events::EventError::CannotResume) (re-read the state
+    /// you need and subscribe from now); a subscriber that falls behind while it reads gets
+    /// [`EventError::Lagged`](spane_events::EventError::Lagged) (embedded bus) or
+    /// [`EventError::Trimmed`](spane_events::EventError::Trimmed) (Redis, for what the stream
+    /// dropped before it was read) as an item, and the stream goes on.
+    ///
+    /// On Redis the ids are the event stream's entry ids, valid across processes and
+    /// restarts while the stream holds them. The embedded bus resumes only from the events it
+    /// journals: build the engine with
+    /// `.event_bus(Arc::new(LocalBus::with_journal(capacity, journal)))` (the default bus
+    /// keeps none, so that node events are not built when nobody listens).
+    pub async fn subscribe_after(
+        &self,
+        filter: EventFilter,
+        after: Option<spane_events::EventId>,
+    ) -> Result<spane_events::SequencedStream, Error> {
+        let bus = self.inner.bus.resumable().ok_or(Error::Unsupported {
+            what: "event ids (the event bus in use is not a ResumableBus)",
+        })?;
+        Ok(bus.subscribe_after(filter, after).await?)
     }
 
     /// Stops every worker manager of this engine: no new claims, in-flight nodes finish within

@@ -62,7 +62,7 @@ pub use spane_core::{
     NodeError, NodeEvent, NodeEventStatus, NodeExecutor, NodeOutput, NodeRegistry, NodeResult,
     NodeStatus, WorkflowDefinition, WorkflowEvent, WorkflowEventStatus, async_trait, executor_fn,
 };
-pub use spane_events::{EventFilter, EventStream};
+pub use spane_events::{EventFilter, EventId, EventStream, SequencedEvent, SequencedStream};
 pub use spane_worker::ShutdownReport;
 
 /// The names most programs need: `use spane::prelude::*;`.
