@@ -925,6 +925,15 @@ impl WorkflowEngine {
         Ok(self.dlq()?.count_dead_letters().await?)
     }
 
+    /// The dead-letter items of one execution (the nodes of it that failed for good), oldest
+    /// first; empty when it has none.
+    pub async fn execution_dead_letters(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        Ok(self.dlq()?.execution_dead_letters(execution).await?)
+    }
+
     /// One dead-letter item.
     pub async fn dead_letter(
         &self,

@@ -646,6 +646,19 @@ impl DeadLetterQueue for MemoryQueue {
         Ok(self.lock().dlq.len())
     }
 
+    async fn execution_dead_letters(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        Ok(self
+            .lock()
+            .dlq
+            .iter()
+            .filter(|d| d.execution_id == execution)
+            .cloned()
+            .collect())
+    }
+
     async fn get_dead_letter(
         &self,
         execution: ExecutionId,
