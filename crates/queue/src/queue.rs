@@ -62,6 +62,14 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
         wait: Duration,
     ) -> Result<Vec<ClaimedJob>, QueueError>;
 
+    /// Ends every claim wait of this queue client now: each [`claim`](Self::claim) in
+    /// progress returns what it has (usually nothing) instead of waiting out its `wait`; a
+    /// claim that starts later waits as usual. Worker managers call it when they stop, so
+    /// that an idle worker stops at once however long its claim wait, and no claim is dropped
+    /// half-way (which could leave a claimed job to its lease expiry). The default does
+    /// nothing: claims then end at their `wait`.
+    fn interrupt_claims(&self) {}
+
     /// Extends the lease of a claimed job. `false`: the lease was lost.
     async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError>;
 

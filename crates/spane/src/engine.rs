@@ -28,11 +28,13 @@ use crate::waiters::Waiters;
 /// Engine settings, with documented defaults.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// How long one worker claim call waits for work before looping (default 1 s). Shorter
-    /// values make shutdown faster; longer ones cost fewer idle calls.
+    /// How long one worker claim call waits for work before looping (default 1 s); longer
+    /// values cost fewer idle calls. Shutdown does not wait for it: it ends idle claims at
+    /// once.
     pub claim_wait: Duration,
-    /// How long [`WorkflowEngine::shutdown`] lets in-flight nodes finish before it cancels
-    /// them and gives their jobs back to the queue (default 30 s).
+    /// The most [`WorkflowEngine::shutdown`] lets in-flight nodes run before it cancels them
+    /// and gives their jobs back to the queue (default 30 s). Shutdown returns as soon as the
+    /// in-flight nodes are done, so an idle engine stops at once.
     pub shutdown_timeout: Duration,
     /// The global rate limiter: at most `max` node runs per `per` across every worker sharing
     /// the backend (default none). Per-type limits are set on the registry.
@@ -1005,8 +1007,10 @@ impl WorkflowEngine {
         Ok(bus.subscribe_after(filter, after).await?)
     }
 
-    /// Stops every worker manager of this engine: no new claims, in-flight nodes finish within
-    /// [`EngineConfig::shutdown_timeout`], the rest are cancelled and given back to the queue.
+    /// Stops every worker manager of this engine: waiting claims end at once and no new ones
+    /// start, in-flight nodes finish within [`EngineConfig::shutdown_timeout`] (the rest are
+    /// cancelled and given back to the queue), and the call returns as soon as they are done:
+    /// an idle engine stops promptly whatever its [`EngineConfig::claim_wait`].
     pub async fn shutdown(&self) -> ShutdownReport {
         self.stop_triggers().await;
         let managers: Vec<WorkerManager> = std::mem::take(

@@ -5,6 +5,7 @@ mod exec;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ pub struct MemoryQueue {
 struct Shared {
     inner: Mutex<Inner>,
     notify: Notify,
+    /// Bumped by [`ExecutionQueue::interrupt_claims`]: a claim that sees it change returns.
+    interrupts: std::sync::atomic::AtomicU64,
     cancels: tokio::sync::broadcast::Sender<ExecutionId>,
     sink: Arc<dyn EventSink>,
     config: MemoryQueueConfig,
@@ -151,6 +154,7 @@ impl MemoryQueue {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner::default()),
                 notify: Notify::new(),
+                interrupts: std::sync::atomic::AtomicU64::new(0),
                 cancels: tokio::sync::broadcast::channel(1024).0,
                 sink,
                 config,
@@ -357,6 +361,7 @@ impl ExecutionQueue for MemoryQueue {
     ) -> Result<Vec<ClaimedJob>, QueueError> {
         let deadline = Instant::now() + wait;
         let worker: Arc<str> = Arc::from(worker.as_str());
+        let interrupts = self.shared.interrupts.load(AtomicOrdering::SeqCst);
         loop {
             let notified = self.shared.notify.notified();
             tokio::pin!(notified);
@@ -394,12 +399,18 @@ impl ExecutionQueue for MemoryQueue {
                 inner.next_wake()
             };
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.shared.interrupts.load(AtomicOrdering::SeqCst) != interrupts
+            {
                 return Ok(Vec::new());
             }
             let until = wake.map_or(deadline, |w| w.min(deadline));
             let _ = tokio::time::timeout_at(until, notified).await;
         }
+    }
+
+    fn interrupt_claims(&self) {
+        self.shared.interrupts.fetch_add(1, AtomicOrdering::SeqCst);
+        self.shared.notify.notify_waiters();
     }
 
     async fn commit_and_claim(

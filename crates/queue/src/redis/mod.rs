@@ -74,6 +74,10 @@ struct Inner {
     commits: batch::CommitBatcher,
     cancel_feed: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<ExecutionId>>>,
     history_group: std::sync::OnceLock<()>,
+    /// Bumped by [`ExecutionQueue::interrupt_claims`]: a claim that sees it change returns.
+    interrupts: AtomicU64,
+    /// Wakes the claims waiting when `interrupts` is bumped.
+    interrupted: tokio::sync::Notify,
 }
 
 struct Keys {
@@ -210,6 +214,8 @@ impl RedisQueue {
                 commits,
                 cancel_feed: tokio::sync::Mutex::new(None),
                 history_group: std::sync::OnceLock::new(),
+                interrupts: AtomicU64::new(0),
+                interrupted: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -356,8 +362,23 @@ impl RedisQueue {
     /// default), so a `BLMOVE` given 5 ms returns after up to 100 ms: a delayed job would wait
     /// for that tick. The timeout given to Redis is only a backstop; the wake is timed here, and
     /// at `wake_at` a `CLIENT UNBLOCK` sent on the other connection ends the wait.
-    async fn wait_for_ready(&self, wake_at: Instant) -> Result<(), QueueError> {
-        let blocker = self.inner.blocker.lock().await;
+    /// Whether [`ExecutionQueue::interrupt_claims`] was called since the count was `seen`.
+    fn interrupted_since(&self, seen: u64) -> bool {
+        self.inner.interrupts.load(Ordering::SeqCst) != seen
+    }
+
+    async fn wait_for_ready(&self, wake_at: Instant, interrupts: u64) -> Result<(), QueueError> {
+        // Armed before the check, so that an interrupt between the two is seen.
+        let interrupted = self.inner.interrupted.notified();
+        tokio::pin!(interrupted);
+        interrupted.as_mut().enable();
+        if self.interrupted_since(interrupts) {
+            return Ok(());
+        }
+        let blocker = tokio::select! {
+            blocker = self.inner.blocker.lock() => blocker,
+            () = &mut interrupted => return Ok(()),
+        };
         let now = Instant::now();
         if wake_at <= now {
             return Ok(());
@@ -381,6 +402,12 @@ impl RedisQueue {
             () = tokio::time::sleep_until(wake_at) => match id {
                 Some(id) => self.unblock(id, blmove).await,
                 None => blmove.await,
+            },
+            // Ended at once rather than dropped, so that the connection is not left blocked
+            // for the next claim.
+            () = &mut interrupted => match id {
+                Some(id) => self.unblock(id, blmove).await,
+                None => return Ok(()),
             },
         };
         match woke {
@@ -678,6 +705,7 @@ impl ExecutionQueue for RedisQueue {
         wait: Duration,
     ) -> Result<Vec<ClaimedJob>, QueueError> {
         let deadline = Instant::now() + wait;
+        let interrupts = self.inner.interrupts.load(Ordering::SeqCst);
         loop {
             self.maybe_reclaim().await?;
             let (jobs, until_due) = self.claim_once(max).await?;
@@ -685,7 +713,7 @@ impl ExecutionQueue for RedisQueue {
                 return Ok(jobs);
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.interrupted_since(interrupts) {
                 return Ok(Vec::new());
             }
             // Wake for new ready jobs, or when the earliest delayed job is due (its promotion
@@ -696,8 +724,13 @@ impl ExecutionQueue for RedisQueue {
             if let Some(until_due) = until_due {
                 wake_at = wake_at.min(now + until_due);
             }
-            self.wait_for_ready(wake_at).await?;
+            self.wait_for_ready(wake_at, interrupts).await?;
         }
+    }
+
+    fn interrupt_claims(&self) {
+        self.inner.interrupts.fetch_add(1, Ordering::SeqCst);
+        self.inner.interrupted.notify_waiters();
     }
 
     async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
