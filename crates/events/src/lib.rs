@@ -15,6 +15,10 @@
 //!   of the process that read it); a [`LocalBus`] numbers its events and keeps the last ones in
 //!   a bounded journal ([`LocalBus::with_journal`]).
 //!
+//! A subscriber never loses events silently: one that falls behind receives
+//! [`EventError::Lagged`] (it overran its buffer) or [`EventError::Trimmed`] (the Redis stream
+//! dropped events before this process read them) as an item, and the stream goes on.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use futures::StreamExt;
