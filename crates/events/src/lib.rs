@@ -17,6 +17,10 @@
 //!   of the process that read it); a [`LocalBus`] numbers its events and keeps the last ones in
 //!   a bounded journal ([`LocalBus::with_journal`]).
 //!
+//! A subscriber never loses events silently: one that falls behind receives
+//! [`EventError::Lagged`] (it overran its buffer) or [`EventError::Trimmed`] (the Redis stream
+//! dropped events before this process read them) as an item, and the stream goes on.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use futures::StreamExt;
@@ -77,6 +81,14 @@ pub enum EventError {
     /// says which.
     #[error("event bus connection failed: {0}")]
     Connect(#[source] spane_redis::ConnectError),
+    /// Events after `after` were trimmed from the Redis event stream before this process read
+    /// them: an unknown number of events is lost. The subscription goes on with the oldest
+    /// event still held; re-read the state you need (for example the execution record).
+    #[error("events after {after} were trimmed from the event stream before they were read")]
+    Trimmed {
+        /// The last event read before the gap.
+        after: EventId,
+    },
     /// A subscription cannot resume after this event: some later event may no longer be held.
     /// Re-read the state you need and subscribe again from now.
     #[error("cannot resume after event {after}: {reason}")]
@@ -108,7 +120,10 @@ impl EventFilter {
     }
 }
 
-/// A subscription: a stream of events, with [`EventError::Lagged`] when events were dropped.
+/// A subscription: a stream of events. A subscriber never loses events silently: when some were
+/// dropped it receives [`EventError::Lagged`] (it fell behind the bus's buffer) or
+/// [`EventError::Trimmed`] (they left the Redis stream before they were read), then the stream
+/// goes on.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<EngineEvent, EventError>> + Send>>;
 
 /// Delivers events to subscribers.
@@ -144,8 +159,8 @@ pub trait EventBus: EventSink + fmt::Debug {
 /// even when nobody listens.
 #[derive(Clone)]
 pub struct LocalBus {
-    /// Every event, for [`EventBus::subscribe`].
-    tx: broadcast::Sender<SequencedEvent>,
+    /// Every event, for [`EventBus::subscribe`] (and gaps the Redis reader found).
+    tx: broadcast::Sender<Delivery>,
     /// Workflow events only, for [`EventBus::subscribe_workflow_events`].
     workflow: broadcast::Sender<EngineEvent>,
     /// Numbers the events and keeps the last ones; numbering and sending happen under its
@@ -207,9 +222,19 @@ impl LocalBus {
     }
 
     #[cfg(feature = "redis")]
-    pub(crate) fn sender(&self) -> broadcast::Sender<SequencedEvent> {
+    pub(crate) fn sender(&self) -> broadcast::Sender<Delivery> {
         self.tx.clone()
     }
+}
+
+/// What the channel of every event carries: an event, or a gap the Redis reader found.
+pub(crate) type Delivery = Result<SequencedEvent, EventError>;
+
+/// A subscription stream over the channel of every event; a gap is passed on as an error.
+fn delivery_stream(
+    rx: broadcast::Receiver<Delivery>,
+) -> impl Stream<Item = Result<SequencedEvent, EventError>> {
+    receiver_stream(rx).map(|item| item.and_then(|delivery| delivery))
 }
 
 static INSTANCES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -268,7 +293,7 @@ impl EventSink for LocalBus {
                 state.events.push_back(sequenced.clone());
             }
             if everyone {
-                let _ = self.tx.send(sequenced);
+                let _ = self.tx.send(Ok(sequenced));
             }
         }
     }
@@ -318,7 +343,7 @@ impl ResumableBus for LocalBus {
             }
         };
         drop(state);
-        let live = receiver_stream(rx);
+        let live = delivery_stream(rx);
         Ok(resume::filtered(
             futures::stream::iter(backlog.into_iter().map(Ok)).chain(live),
             filter,
@@ -329,7 +354,7 @@ impl ResumableBus for LocalBus {
 #[async_trait]
 impl EventBus for LocalBus {
     async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, EventError> {
-        let stream = receiver_stream(self.tx.subscribe()).filter_map(move |item| {
+        let stream = delivery_stream(self.tx.subscribe()).filter_map(move |item| {
             futures::future::ready(match item {
                 Ok(e) => filter.matches(&e.event).then_some(Ok(e.event)),
                 Err(e) => Some(Err(e)),

@@ -14,12 +14,16 @@ use tokio::sync::broadcast;
 
 use crate::resume::filtered;
 use crate::{
-    EventBus, EventError, EventFilter, EventId, EventStream, LocalBus, ResumableBus,
+    Delivery, EventBus, EventError, EventFilter, EventId, EventStream, LocalBus, ResumableBus,
     SequencedEvent, SequencedStream,
 };
 
 /// Entries read per XRANGE while a resumed subscription catches up.
 const CATCH_UP_BATCH: u64 = 256;
+
+/// Entries read per XREAD by the process's reader; a full batch means it is behind, and it then
+/// checks whether the stream was trimmed past what it read.
+const TAIL_BATCH: u64 = 1000;
 
 /// Delivers the events that the Redis queue appends to its streams to every subscriber of this
 /// process. Create one per process with the streams of the queue
@@ -90,6 +94,16 @@ impl RedisBus {
         })
     }
 
+    /// How many events this process's subscribers may fall behind before they lag (default
+    /// 16,384). A plain subscriber that lags gets [`EventError::Lagged`]; a resumable one
+    /// ([`ResumableBus`]) reads what it missed from the stream again, and gets
+    /// [`EventError::Trimmed`] only for what the stream no longer holds. Set it before the
+    /// first subscription.
+    pub fn buffer(mut self, events: usize) -> Self {
+        self.local = LocalBus::new(events);
+        self
+    }
+
     async fn ensure_reader(&self) -> Result<(), EventError> {
         let mut reader = self.reader.lock().await;
         if reader.is_none() {
@@ -119,25 +133,28 @@ impl RedisBus {
     }
 }
 
-async fn tail(
-    client: Client,
-    stream: String,
-    mut last: String,
-    tx: broadcast::Sender<SequencedEvent>,
-) {
+async fn tail(client: Client, stream: String, mut last: String, tx: broadcast::Sender<Delivery>) {
     let mut backoff = Duration::from_millis(50);
+    // After a failed read, the next one checks for a gap: the stream may have been trimmed
+    // meanwhile.
+    let mut check_gap = false;
     loop {
         let reply: Result<Value, _> = client
-            .xread(Some(1000), Some(1000), stream.as_str(), last.as_str())
+            .xread(Some(TAIL_BATCH), Some(1000), stream.as_str(), last.as_str())
             .await;
         match reply {
             Ok(value) => {
                 backoff = Duration::from_millis(50);
-                for (id, events) in entries(value) {
+                let batch = entries(value);
+                if check_gap || batch.len() as u64 >= TAIL_BATCH {
+                    check_gap = false;
+                    report_gap(&client, &stream, &last, &tx).await;
+                }
+                for (id, events) in batch {
                     if let Some(entry) = entry_id(&id) {
                         for (index, event) in events.into_iter().enumerate() {
                             let id = EventId::new(entry.0, entry.1, index as u32);
-                            let _ = tx.send(SequencedEvent { id, event });
+                            let _ = tx.send(Ok(SequencedEvent { id, event }));
                         }
                     }
                     last = id;
@@ -145,11 +162,49 @@ async fn tail(
             }
             Err(e) => {
                 tracing::warn!(error = %e, %stream, "reading events failed, retrying");
+                check_gap = true;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
+}
+
+/// Tells every subscriber when entries after `last` were trimmed before they were read.
+async fn report_gap(client: &Client, stream: &str, last: &str, tx: &broadcast::Sender<Delivery>) {
+    // A reader that started on an empty stream has read nothing that a gap could follow.
+    let Some(after) = entry_id(last).filter(|e| *e != (0, 0)) else {
+        return;
+    };
+    match trimmed_after(client, stream, after).await {
+        Ok(true) => {
+            tracing::warn!(%stream, after = last, "events were trimmed from the stream before this process read them");
+            let _ = tx.send(Err(EventError::Trimmed {
+                after: EventId::new(after.0, after.1, u32::MAX),
+            }));
+        }
+        Ok(false) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot check the event stream for a gap"),
+    }
+}
+
+/// Whether the stream was trimmed past entry `after`: its oldest entry is later, so `after`
+/// and, as far as the stream can tell, some entries after it are gone. (Redis keeps no record
+/// of the ids `XTRIM` dropped, so losing exactly `after` and nothing later is reported too.)
+async fn trimmed_after(
+    client: &Client,
+    stream: &str,
+    after: (u64, u64),
+) -> Result<bool, EventError> {
+    let oldest: Value = client
+        .xrange(stream, "-", "+", Some(1))
+        .await
+        .map_err(unavailable)?;
+    let oldest = entry_list(oldest)
+        .into_iter()
+        .next()
+        .and_then(|(id, _)| entry_id(&id));
+    Ok(oldest.is_none_or(|oldest| oldest > after))
 }
 
 /// A stream entry id `<ms>-<seq>` as numbers.
@@ -254,7 +309,7 @@ impl EventBus for RedisBus {
 /// Where a resumed subscription is: reading the stream from Redis, or the shared tail.
 enum Phase {
     /// Reading entries from Redis after the last delivered id (from this entry, inclusive,
-    /// when `inclusive`).
+    /// when `inclusive`: then a first entry other than it may follow a gap).
     CatchUp { inclusive: bool },
     /// Following the process's reader; ids not after the last delivered one are skipped.
     Live,
@@ -263,7 +318,7 @@ enum Phase {
 struct Resumed {
     client: Client,
     stream: String,
-    rx: broadcast::Receiver<SequencedEvent>,
+    rx: broadcast::Receiver<Delivery>,
     last: EventId,
     phase: Phase,
     pending: std::collections::VecDeque<SequencedEvent>,
@@ -294,6 +349,19 @@ impl Resumed {
                         Err(e) => return Some(Err(unavailable(e))),
                     };
                     let entries = entry_list(list);
+                    let after = (self.last.major(), self.last.minor());
+                    if inclusive && entries.first().and_then(|(id, _)| entry_id(id)) != Some(after)
+                    {
+                        // The last entry read is gone: later ones may be too.
+                        match trimmed_after(&self.client, &self.stream, after).await {
+                            Ok(false) => {}
+                            Ok(true) => {
+                                self.phase = Phase::CatchUp { inclusive: false };
+                                return Some(Err(EventError::Trimmed { after: self.last }));
+                            }
+                            Err(e) => return Some(Err(e)),
+                        }
+                    }
                     if entries.is_empty() {
                         self.phase = Phase::Live;
                         continue;
@@ -321,11 +389,13 @@ impl Resumed {
                     }
                 }
                 Phase::Live => match self.rx.recv().await {
-                    Ok(e) if e.id > self.last => {
+                    Ok(Ok(e)) if e.id > self.last => {
                         self.last = e.id;
                         return Some(Ok(e));
                     }
-                    Ok(_) => {}
+                    Ok(Ok(_)) => {}
+                    // The process's reader found a gap: this subscriber missed it too.
+                    Ok(Err(gap)) => return Some(Err(gap)),
                     // The stream still holds what the local channel dropped: read it again.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.rx = self.rx.resubscribe();
@@ -349,7 +419,7 @@ impl ResumableBus for RedisBus {
         let rx = self.local.sender().subscribe();
         self.ensure_reader().await?;
         let Some(after) = after else {
-            let live = crate::receiver_stream(rx);
+            let live = crate::delivery_stream(rx);
             return Ok(filtered(live, filter));
         };
         // The oldest entry still held: anything before it may have been trimmed.

@@ -9,7 +9,8 @@
 --       states, outputs and routes, 'un', 'rof'); the per-node number is then the node's
 --       join counter as the core computed it, and roots are not found by it
 -- The nonce makes a replay of the same call (the client re-sends it after losing the reply)
--- answer 'ok' instead of 'duplicate'.
+-- answer 'ok' instead of 'duplicate'. A start sent with an idempotency key has the nonce
+-- 'ik:<key>', so every start with that key (see redis/idempotency.rs) answers 'ok' too.
 local SP, E, trim = ARGV[1], ARGV[2], ARGV[3]
 local X = SP .. 'x:' .. E
 local existing = redis.call('HGET', X, 'rq')

@@ -57,6 +57,28 @@ pub trait DeadLetterQueue: Send + Sync {
     /// How many items there are.
     async fn count_dead_letters(&self) -> Result<usize, QueueError>;
 
+    /// The items of one execution, oldest first (empty when it has none, or is unknown).
+    ///
+    /// The default pages through [`list_dead_letters`](Self::list_dead_letters); backends
+    /// override it with a lookup by execution.
+    async fn execution_dead_letters(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        const PAGE: usize = 500;
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self.list_dead_letters(offset, PAGE).await?;
+            let len = page.len();
+            out.extend(page.into_iter().filter(|d| d.execution_id == execution));
+            if len < PAGE {
+                return Ok(out);
+            }
+            offset += len;
+        }
+    }
+
     /// One item.
     async fn get_dead_letter(
         &self,

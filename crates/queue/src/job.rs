@@ -77,6 +77,10 @@ pub struct StartExecution {
     pub deadline: Option<i64>,
     /// For a re-run: the earlier execution and the outcomes it keeps.
     pub rerun: Option<Arc<RerunStart>>,
+    /// The idempotency key this start was sent with (see
+    /// [`IdempotencyKeys`](crate::IdempotencyKeys)): a start of an existing execution that
+    /// was created with the same key succeeds without change.
+    pub idempotency_key: Option<String>,
 }
 
 /// What a re-run starts from (see [`spane_core::rerun`]): the nodes that keep the outcome the
@@ -136,6 +140,7 @@ impl StartExecution {
             depth: 0,
             deadline: None,
             rerun: None,
+            idempotency_key: None,
         }
     }
 
@@ -156,6 +161,14 @@ impl StartExecution {
     /// Sets the deadline of the whole execution (milliseconds since the Unix epoch).
     pub fn deadline(mut self, deadline: Option<i64>) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// Sends the start with an idempotency key: starting again an execution that was created
+    /// with the same key succeeds without change (see
+    /// [`IdempotencyKeys`](crate::IdempotencyKeys), which maps keys to execution ids).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
         self
     }
 }

@@ -16,8 +16,8 @@
 //! Capabilities beyond the core trait are reached through accessors on it: pause/resume/cancel
 //! ([`ExecutionControl`]), the dead-letter queue ([`DeadLetterQueue`]), sub-workflow links
 //! ([`ChildExecutions`]), shared limits, payloads, the history feed, inspection for
-//! "why is it stuck?" ([`ExecutionInspection`]) and the worker heartbeat registry
-//! ([`WorkerRegistry`]).
+//! "why is it stuck?" ([`ExecutionInspection`]), the worker heartbeat registry
+//! ([`WorkerRegistry`]) and idempotency keys of execution starts ([`IdempotencyKeys`]).
 //!
 //! What only backend implementers and the worker runtime use (claimed jobs, commits, fencing
 //! tokens, leases, counters) lives in [`backend`].
@@ -33,6 +33,7 @@ mod control;
 mod dlq;
 mod error;
 mod history;
+mod idempotency;
 mod inspect;
 mod job;
 mod limits;
@@ -47,6 +48,7 @@ pub use children::ChildExecutions;
 pub use control::{CancelStream, ExecutionControl};
 pub use dlq::{DeadLetter, DeadLetterQueue, DeadLetterReason};
 pub use error::QueueError;
+pub use idempotency::IdempotencyKeys;
 pub use inspect::{ExecutionInspection, Inspected};
 pub use limits::{BreakerInfo, SharedLimits};
 pub use memory::{MemoryQueue, MemoryQueueConfig};

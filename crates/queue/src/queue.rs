@@ -13,6 +13,7 @@ use crate::control::ExecutionControl;
 use crate::dlq::DeadLetterQueue;
 use crate::error::QueueError;
 use crate::history::HistoryFeed;
+use crate::idempotency::IdempotencyKeys;
 use crate::inspect::ExecutionInspection;
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::SharedLimits;
@@ -57,7 +58,10 @@ pub trait QueueCounters: Send + Sync {
 /// is refused, and a node becomes ready exactly once.
 #[async_trait]
 pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
-    /// Creates an execution and makes its roots ready.
+    /// Creates an execution and makes its roots ready. Fails with
+    /// [`QueueError::DuplicateExecution`] when an execution with its id exists, unless both
+    /// were started with the same [`StartExecution::idempotency_key`] (then nothing changes
+    /// and the call succeeds).
     async fn start_execution(&self, start: StartExecution) -> Result<(), QueueError>;
 
     /// Claims up to `max` ready jobs for `worker`, waiting up to `wait` when none is ready.
@@ -68,6 +72,14 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<ClaimedJob>, QueueError>;
+
+    /// Ends every claim wait of this queue client now: each [`claim`](Self::claim) in
+    /// progress returns what it has (usually nothing) instead of waiting out its `wait`; a
+    /// claim that starts later waits as usual. Worker managers call it when they stop, so
+    /// that an idle worker stops at once however long its claim wait, and no claim is dropped
+    /// half-way (which could leave a claimed job to its lease expiry). The default does
+    /// nothing: claims then end at their `wait`.
+    fn interrupt_claims(&self) {}
 
     /// Extends the lease of a claimed job. `false`: the lease was lost.
     async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError>;
@@ -165,6 +177,11 @@ pub trait ExecutionQueue: Send + Sync + fmt::Debug + 'static {
 
     /// The worker heartbeat registry, when this backend keeps one.
     fn workers(&self) -> Option<&dyn WorkerRegistry> {
+        None
+    }
+
+    /// Idempotency keys of execution starts, when this backend keeps them.
+    fn idempotency_keys(&self) -> Option<&dyn IdempotencyKeys> {
         None
     }
 }

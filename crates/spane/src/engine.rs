@@ -15,7 +15,7 @@ use spane_events::{EventBus, EventFilter, EventStream, LocalBus};
 use spane_queue::backend::StartExecution;
 use spane_queue::{
     BreakerInfo, DeadLetter, DeadLetterQueue, ExecutionControl, ExecutionQueue, MemoryQueue,
-    SharedLimits,
+    QueueError, SharedLimits,
 };
 #[cfg(feature = "redis")]
 use spane_queue::{RedisConfig, RedisQueue};
@@ -35,11 +35,13 @@ use crate::waiters::Waiters;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EngineConfig {
-    /// How long one worker claim call waits for work before looping (default 1 s). Shorter
-    /// values make shutdown faster; longer ones cost fewer idle calls.
+    /// How long one worker claim call waits for work before looping (default 1 s); longer
+    /// values cost fewer idle calls. Shutdown does not wait for it: it ends idle claims at
+    /// once.
     pub claim_wait: Duration,
-    /// How long [`WorkflowEngine::shutdown`] lets in-flight nodes finish before it cancels
-    /// them and gives their jobs back to the queue (default 30 s).
+    /// The most [`WorkflowEngine::shutdown`] lets in-flight nodes run before it cancels them
+    /// and gives their jobs back to the queue (default 30 s). Shutdown returns as soon as the
+    /// in-flight nodes are done, so an idle engine stops at once.
     pub shutdown_timeout: Duration,
     /// The global rate limiter: at most `max` node runs per `per` across every worker sharing
     /// the backend (default none). Per-type limits are set on the registry.
@@ -146,6 +148,23 @@ enum Cascade {
 /// The most sub-workflow executions one cascade (or one cycle check) visits.
 const CASCADE_LIMIT: usize = 10_000;
 
+/// Refuses an idempotency key the backends cannot keep.
+fn check_idempotency_key(key: &str) -> Result<(), Error> {
+    let reason = if key.is_empty() {
+        "it is empty"
+    } else if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        "it is longer than 512 bytes"
+    } else if key.chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidIdempotencyKey {
+        key: key.chars().take(64).collect(),
+        reason,
+    })
+}
+
 /// A runtime for CPU-heavy executors; shut down in the background when the engine goes, so that
 /// dropping it inside async code is safe.
 struct CpuPool(Option<tokio::runtime::Runtime>);
@@ -159,6 +178,18 @@ impl Drop for CpuPool {
 }
 
 /// Options of one execution, for [`WorkflowEngine::enqueue_workflow_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use spane::{EnqueueOptions, ExecutionId};
+///
+/// let id = ExecutionId::new();
+/// let options = EnqueueOptions::default()
+///     .execution_id(id)
+///     .idempotency_key("order-1042")
+///     .deadline(Duration::from_secs(60));
+/// assert_eq!(options.execution_id, Some(id));
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct EnqueueOptions {
@@ -166,6 +197,17 @@ pub struct EnqueueOptions {
     /// "execution deadline exceeded", nothing new starts and running executors are cancelled
     /// through `ctx.cancellation`.
     pub deadline: Option<Duration>,
+    /// The new execution's id, chosen by the caller (default: a fresh one). Knowing it before
+    /// the execution exists lets a caller subscribe to its events first and see every one,
+    /// `started` included. An id that exists already is refused
+    /// ([`QueueError::DuplicateExecution`]), unless the same idempotency key created it.
+    pub execution_id: Option<ExecutionId>,
+    /// An idempotency key: every enqueue with the same key, from any process sharing the
+    /// backend, returns the one execution the first of them started (the later calls start
+    /// nothing). The key is kept as long as the queue keeps a finished execution (its
+    /// retention); after that the key starts a new execution. When a key is reused, the
+    /// `execution_id` option of the later calls is ignored: they return the first call's id.
+    pub idempotency_key: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -174,7 +216,22 @@ impl EnqueueOptions {
         self.deadline = Some(within);
         self
     }
+
+    /// Chooses the new execution's id (see [`execution_id`](Self::execution_id)).
+    pub fn execution_id(mut self, id: ExecutionId) -> Self {
+        self.execution_id = Some(id);
+        self
+    }
+
+    /// Sets the idempotency key (see [`idempotency_key`](Self::idempotency_key)).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
 }
+
+/// The longest idempotency key accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 512;
 
 /// Builds a [`WorkflowEngine`]; every backend defaults to its in-memory implementation.
 ///
@@ -487,14 +544,49 @@ impl WorkflowEngine {
             .await
     }
 
-    /// [`enqueue_workflow`](Self::enqueue_workflow) with options (for example a deadline for
-    /// the whole execution).
+    /// [`enqueue_workflow`](Self::enqueue_workflow) with options: a deadline for the whole
+    /// execution, an execution id chosen by the caller, an idempotency key. Returns the
+    /// execution's id: the chosen one, a fresh one, or, for an idempotency key used before,
+    /// the id of the execution the first call with that key started.
+    ///
+    /// Errors: [`Error::WorkflowNotFound`]; [`QueueError::DuplicateExecution`] (as
+    /// [`Error::Queue`]) when the chosen id exists and was not started with the same key;
+    /// [`Error::InvalidIdempotencyKey`]; [`Error::Unsupported`] when a key is given and the
+    /// queue backend keeps no idempotency keys (both built-in backends do).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use futures::StreamExt;
+    /// use serde_json::json;
+    /// use spane::prelude::*;
+    /// use spane::EnqueueOptions;
+    ///
+    /// let mut registry = NodeRegistry::new();
+    /// registry.register("noop", executor_fn(|_| async { Ok(NodeOutput::new(json!(null))) }));
+    /// let engine = WorkflowEngine::embedded(registry);
+    /// engine.register_workflow(
+    ///     WorkflowDefinition::new("w", "W").node(NodeDefinition::new("a", "noop")),
+    /// ).await.unwrap();
+    /// // Subscribe first, with the id the execution will have: no event is missed.
+    /// let id = ExecutionId::new();
+    /// let mut events = engine.subscribe(EventFilter::Execution(id)).await.unwrap();
+    /// let options = EnqueueOptions::default().execution_id(id).idempotency_key("order-7");
+    /// assert_eq!(engine.enqueue_workflow_with("w", json!({}), options.clone()).await.unwrap(), id);
+    /// // The same key again: the same execution, nothing new started.
+    /// assert_eq!(engine.enqueue_workflow_with("w", json!({}), options).await.unwrap(), id);
+    /// let first = events.next().await.unwrap().unwrap();
+    /// assert!(matches!(first, EngineEvent::Workflow(ref w) if w.status == WorkflowEventStatus::Started));
+    /// # });
+    /// ```
     pub async fn enqueue_workflow_with(
         &self,
         workflow_id: &str,
         initial_data: Value,
         options: EnqueueOptions,
     ) -> Result<ExecutionId, Error> {
+        if let Some(key) = &options.idempotency_key {
+            check_idempotency_key(key)?;
+        }
         let latest = match &self.inner.memory_store {
             Some(memory) => memory.latest_version(workflow_id),
             None => self.inner.store.latest_version(workflow_id).await?,
@@ -503,18 +595,74 @@ impl WorkflowEngine {
             id: workflow_id.to_owned(),
         })?;
         let workflow = self.inner.definitions.get(workflow_id, version).await?;
-        let execution_id = ExecutionId::new();
         let deadline = options
             .deadline
             .map(|d| now_millis() + d.as_millis().min(i64::MAX as u128) as i64);
-        self.inner
-            .starter
-            .start(
-                StartExecution::new(execution_id, workflow, version, initial_data)
-                    .deadline(deadline),
-            )
-            .await?;
-        Ok(execution_id)
+        let chosen = options.execution_id;
+        let execution_id = chosen.unwrap_or_default();
+        let start = |id: ExecutionId| {
+            StartExecution::new(id, workflow.clone(), version, initial_data.clone())
+                .deadline(deadline)
+        };
+        let Some(key) = options.idempotency_key else {
+            // Refused before the history record is written, so that it is not overwritten.
+            if chosen.is_some() && self.execution_exists(execution_id).await? {
+                return Err(QueueError::DuplicateExecution(execution_id).into());
+            }
+            self.start_execution(start(execution_id)).await?;
+            return Ok(execution_id);
+        };
+        let keys = self
+            .inner
+            .queue
+            .idempotency_keys()
+            .ok_or(Error::Unsupported {
+                what: "idempotency keys",
+            })?;
+        match keys.reserve(&key, execution_id).await? {
+            // This call took the key: start the execution as usual.
+            None => {
+                if chosen.is_some() && self.execution_exists(execution_id).await? {
+                    keys.release(&key, execution_id).await?;
+                    return Err(QueueError::DuplicateExecution(execution_id).into());
+                }
+                let started = self
+                    .start_execution(start(execution_id).idempotency_key(key.clone()))
+                    .await;
+                if let Err(Error::Queue(QueueError::DuplicateExecution(_))) = &started {
+                    keys.release(&key, execution_id).await?;
+                }
+                started.map(|()| execution_id)
+            }
+            // The key was taken: the execution it maps to, created here if the call that took
+            // the key has not created it yet (or died before it did). A start with the same
+            // key succeeds without change when it exists meanwhile.
+            Some(existing) => {
+                if !self.execution_exists(existing).await? {
+                    self.start_execution(start(existing).idempotency_key(key))
+                        .await?;
+                }
+                tracing::debug!(execution = %existing, "idempotency key used before: the same execution");
+                Ok(existing)
+            }
+        }
+    }
+
+    /// Starts `start`, with a duplicate id reported as [`Error::Queue`].
+    async fn start_execution(&self, start: StartExecution) -> Result<(), Error> {
+        match self.inner.starter.start(start).await {
+            Ok(()) => Ok(()),
+            Err(spane_worker::WorkerError::Queue(e)) => Err(Error::Queue(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether an execution with this id exists, live or in history.
+    async fn execution_exists(&self, id: ExecutionId) -> Result<bool, Error> {
+        if self.inner.queue.execution_status(id).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(self.inner.store.get_execution(id).await?.is_some())
     }
 
     /// Starts a worker manager in this process running up to `concurrency` nodes at once.
@@ -828,6 +976,15 @@ impl WorkflowEngine {
         Ok(self.dlq()?.count_dead_letters().await?)
     }
 
+    /// The dead-letter items of one execution (the nodes of it that failed for good), oldest
+    /// first; empty when it has none.
+    pub async fn execution_dead_letters(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        Ok(self.dlq()?.execution_dead_letters(execution).await?)
+    }
+
     /// One dead-letter item.
     pub async fn dead_letter(
         &self,
@@ -860,14 +1017,49 @@ impl WorkflowEngine {
         Ok(self.dlq()?.purge_dead_letters().await?)
     }
 
-    /// Live events: all of them, or one execution's. Events of one execution arrive in
-    /// causal order.
+    /// Live events from now on: all of them, or one execution's. Events of one execution
+    /// arrive in causal order. A subscriber that falls behind gets
+    /// [`EventError::Lagged`](spane_events::EventError::Lagged) (or, on Redis,
+    /// [`EventError::Trimmed`](spane_events::EventError::Trimmed)) as an item, never silence.
+    /// To see an execution from its first event, choose its id
+    /// ([`EnqueueOptions::execution_id`]) and subscribe before enqueueing; to resume after an
+    /// event, use [`subscribe_after`](Self::subscribe_after).
     pub async fn subscribe(&self, filter: EventFilter) -> Result<EventStream, Error> {
         Ok(self.inner.bus.subscribe(filter).await?)
     }
 
-    /// Stops every worker manager of this engine: no new claims, in-flight nodes finish within
-    /// [`EngineConfig::shutdown_timeout`], the rest are cancelled and given back to the queue.
+    /// Events with their ids ([`SequencedEvent`](spane_events::SequencedEvent)): with
+    /// `after`, first every matching event the bus still holds that came after that id, then
+    /// live ones, each once and in order; without it, from now on. Keep the id of the last
+    /// event you handled and pass it here to resume after a disconnect or restart.
+    ///
+    /// Nothing is lost silently: when events after `after` are no longer held this returns
+    /// [`EventError::CannotResume`](spane_events::EventError::CannotResume) (re-read the state
+    /// you need and subscribe from now); a subscriber that falls behind while it reads gets
+    /// [`EventError::Lagged`](spane_events::EventError::Lagged) (embedded bus) or
+    /// [`EventError::Trimmed`](spane_events::EventError::Trimmed) (Redis, for what the stream
+    /// dropped before it was read) as an item, and the stream goes on.
+    ///
+    /// On Redis the ids are the event stream's entry ids, valid across processes and
+    /// restarts while the stream holds them. The embedded bus resumes only from the events it
+    /// journals: build the engine with
+    /// `.event_bus(Arc::new(LocalBus::with_journal(capacity, journal)))` (the default bus
+    /// keeps none, so that node events are not built when nobody listens).
+    pub async fn subscribe_after(
+        &self,
+        filter: EventFilter,
+        after: Option<spane_events::EventId>,
+    ) -> Result<spane_events::SequencedStream, Error> {
+        let bus = self.inner.bus.resumable().ok_or(Error::Unsupported {
+            what: "event ids (the event bus in use is not a ResumableBus)",
+        })?;
+        Ok(bus.subscribe_after(filter, after).await?)
+    }
+
+    /// Stops every worker manager of this engine: waiting claims end at once and no new ones
+    /// start, in-flight nodes finish within [`EngineConfig::shutdown_timeout`] (the rest are
+    /// cancelled and given back to the queue), and the call returns as soon as they are done:
+    /// an idle engine stops promptly whatever its [`EngineConfig::claim_wait`].
     pub async fn shutdown(&self) -> ShutdownReport {
         self.stop_triggers().await;
         let managers: Vec<WorkerManager> = std::mem::take(

@@ -35,6 +35,16 @@ pub enum Error {
         /// How long the caller waited.
         waited: Duration,
     },
+    /// An idempotency key given to
+    /// [`WorkflowEngine::enqueue_workflow_with`](crate::WorkflowEngine::enqueue_workflow_with)
+    /// cannot be used.
+    #[error("invalid idempotency key {key:?}: {reason}")]
+    InvalidIdempotencyKey {
+        /// The key (its first 64 characters).
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The backend in use does not offer this feature.
     #[error("the queue backend in use does not provide {what}")]
     Unsupported {

@@ -50,7 +50,10 @@ mod redis_store;
 mod engine_triggers;
 mod waiters;
 
-pub use engine::{EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, WorkflowEngine};
+pub use engine::{
+    EngineBuilder, EngineConfig, EnqueueOptions, HistoryMode, MAX_IDEMPOTENCY_KEY_LEN,
+    WorkflowEngine,
+};
 pub use error::Error;
 pub use operate::{Rerun, RerunOptions};
 #[cfg(feature = "redis")]
@@ -68,7 +71,7 @@ pub use spane_core::{
     NodeError, NodeEvent, NodeEventStatus, NodeExecutor, NodeOutput, NodeRegistry, NodeResult,
     NodeStatus, WorkflowDefinition, WorkflowEvent, WorkflowEventStatus, async_trait, executor_fn,
 };
-pub use spane_events::{EventFilter, EventStream};
+pub use spane_events::{EventFilter, EventId, EventStream, SequencedEvent, SequencedStream};
 pub use spane_worker::ShutdownReport;
 
 /// The names most programs need: `use spane::prelude::*;`.

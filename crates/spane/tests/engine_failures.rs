@@ -434,9 +434,52 @@ async fn purging_the_dlq_leaves_executions_failed(b: Backend) {
     engine.shutdown().await;
 }
 
+async fn dead_letters_are_listed_per_execution(b: Backend) {
+    let (r, _) = flaky_registry(9, NodeError::fatal);
+    let engine = engine(b, r, 2).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let rec = run(
+            &engine,
+            flaky_workflow(&format!("per-exec-{i}"), json!({"maxAttempts": 1})),
+            json!({}),
+        )
+        .await;
+        assert_eq!(rec.status, ExecutionStatus::Failed);
+        ids.push(rec.execution_id);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let items = engine.execution_dead_letters(*id).await.unwrap();
+        assert_eq!(items.len(), 1, "one item for execution {i}");
+        assert_eq!(items[0].execution_id, *id);
+        assert_eq!(items[0].node_id, "flaky");
+        assert_eq!(items[0].workflow_id, format!("per-exec-{i}"));
+        assert_eq!(items[0].reason, spane::queue::DeadLetterReason::Failed);
+    }
+    assert!(
+        engine
+            .execution_dead_letters(ExecutionId::new())
+            .await
+            .unwrap()
+            .is_empty(),
+        "an unknown execution has none"
+    );
+    engine.purge_dead_letters().await.unwrap();
+    assert!(
+        engine
+            .execution_dead_letters(ids[0])
+            .await
+            .unwrap()
+            .is_empty(),
+        "purged"
+    );
+    engine.shutdown().await;
+}
+
 on_every_backend!(
     exhausted_node_lands_in_the_dlq_and_a_retry_completes_the_execution,
     purging_the_dlq_leaves_executions_failed,
+    dead_letters_are_listed_per_execution,
 );
 
 async fn retry_after_runs_the_node_again_without_consuming_an_attempt(b: Backend) {

@@ -20,7 +20,9 @@ use crate::processor::NodeProcessor;
 pub struct WorkerConfig {
     /// Node jobs run at once by this manager (default 5, as in the original).
     pub concurrency: usize,
-    /// How long one claim call waits for work before trying again (default 1 s).
+    /// How long one claim call waits for work before trying again (default 1 s). Shutdown
+    /// does not wait for it: a stopping manager interrupts its claim
+    /// ([`ExecutionQueue::interrupt_claims`](spane_queue::ExecutionQueue::interrupt_claims)).
     pub claim_wait: Duration,
 }
 
@@ -302,6 +304,10 @@ impl WorkerManager {
     }
 }
 
+/// How long a stopping worker waits for its interrupted claim (a backend that cannot be
+/// reached may not answer) before it drops the call.
+const INTERRUPTED_CLAIM_BOUND: Duration = Duration::from_secs(5);
+
 async fn claim_loop(
     queue: Arc<dyn ExecutionQueue>,
     processor: Arc<NodeProcessor>,
@@ -316,6 +322,9 @@ async fn claim_loop(
     let mut tasks = JoinSet::new();
     let mut error_backoff = Duration::from_millis(50);
     loop {
+        if stop.is_cancelled() {
+            break;
+        }
         // Reap finished tasks so the set does not grow.
         while tasks.try_join_next().is_some() {}
         let first = tokio::select! {
@@ -329,9 +338,25 @@ async fn claim_loop(
         while let Ok(p) = slots.clone().try_acquire_owned() {
             permits.push(p);
         }
+        let claim = queue.claim(&worker, permits.len(), config.claim_wait);
+        tokio::pin!(claim);
+        // The claim is polled first, so that it has begun (and sees the interrupt) before a
+        // stop is acted on. On stop it is interrupted and awaited, not dropped: a claim dropped
+        // half-way could leave a job claimed until its lease expires. What it brings back is
+        // given back by the slots, which see the stop.
         let claimed = tokio::select! {
-            _ = stop.cancelled() => break,
-            claimed = queue.claim(&worker, permits.len(), config.claim_wait) => claimed,
+            biased;
+            claimed = &mut claim => claimed,
+            () = stop.cancelled() => {
+                queue.interrupt_claims();
+                match tokio::time::timeout(INTERRUPTED_CLAIM_BOUND, &mut claim).await {
+                    Ok(claimed) => claimed,
+                    Err(_) => {
+                        tracing::warn!("an interrupted claim did not return; dropping it");
+                        break;
+                    }
+                }
+            }
         };
         let jobs = match claimed {
             Ok(jobs) => {

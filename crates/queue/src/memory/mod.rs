@@ -5,6 +5,7 @@ mod exec;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::children::ChildExecutions;
 use crate::control::{CancelStream, ExecutionControl, cancel_stream};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::error::QueueError;
+use crate::idempotency::IdempotencyKeys;
 use crate::inspect::{ExecutionInspection, Inspected};
 use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, StartExecution, WorkerId};
 use crate::limits::{BreakerInfo, SharedLimits};
@@ -86,6 +88,8 @@ pub struct MemoryQueue {
 struct Shared {
     inner: Mutex<Inner>,
     notify: Notify,
+    /// Bumped by [`ExecutionQueue::interrupt_claims`]: a claim that sees it change returns.
+    interrupts: std::sync::atomic::AtomicU64,
     cancels: tokio::sync::broadcast::Sender<ExecutionId>,
     sink: Arc<dyn EventSink>,
     config: MemoryQueueConfig,
@@ -132,6 +136,13 @@ struct Inner {
     kids: HashMap<ExecutionId, Vec<ExecutionId>>,
     /// The worker heartbeat registry, by worker id.
     workers: HashMap<String, WorkerBeat>,
+    /// Idempotency keys: the execution each maps to, until when.
+    idempotency: HashMap<String, (ExecutionId, Instant)>,
+    /// The same keys by expiry, oldest first (the retention is fixed, so reservation order is
+    /// expiry order).
+    idempotency_expiry: VecDeque<(Instant, String)>,
+    /// The idempotency key each execution was started with (removed with the execution).
+    started_with: HashMap<ExecutionId, String>,
 }
 
 impl fmt::Debug for MemoryQueue {
@@ -164,6 +175,7 @@ impl MemoryQueue {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner::default()),
                 notify: Notify::new(),
+                interrupts: std::sync::atomic::AtomicU64::new(0),
                 cancels: tokio::sync::broadcast::channel(1024).0,
                 sink,
                 config,
@@ -305,6 +317,7 @@ impl Inner {
                 break;
             }
             self.executions.remove(&id);
+            self.started_with.remove(&id);
             self.kids.remove(&id);
             self.payloads.retain(|_, (e, _)| *e != id);
         }
@@ -332,9 +345,18 @@ impl ExecutionQueue for MemoryQueue {
             let mut inner = self.lock();
             inner.sweep(Instant::now(), self.shared.config.retention);
             if inner.executions.contains_key(&start.execution_id) {
+                let same_key = start.idempotency_key.is_some()
+                    && inner.started_with.get(&start.execution_id)
+                        == start.idempotency_key.as_ref();
+                if same_key {
+                    return Ok(());
+                }
                 return Err(QueueError::DuplicateExecution(start.execution_id));
             }
             let id = start.execution_id;
+            if let Some(key) = &start.idempotency_key {
+                inner.started_with.insert(id, key.clone());
+            }
             if let Some(deadline) = start.deadline {
                 inner.deadlines.push(Reverse((deadline, id)));
             }
@@ -360,6 +382,7 @@ impl ExecutionQueue for MemoryQueue {
     ) -> Result<Vec<ClaimedJob>, QueueError> {
         let deadline = Instant::now() + wait;
         let worker: Arc<str> = Arc::from(worker.as_str());
+        let interrupts = self.shared.interrupts.load(AtomicOrdering::SeqCst);
         loop {
             let notified = self.shared.notify.notified();
             tokio::pin!(notified);
@@ -397,12 +420,18 @@ impl ExecutionQueue for MemoryQueue {
                 inner.next_wake()
             };
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.shared.interrupts.load(AtomicOrdering::SeqCst) != interrupts
+            {
                 return Ok(Vec::new());
             }
             let until = wake.map_or(deadline, |w| w.min(deadline));
             let _ = tokio::time::timeout_at(until, notified).await;
         }
+    }
+
+    fn interrupt_claims(&self) {
+        self.shared.interrupts.fetch_add(1, AtomicOrdering::SeqCst);
+        self.shared.notify.notify_waiters();
     }
 
     async fn commit_and_claim(
@@ -562,6 +591,10 @@ impl ExecutionQueue for MemoryQueue {
         Some(self)
     }
 
+    fn idempotency_keys(&self) -> Option<&dyn IdempotencyKeys> {
+        Some(self)
+    }
+
     async fn execution_status(
         &self,
         id: ExecutionId,
@@ -644,6 +677,19 @@ impl DeadLetterQueue for MemoryQueue {
 
     async fn count_dead_letters(&self) -> Result<usize, QueueError> {
         Ok(self.lock().dlq.len())
+    }
+
+    async fn execution_dead_letters(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        Ok(self
+            .lock()
+            .dlq
+            .iter()
+            .filter(|d| d.execution_id == execution)
+            .cloned()
+            .collect())
     }
 
     async fn get_dead_letter(
@@ -986,6 +1032,46 @@ impl WorkerRegistry for MemoryQueue {
 
     async fn forget_worker(&self, worker: &str) -> Result<(), QueueError> {
         self.lock().workers.remove(worker);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IdempotencyKeys for MemoryQueue {
+    async fn reserve(
+        &self,
+        key: &str,
+        execution: ExecutionId,
+    ) -> Result<Option<ExecutionId>, QueueError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        while let Some((until, _)) = inner.idempotency_expiry.front()
+            && *until <= now
+        {
+            if let Some((_, old)) = inner.idempotency_expiry.pop_front()
+                && inner.idempotency.get(&old).is_some_and(|(_, u)| *u <= now)
+            {
+                inner.idempotency.remove(&old);
+            }
+        }
+        if let Some((existing, _)) = inner.idempotency.get(key) {
+            return Ok(Some(*existing));
+        }
+        let until = now + self.shared.config.retention;
+        inner.idempotency.insert(key.to_owned(), (execution, until));
+        inner.idempotency_expiry.push_back((until, key.to_owned()));
+        Ok(None)
+    }
+
+    async fn release(&self, key: &str, execution: ExecutionId) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        if inner
+            .idempotency
+            .get(key)
+            .is_some_and(|(id, _)| *id == execution)
+        {
+            inner.idempotency.remove(key);
+        }
         Ok(())
     }
 }

@@ -165,6 +165,35 @@ impl DeadLetterQueue for RedisQueue {
         Ok(n as usize)
     }
 
+    async fn execution_dead_letters(
+        &self,
+        execution: ExecutionId,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        // The items live in the execution's hash: its field names say which nodes have one,
+        // without reading the whole dead-letter queue.
+        let fields: Vec<String> = self
+            .inner
+            .client
+            .hkeys(self.inner.keys.execution(execution))
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for node in fields
+            .iter()
+            .filter_map(|f| f.strip_prefix("dlq:")?.parse::<usize>().ok())
+        {
+            if let Some(d) = self.dead_letter_at(execution, node).await? {
+                out.push(d);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.failed_at
+                .cmp(&b.failed_at)
+                .then_with(|| a.node_id.cmp(&b.node_id))
+        });
+        Ok(out)
+    }
+
     async fn get_dead_letter(
         &self,
         execution: ExecutionId,

@@ -4,7 +4,8 @@
 //! Layout (prefix `P`, shard tag `{0}`): `P:{0}:x:<execution>` one hash per execution (state,
 //! results, graph), `P:{0}:ready` list of ready jobs, `P:{0}:delayed` sorted set by due time,
 //! `P:{0}:leases` sorted set by lease expiry, `P:{0}:dlq` sorted set of dead-letter items,
-//! `P:{0}:events` capped stream of events; `P:wf:{<workflow>}` and
+//! `P:{0}:events` capped stream of events, `P:{0}:ik:<key>` the execution an idempotency key
+//! maps to; `P:wf:{<workflow>}` and
 //! `P:def:{<workflow>}:<version>` versioned definitions.
 //! Every per-execution key and its shard's queues share one hash tag, so the layout can be
 //! spread over shards (and Redis Cluster slots) later without changing the scripts.
@@ -18,6 +19,7 @@ mod definitions;
 mod dlq;
 mod graphs;
 mod history;
+mod idempotency;
 mod inspect;
 mod limits;
 mod record;
@@ -72,6 +74,10 @@ struct Inner {
     commits: batch::CommitBatcher,
     cancel_feed: tokio::sync::Mutex<Option<tokio::sync::broadcast::Sender<ExecutionId>>>,
     history_group: std::sync::OnceLock<()>,
+    /// Bumped by [`ExecutionQueue::interrupt_claims`]: a claim that sees it change returns.
+    interrupts: AtomicU64,
+    /// Wakes the claims waiting when `interrupts` is bumped.
+    interrupted: tokio::sync::Notify,
 }
 
 struct Keys {
@@ -200,6 +206,8 @@ impl RedisQueue {
                 commits,
                 cancel_feed: tokio::sync::Mutex::new(None),
                 history_group: std::sync::OnceLock::new(),
+                interrupts: AtomicU64::new(0),
+                interrupted: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -347,8 +355,23 @@ impl RedisQueue {
     /// default), so a `BLMOVE` given 5 ms returns after up to 100 ms: a delayed job would wait
     /// for that tick. The timeout given to Redis is only a backstop; the wake is timed here, and
     /// at `wake_at` a `CLIENT UNBLOCK` sent on the other connection ends the wait.
-    async fn wait_for_ready(&self, wake_at: Instant) -> Result<(), QueueError> {
-        let blocker = self.inner.blocker.lock().await;
+    /// Whether [`ExecutionQueue::interrupt_claims`] was called since the count was `seen`.
+    fn interrupted_since(&self, seen: u64) -> bool {
+        self.inner.interrupts.load(Ordering::SeqCst) != seen
+    }
+
+    async fn wait_for_ready(&self, wake_at: Instant, interrupts: u64) -> Result<(), QueueError> {
+        // Armed before the check, so that an interrupt between the two is seen.
+        let interrupted = self.inner.interrupted.notified();
+        tokio::pin!(interrupted);
+        interrupted.as_mut().enable();
+        if self.interrupted_since(interrupts) {
+            return Ok(());
+        }
+        let blocker = tokio::select! {
+            blocker = self.inner.blocker.lock() => blocker,
+            () = &mut interrupted => return Ok(()),
+        };
         let now = Instant::now();
         if wake_at <= now {
             return Ok(());
@@ -372,6 +395,12 @@ impl RedisQueue {
             () = tokio::time::sleep_until(wake_at) => match id {
                 Some(id) => self.unblock(id, blmove).await,
                 None => blmove.await,
+            },
+            // Ended at once rather than dropped, so that the connection is not left blocked
+            // for the next claim.
+            () = &mut interrupted => match id {
+                Some(id) => self.unblock(id, blmove).await,
+                None => return Ok(()),
             },
         };
         match woke {
@@ -626,7 +655,12 @@ impl ExecutionQueue for RedisQueue {
             start.initial_data.to_string(),
             dag.nodes().len().to_string(),
             start.deadline.map(|d| d.to_string()).unwrap_or_default(),
-            ulid::Ulid::new().to_string(),
+            // The request nonce: a replay of this call, or a start sent with the same
+            // idempotency key, finds it and answers 'ok'.
+            match &start.idempotency_key {
+                Some(key) => idempotency::nonce(key),
+                None => ulid::Ulid::new().to_string(),
+            },
             self.graph_key(dag.id(), start.workflow_version),
             start.parent_node_id.clone().unwrap_or_default(),
             children::parent_link(&start),
@@ -665,6 +699,7 @@ impl ExecutionQueue for RedisQueue {
         wait: Duration,
     ) -> Result<Vec<ClaimedJob>, QueueError> {
         let deadline = Instant::now() + wait;
+        let interrupts = self.inner.interrupts.load(Ordering::SeqCst);
         loop {
             self.maybe_reclaim().await?;
             let (jobs, until_due) = self.claim_once(max).await?;
@@ -672,7 +707,7 @@ impl ExecutionQueue for RedisQueue {
                 return Ok(jobs);
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.interrupted_since(interrupts) {
                 return Ok(Vec::new());
             }
             // Wake for new ready jobs, or when the earliest delayed job is due (its promotion
@@ -683,8 +718,13 @@ impl ExecutionQueue for RedisQueue {
             if let Some(until_due) = until_due {
                 wake_at = wake_at.min(now + until_due);
             }
-            self.wait_for_ready(wake_at).await?;
+            self.wait_for_ready(wake_at, interrupts).await?;
         }
+    }
+
+    fn interrupt_claims(&self) {
+        self.inner.interrupts.fetch_add(1, Ordering::SeqCst);
+        self.inner.interrupted.notify_waiters();
     }
 
     async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
@@ -813,6 +853,10 @@ impl ExecutionQueue for RedisQueue {
     }
 
     fn workers(&self) -> Option<&dyn crate::workers::WorkerRegistry> {
+        Some(self)
+    }
+
+    fn idempotency_keys(&self) -> Option<&dyn crate::idempotency::IdempotencyKeys> {
         Some(self)
     }
 

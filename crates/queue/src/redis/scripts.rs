@@ -40,6 +40,7 @@ pub(super) struct Scripts {
     pub(super) limits: Script,
     pub(super) bind: Script,
     pub(super) workers: Script,
+    pub(super) unreserve: Script,
 }
 
 impl Scripts {
@@ -57,12 +58,14 @@ impl Scripts {
             limits: Script::from_lua(script!("limits.lua")),
             bind: Script::from_lua(include_str!("../../lua/bind.lua")),
             workers: Script::from_lua(script!("workers.lua")),
+            unreserve: Script::from_lua(include_str!("../../lua/unreserve.lua")),
             define: Script::from_lua(concat!(include_str!("../../lua/define.lua"))),
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 13] {
+    pub(super) fn all(&self) -> [&Script; 14] {
         [
+            &self.unreserve,
             &self.workers,
             &self.bind,
             &self.limits,
