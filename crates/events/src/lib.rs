@@ -77,6 +77,7 @@ pub enum EventError {
         #[source]
         source: Option<spane_core::ErrorSource>,
     },
+    #[cfg(feature = "redis")]
     /// Connecting to Redis failed (invalid URL, TLS, authentication, unreachable); the source
     /// says which.
     #[error("event bus connection failed: {0}")]

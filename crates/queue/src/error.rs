@@ -39,6 +39,7 @@ pub enum QueueError {
         #[source]
         source: Option<spane_core::ErrorSource>,
     },
+    #[cfg(feature = "redis")]
     /// Connecting to the backend failed (invalid URL, TLS, authentication, unreachable); the
     /// source says which.
     #[error("queue backend connection failed: {0}")]

@@ -52,6 +52,7 @@ pub enum TriggerError {
         /// The pattern.
         pattern: String,
     },
+    #[cfg(feature = "redis")]
     /// Connecting to the trigger backend (Redis) failed (invalid URL, TLS, authentication,
     /// unreachable); the source says which.
     #[error("trigger backend connection failed: {0}")]
