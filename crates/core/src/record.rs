@@ -11,6 +11,7 @@ use crate::status::{ExecutionStatus, NodeStatus};
 /// One execution, with the results of its nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ExecutionRecord {
     /// The execution.
     pub execution_id: ExecutionId,
@@ -52,6 +53,7 @@ impl ExecutionRecord {
 /// The result of one node within an execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct NodeResult {
     /// The node.
     pub node_id: String,
@@ -84,4 +86,52 @@ pub struct NodeResult {
     /// Resolution time, milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<i64>,
+}
+
+impl NodeResult {
+    /// The result of node `node_id` with `status` and nothing else yet: no data, no error, no
+    /// attempts or claims, not continued, no times. Set the other fields directly.
+    pub fn new(node_id: impl Into<String>, status: NodeStatus) -> Self {
+        Self {
+            node_id: node_id.into(),
+            status,
+            data: None,
+            error: None,
+            attempts: 0,
+            claims: 0,
+            continued: false,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
+impl ExecutionRecord {
+    /// The record of execution `execution_id` of `workflow_id` at `workflow_version`, created at
+    /// `created_at` (milliseconds since the Unix epoch) with `initial_data`: top level (no
+    /// parent, depth 0), no error, not finished, no node results yet. Set the other fields
+    /// directly.
+    pub fn new(
+        execution_id: ExecutionId,
+        workflow_id: impl Into<String>,
+        workflow_version: u32,
+        status: ExecutionStatus,
+        initial_data: Value,
+        created_at: i64,
+    ) -> Self {
+        Self {
+            execution_id,
+            workflow_id: workflow_id.into(),
+            workflow_version,
+            status,
+            initial_data,
+            parent_execution_id: None,
+            parent_node_id: None,
+            depth: 0,
+            error: None,
+            created_at,
+            finished_at: None,
+            node_results: BTreeMap::new(),
+        }
+    }
 }

@@ -42,20 +42,14 @@
 //! use spane_store::{ExecutionHistory, ExecutionQuery, ExecutionStore, SqlStore, SqlStoreOptions};
 //!
 //! let store = SqlStore::connect("sqlite::memory:", SqlStoreOptions::default()).await.unwrap();
-//! let record = ExecutionRecord {
-//!     execution_id: ExecutionId::new(),
-//!     workflow_id: "wf".into(),
-//!     workflow_version: 1,
-//!     status: ExecutionStatus::Running,
-//!     initial_data: json!({ "n": 0, "ok": false, "s": "" }),
-//!     parent_execution_id: None,
-//!     parent_node_id: None,
-//!     depth: 0,
-//!     error: None,
-//!     created_at: 1_700_000_000_000,
-//!     finished_at: None,
-//!     node_results: Default::default(),
-//! };
+//! let record = ExecutionRecord::new(
+//!     ExecutionId::new(),
+//!     "wf",
+//!     1,
+//!     ExecutionStatus::Running,
+//!     json!({ "n": 0, "ok": false, "s": "" }),
+//!     1_700_000_000_000,
+//! );
 //! store.save_execution(&record).await.unwrap();
 //! assert_eq!(store.get_execution(record.execution_id).await.unwrap(), Some(record));
 //! let page = store.list_executions_page(&ExecutionQuery::default()).await.unwrap();

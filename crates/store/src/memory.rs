@@ -213,6 +213,7 @@ fn update_result(kept: &mut NodeResult, result: &NodeResult) {
         continued,
         started_at,
         finished_at,
+        ..
     } = result;
     kept.node_id.clone_from(node_id);
     kept.status = *status;
@@ -249,6 +250,7 @@ impl ExecutionStore for MemoryStore {
                     created_at: _,
                     finished_at,
                     node_results,
+                    ..
                 } = record;
                 existing.workflow_id.clone_from(workflow_id);
                 existing.workflow_version = *workflow_version;

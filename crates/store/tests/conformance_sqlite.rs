@@ -74,19 +74,22 @@ async fn history_survives_reconnecting_to_the_file() {
     let factory = SqliteFile::new();
     let url = format!("sqlite://{}?mode=rwc", factory.path.display());
     let wf = WorkflowDefinition::new("wf", "W").node(NodeDefinition::new("a", "echo"));
-    let record = ExecutionRecord {
-        execution_id: ExecutionId::new(),
-        workflow_id: "wf".into(),
-        workflow_version: 1,
-        status: ExecutionStatus::Completed,
-        initial_data: json!({ "n": 0 }),
-        parent_execution_id: None,
-        parent_node_id: None,
-        depth: 0,
-        error: None,
-        created_at: 1,
-        finished_at: Some(2),
-        node_results: Default::default(),
+    let record = {
+        let mut built = ExecutionRecord::new(
+            ExecutionId::new(),
+            "wf",
+            1,
+            ExecutionStatus::Completed,
+            json!({ "n": 0 }),
+            1,
+        );
+        built.parent_execution_id = None;
+        built.parent_node_id = None;
+        built.depth = 0;
+        built.error = None;
+        built.finished_at = Some(2);
+        built.node_results = Default::default();
+        built
     };
     {
         let store = SqlStore::connect(&url, SqlStoreOptions::default())

@@ -106,38 +106,45 @@ fn batch(n: usize, nodes: usize, parent: Option<ExecutionId>) -> Vec<ExecutionRe
             let node_results: BTreeMap<String, NodeResult> = (0..nodes)
                 .map(|j| {
                     let node_id = format!("node-{j:02}");
-                    let result = NodeResult {
-                        node_id: node_id.clone(),
-                        status: [
-                            NodeStatus::Completed,
-                            NodeStatus::Failed,
-                            NodeStatus::Skipped,
-                            NodeStatus::Running,
-                        ][(i + j) % 4],
-                        data: tricky(i + j),
-                        error: [None, Some(String::new()), Some("boom".to_owned())][j % 3].clone(),
-                        attempts: u32::try_from(j % 3).unwrap(),
-                        claims: u32::try_from(j % 5).unwrap(),
-                        continued: j % 2 == 1,
-                        started_at: [None, Some(0), Some(1_700_000_000_000)][j % 3],
-                        finished_at: [Some(0), None, Some(1_700_000_000_123)][(i + j) % 3],
+                    let result = {
+                        let mut built = NodeResult::new(
+                            node_id.clone(),
+                            [
+                                NodeStatus::Completed,
+                                NodeStatus::Failed,
+                                NodeStatus::Skipped,
+                                NodeStatus::Running,
+                            ][(i + j) % 4],
+                        );
+                        built.data = tricky(i + j);
+                        built.error =
+                            [None, Some(String::new()), Some("boom".to_owned())][j % 3].clone();
+                        built.attempts = u32::try_from(j % 3).unwrap();
+                        built.claims = u32::try_from(j % 5).unwrap();
+                        built.continued = j % 2 == 1;
+                        built.started_at = [None, Some(0), Some(1_700_000_000_000)][j % 3];
+                        built.finished_at = [Some(0), None, Some(1_700_000_000_123)][(i + j) % 3];
+                        built
                     };
                     (node_id, result)
                 })
                 .collect();
-            ExecutionRecord {
-                execution_id: ExecutionId::new(),
-                workflow_id: if i % 2 == 0 { "batch-a" } else { "batch-b" }.to_owned(),
-                workflow_version: u32::try_from(i % 3).unwrap(),
-                status: STATUSES[i % STATUSES.len()],
-                initial_data: tricky(i).unwrap_or(json!({"n": 0, "flag": false, "s": ""})),
-                parent_execution_id: parent,
-                parent_node_id: None,
-                depth: u32::from(parent.is_some()),
-                error: [None, Some(String::new()), Some("failed".to_owned())][i % 3].clone(),
-                created_at: i64::try_from(i).unwrap(),
-                finished_at: [None, Some(0), Some(42)][i % 3],
-                node_results,
+            {
+                let mut built = ExecutionRecord::new(
+                    ExecutionId::new(),
+                    if i % 2 == 0 { "batch-a" } else { "batch-b" }.to_owned(),
+                    u32::try_from(i % 3).unwrap(),
+                    STATUSES[i % STATUSES.len()],
+                    tricky(i).unwrap_or(json!({"n": 0, "flag": false, "s": ""})),
+                    i64::try_from(i).unwrap(),
+                );
+                built.parent_execution_id = parent;
+                built.parent_node_id = None;
+                built.depth = u32::from(parent.is_some());
+                built.error = [None, Some(String::new()), Some("failed".to_owned())][i % 3].clone();
+                built.finished_at = [None, Some(0), Some(42)][i % 3];
+                built.node_results = node_results;
+                built
             }
         })
         .collect()

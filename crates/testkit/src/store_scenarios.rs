@@ -122,34 +122,37 @@ macro_rules! store_conformance_tests {
 const T0: i64 = 1_700_000_000_000;
 
 fn record(workflow: &str, status: ExecutionStatus, created_at: i64) -> ExecutionRecord {
-    ExecutionRecord {
-        execution_id: ExecutionId::new(),
-        workflow_id: workflow.to_owned(),
-        workflow_version: 1,
-        status,
-        initial_data: json!({}),
-        parent_execution_id: None,
-        parent_node_id: None,
-        depth: 0,
-        error: None,
-        created_at,
-        finished_at: None,
-        node_results: BTreeMap::new(),
+    {
+        let mut built = ExecutionRecord::new(
+            ExecutionId::new(),
+            workflow.to_owned(),
+            1,
+            status,
+            json!({}),
+            created_at,
+        );
+        built.parent_execution_id = None;
+        built.parent_node_id = None;
+        built.depth = 0;
+        built.error = None;
+        built.finished_at = None;
+        built.node_results = BTreeMap::new();
+        built
     }
 }
 
 fn result(node: &str, status: NodeStatus, data: Option<Value>, attempts: u32) -> NodeResult {
-    NodeResult {
-        node_id: node.to_owned(),
-        status,
-        data,
-        error: None,
-        attempts,
+    {
+        let mut built = NodeResult::new(node.to_owned(), status);
+        built.data = data;
+        built.error = None;
+        built.attempts = attempts;
         // Not the attempts: a store that mixes the two columns up is caught.
-        claims: attempts + 1,
-        continued: false,
-        started_at: Some(T0 + 1),
-        finished_at: Some(T0 + 2),
+        built.claims = attempts + 1;
+        built.continued = false;
+        built.started_at = Some(T0 + 1);
+        built.finished_at = Some(T0 + 2);
+        built
     }
 }
 
@@ -231,22 +234,18 @@ pub async fn json_values_round_trip_exactly(store: Arc<dyn HistoryStore>) {
         rec.initial_data = value.clone();
         rec.error = Some(String::new());
         rec.finished_at = Some(T0 + 99);
-        rec.node_results.insert(
-            "with".into(),
-            NodeResult {
-                error: Some("boom: \"quoted\"".into()),
-                continued: true,
-                ..result("with", NodeStatus::Failed, Some(value.clone()), 3)
-            },
-        );
-        rec.node_results.insert(
-            "without".into(),
-            NodeResult {
-                started_at: None,
-                finished_at: None,
-                ..result("without", NodeStatus::Skipped, None, 0)
-            },
-        );
+        rec.node_results.insert("with".into(), {
+            let mut built = result("with", NodeStatus::Failed, Some(value.clone()), 3);
+            built.error = Some("boom: \"quoted\"".into());
+            built.continued = true;
+            built
+        });
+        rec.node_results.insert("without".into(), {
+            let mut built = result("without", NodeStatus::Skipped, None, 0);
+            built.started_at = None;
+            built.finished_at = None;
+            built
+        });
         store.save_execution(&rec).await.expect("save_execution");
         let back = store
             .get_execution(rec.execution_id)
@@ -337,9 +336,10 @@ pub async fn saves_are_idempotent_upserts(store: Arc<dyn HistoryStore>) {
 
     let b = result("b", NodeStatus::Running, None, 1);
     store.save_node_result(rec.execution_id, &b).await.unwrap();
-    let b2 = NodeResult {
-        error: Some("retrying".into()),
-        ..result("b", NodeStatus::Completed, Some(json!(0)), 2)
+    let b2 = {
+        let mut built = result("b", NodeStatus::Completed, Some(json!(0)), 2);
+        built.error = Some("retrying".into());
+        built
     };
     store.save_node_result(rec.execution_id, &b2).await.unwrap();
     store.save_node_result(rec.execution_id, &b2).await.unwrap();

@@ -445,31 +445,31 @@ impl NodeProcessor {
             return;
         }
         let result = match commit {
-            NodeCommit::Completed { data, .. } => Some(NodeResult {
-                node_id: job.node_id.clone(),
-                status: NodeStatus::Completed,
-                data: Some(data),
-                error: None,
-                attempts: job.attempt,
-                claims: job.claims,
-                continued: false,
-                started_at: None,
-                finished_at: Some(now_millis()),
+            NodeCommit::Completed { data, .. } => Some({
+                let mut built = NodeResult::new(job.node_id.clone(), NodeStatus::Completed);
+                built.data = Some(data);
+                built.error = None;
+                built.attempts = job.attempt;
+                built.claims = job.claims;
+                built.continued = false;
+                built.started_at = None;
+                built.finished_at = Some(now_millis());
+                built
             }),
             NodeCommit::Failed {
                 error,
                 continue_on_fail,
                 ..
-            } => Some(NodeResult {
-                node_id: job.node_id.clone(),
-                status: NodeStatus::Failed,
-                data: None,
-                error: Some(error),
-                attempts: job.attempt,
-                claims: job.claims,
-                continued: continue_on_fail,
-                started_at: None,
-                finished_at: Some(now_millis()),
+            } => Some({
+                let mut built = NodeResult::new(job.node_id.clone(), NodeStatus::Failed);
+                built.data = None;
+                built.error = Some(error);
+                built.attempts = job.attempt;
+                built.claims = job.claims;
+                built.continued = continue_on_fail;
+                built.started_at = None;
+                built.finished_at = Some(now_millis());
+                built
             }),
             _ => None,
         };

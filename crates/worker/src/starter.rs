@@ -54,19 +54,22 @@ impl ExecutionStarter {
             return Ok(());
         }
         self.store
-            .save_execution(&ExecutionRecord {
-                execution_id: start.execution_id,
-                workflow_id: start.workflow.id().to_owned(),
-                workflow_version: start.workflow_version,
-                status: ExecutionStatus::Running,
-                initial_data: start.initial_data.clone(),
-                parent_execution_id: start.parent_execution_id,
-                parent_node_id: start.parent_node_id.clone(),
-                depth: start.depth,
-                error: None,
-                created_at: now_millis(),
-                finished_at: None,
-                node_results: Default::default(),
+            .save_execution(&{
+                let mut built = ExecutionRecord::new(
+                    start.execution_id,
+                    start.workflow.id().to_owned(),
+                    start.workflow_version,
+                    ExecutionStatus::Running,
+                    start.initial_data.clone(),
+                    now_millis(),
+                );
+                built.parent_execution_id = start.parent_execution_id;
+                built.parent_node_id = start.parent_node_id.clone();
+                built.depth = start.depth;
+                built.error = None;
+                built.finished_at = None;
+                built.node_results = Default::default();
+                built
             })
             .await?;
         self.queue.start_execution(start).await?;

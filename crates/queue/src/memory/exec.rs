@@ -600,34 +600,34 @@ impl Record {
         let mut node_results = BTreeMap::new();
         for r in self.results {
             let id = &self.dag.node(r.node).id;
-            node_results.insert(
-                id.clone(),
-                NodeResult {
-                    node_id: id.clone(),
-                    status: r.status,
-                    data: r.output.map(|v| Value::clone(&v)),
-                    error: r.error,
-                    attempts: r.attempts,
-                    claims: r.claims,
-                    continued: r.continued,
-                    started_at: r.started_at,
-                    finished_at: r.finished_at,
-                },
-            );
+            node_results.insert(id.clone(), {
+                let mut built = NodeResult::new(id.clone(), r.status);
+                built.data = r.output.map(|v| Value::clone(&v));
+                built.error = r.error;
+                built.attempts = r.attempts;
+                built.claims = r.claims;
+                built.continued = r.continued;
+                built.started_at = r.started_at;
+                built.finished_at = r.finished_at;
+                built
+            });
         }
-        ExecutionRecord {
-            execution_id: self.execution_id,
-            workflow_id: self.dag.id().to_owned(),
-            workflow_version: self.version,
-            status: self.status,
-            initial_data: Value::clone(&self.initial),
-            parent_execution_id: self.parent,
-            parent_node_id: self.parent_node,
-            depth: self.depth,
-            error: self.error,
-            created_at: self.created_at,
-            finished_at: self.finished_at,
-            node_results,
+        {
+            let mut built = ExecutionRecord::new(
+                self.execution_id,
+                self.dag.id().to_owned(),
+                self.version,
+                self.status,
+                Value::clone(&self.initial),
+                self.created_at,
+            );
+            built.parent_execution_id = self.parent;
+            built.parent_node_id = self.parent_node;
+            built.depth = self.depth;
+            built.error = self.error;
+            built.finished_at = self.finished_at;
+            built.node_results = node_results;
+            built
         }
     }
 }

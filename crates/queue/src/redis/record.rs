@@ -187,45 +187,45 @@ pub(super) fn execution_record(
             Some(o) => Some(json(o, "node output")?),
             None => None,
         };
-        node_results.insert(
-            node.clone(),
-            NodeResult {
-                node_id: node,
-                status,
-                data,
-                error: fields.get(&format!("e:{i}")).cloned(),
-                attempts: fields
-                    .get(&format!("a:{i}"))
-                    .and_then(|a| a.parse().ok())
-                    .unwrap_or(0),
-                claims: fields
-                    .get(&format!("c:{i}"))
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0),
-                continued: fields.get(&format!("s:{i}")).map(String::as_str) == Some("K"),
-                started_at: millis(fields, &format!("ts:{i}")),
-                finished_at: millis(fields, &format!("tf:{i}")),
-            },
-        );
+        node_results.insert(node.clone(), {
+            let mut built = NodeResult::new(node, status);
+            built.data = data;
+            built.error = fields.get(&format!("e:{i}")).cloned();
+            built.attempts = fields
+                .get(&format!("a:{i}"))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            built.claims = fields
+                .get(&format!("c:{i}"))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            built.continued = fields.get(&format!("s:{i}")).map(String::as_str) == Some("K");
+            built.started_at = millis(fields, &format!("ts:{i}"));
+            built.finished_at = millis(fields, &format!("tf:{i}"));
+            built
+        });
     }
     let parent = get("par");
-    Ok(ExecutionRecord {
-        execution_id: id,
-        workflow_id: get("wf").to_owned(),
-        workflow_version: get("ver").parse().unwrap_or(1),
-        status: execution_status(get("st")).ok_or_else(|| corrupt("execution status"))?,
-        initial_data: json(get("init"), "initial data")?,
-        parent_execution_id: if parent.is_empty() {
+    Ok({
+        let mut built = ExecutionRecord::new(
+            id,
+            get("wf").to_owned(),
+            get("ver").parse().unwrap_or(1),
+            execution_status(get("st")).ok_or_else(|| corrupt("execution status"))?,
+            json(get("init"), "initial data")?,
+            millis(fields, "ca").unwrap_or(0),
+        );
+        built.parent_execution_id = if parent.is_empty() {
             None
         } else {
             parent.parse().ok()
-        },
-        parent_node_id: fields.get("pnd").filter(|p| !p.is_empty()).cloned(),
-        depth: get("dep").parse().unwrap_or(0),
-        error: fields.get("err").filter(|e| !e.is_empty()).cloned(),
-        created_at: millis(fields, "ca").unwrap_or(0),
-        finished_at: millis(fields, "fa"),
-        node_results,
+        };
+        built.parent_node_id = fields.get("pnd").filter(|p| !p.is_empty()).cloned();
+        built.depth = get("dep").parse().unwrap_or(0);
+        built.error = fields.get("err").filter(|e| !e.is_empty()).cloned();
+        built.finished_at = millis(fields, "fa");
+        built.node_results = node_results;
+        built
     })
 }
 

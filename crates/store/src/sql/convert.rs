@@ -84,39 +84,42 @@ pub(super) fn node_result(row: node_result::Model) -> Result<NodeResult, StoreEr
             })
         })
         .transpose()?;
-    Ok(NodeResult {
-        status: node_status(&row.status)?,
-        data,
-        error: row.error,
-        attempts: to_u32(row.attempts, "node_results.attempts")?,
-        claims: to_u32(row.claims, "node_results.claims")?,
-        continued: row.continued,
-        started_at: row.started_at,
-        finished_at: row.finished_at,
-        node_id: row.node_id,
+    Ok({
+        let mut built = NodeResult::new(row.node_id, node_status(&row.status)?);
+        built.data = data;
+        built.error = row.error;
+        built.attempts = to_u32(row.attempts, "node_results.attempts")?;
+        built.claims = to_u32(row.claims, "node_results.claims")?;
+        built.continued = row.continued;
+        built.started_at = row.started_at;
+        built.finished_at = row.finished_at;
+        built
     })
 }
 
 /// A record from its row, without node results.
 pub(super) fn execution_record(row: execution::Model) -> Result<ExecutionRecord, StoreError> {
-    Ok(ExecutionRecord {
-        execution_id: execution_id(&row.id)?,
-        initial_data: parse_json(&row.initial_data, || {
-            format!("executions({}).initial_data", row.id)
-        })?,
-        status: execution_status(&row.status)?,
-        workflow_version: to_u32(row.workflow_version, "executions.workflow_version")?,
-        parent_execution_id: row
+    Ok({
+        let mut built = ExecutionRecord::new(
+            execution_id(&row.id)?,
+            row.workflow_id,
+            to_u32(row.workflow_version, "executions.workflow_version")?,
+            execution_status(&row.status)?,
+            parse_json(&row.initial_data, || {
+                format!("executions({}).initial_data", row.id)
+            })?,
+            row.created_at,
+        );
+        built.parent_execution_id = row
             .parent_execution_id
             .as_deref()
             .map(execution_id)
-            .transpose()?,
-        depth: to_u32(row.depth, "executions.depth")?,
-        parent_node_id: row.parent_node_id,
-        error: row.error,
-        created_at: row.created_at,
-        finished_at: row.finished_at,
-        workflow_id: row.workflow_id,
-        node_results: Default::default(),
+            .transpose()?;
+        built.depth = to_u32(row.depth, "executions.depth")?;
+        built.parent_node_id = row.parent_node_id;
+        built.error = row.error;
+        built.finished_at = row.finished_at;
+        built.node_results = Default::default();
+        built
     })
 }
