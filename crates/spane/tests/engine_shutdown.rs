@@ -76,8 +76,12 @@ async fn shutdown_returns_when_in_flight_nodes_are_done(b: Backend) {
         .await
         .expect("shutdown returns once the node is done, not after shutdown_timeout")
         .unwrap();
-    assert_eq!(report.drained, 1, "the in-flight node finished");
-    assert_eq!(report.released, 0);
+    // The node is released right after shutdown is asked for: it finishes while shutdown drains
+    // (drained 1) or, when the release wins the race, just before (drained 0). Either way it is
+    // not cancelled and given back (released 0), and shutdown does not wait for its 300 s
+    // timeout.
+    assert!(report.drained <= 1, "one node was in flight: {report:?}");
+    assert_eq!(report.released, 0, "the in-flight node was not cancelled: {report:?}");
     let record = engine.get_execution(id).await.unwrap().unwrap();
     assert_eq!(record.status, ExecutionStatus::Completed);
 }
