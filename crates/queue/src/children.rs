@@ -28,7 +28,7 @@ use crate::error::QueueError;
 use crate::job::ClaimedJob;
 
 /// Capability of a queue that runs sub-workflows (see
-/// [`ExecutionQueue::children`](crate::ExecutionQueue::children) and the module's protocol).
+/// [`ExecutionQueue::sub_workflows`](crate::ExecutionQueue::sub_workflows) and the module's protocol).
 #[async_trait]
 pub trait ChildExecutions: Send + Sync {
     /// Binds a child execution to the current run of the claimed sub-workflow node `job`:

@@ -14,7 +14,7 @@ use crate::error::QueueError;
 /// 1. [`reserve`](Self::reserve) maps the key to an execution id, unless it maps to one
 ///    already (`SET NX` on Redis): exactly one caller wins the key.
 /// 2. Every caller then starts the execution the key maps to with
-///    [`StartExecution::idempotency_key`](crate::StartExecution::idempotency_key) set: a start
+///    [`StartExecution::idempotency_key`](crate::backend::StartExecution::idempotency_key) set: a start
 ///    of an existing execution made with the same key is accepted without change, so the
 ///    winner and the callers that lost the key (including one that takes over after the
 ///    winner died between the two steps) create the execution once.

@@ -222,8 +222,8 @@ impl WorkflowEngine {
         self.inner.triggers.start(Arc::new(self.launcher()));
     }
 
-    /// Stops the trigger runner gracefully (a pass in progress finishes). [`shutdown`]
-    /// (Self::shutdown) calls it.
+    /// Stops the trigger runner gracefully (a pass in progress finishes).
+    /// [`shutdown`](Self::shutdown) calls it.
     pub async fn stop_triggers(&self) {
         self.inner.triggers.stop().await;
     }

@@ -81,7 +81,10 @@ async fn shutdown_returns_when_in_flight_nodes_are_done(b: Backend) {
     // not cancelled and given back (released 0), and shutdown does not wait for its 300 s
     // timeout.
     assert!(report.drained <= 1, "one node was in flight: {report:?}");
-    assert_eq!(report.released, 0, "the in-flight node was not cancelled: {report:?}");
+    assert_eq!(
+        report.released, 0,
+        "the in-flight node was not cancelled: {report:?}"
+    );
     let record = engine.get_execution(id).await.unwrap().unwrap();
     assert_eq!(record.status, ExecutionStatus::Completed);
 }

@@ -238,7 +238,7 @@ impl NodeProcessor {
         Ok(self.store.get_execution(child).await?)
     }
 
-    /// Resumes the parents of every child that ended at least [`SWEEP_GRACE`] ago and whose
+    /// Resumes the parents of every child that ended at least a second ago and whose
     /// parent was not resumed (its worker died in between); returns how many it looked at.
     pub async fn sweep_ended_children(&self) -> usize {
         let Some(links) = self.links() else {
