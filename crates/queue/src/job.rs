@@ -44,7 +44,7 @@ impl fmt::Display for WorkerId {
 /// # use std::sync::Arc;
 /// # use serde_json::json;
 /// # use spane_core::{AnyNodeType, ExecutionId, NodeDefinition, WorkflowDefinition};
-/// use spane_queue::StartExecution;
+/// use spane_queue::backend::StartExecution;
 ///
 /// let dag = WorkflowDefinition::new("w", "W")
 ///     .node(NodeDefinition::new("a", "noop"))
