@@ -3,10 +3,12 @@
 //! users from the URL, and refusals that say why (wrong password, untrusted certificate,
 //! nothing listening, a plain URL to a TLS port).
 //!
-//! Run with `cargo nextest run -p spane-redis --features tls-rustls`; needs `redis-server`
-//! built with TLS (Debian's is), or `SPANE_REDIS_SERVER` naming one.
-#![cfg(feature = "tls-rustls")]
+//! Run with `cargo nextest run -p spane-testkit --test redis_tls`; needs `redis-server`
+//! built with TLS (Debian's is), or `SPANE_REDIS_SERVER` naming one. The tests live here, not
+//! in spane-redis, so that spane-redis has no dev-dependency on the crates that depend on it
+//! (a cycle `cargo package` cannot order).
 
+#[path = "tls_support/mod.rs"]
 mod support;
 
 use std::error::Error as _;
