@@ -13,7 +13,7 @@
 //! - Capabilities: [`HistoryFeed`] (the write-behind history writer's input),
 //!   [`PayloadStore`] (large payloads kept aside), [`QueueCounters`] (measurement counters).
 
-pub use crate::history::{HistoryBatch, HistoryFeed};
+pub use crate::history::{HistoryBatch, HistoryEntry, HistoryFeed};
 pub use crate::job::{ClaimedJob, CommitOutcome, NodeCommit, RerunStart, StartExecution, WorkerId};
 pub use crate::payload::{
     PAYLOAD_REF, PayloadStore, as_payload_ref, payload_ref, resolve_payloads, resolve_record,

@@ -194,8 +194,8 @@ async fn events_appended_before_any_history_writer_reach_the_history_feed() {
             // Nothing more will come: what is missing now was skipped.
             break;
         }
-        seen.extend(batch.executions);
-        feed.history_ack(&batch.entries).await.expect("ack");
+        seen.extend(batch.executions());
+        feed.history_ack(&batch.entry_ids()).await.expect("ack");
     }
     for id in &before {
         assert!(

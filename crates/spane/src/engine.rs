@@ -54,6 +54,15 @@ pub struct EngineConfig {
     /// Write-behind: how long a batch another writer read may stay unwritten before this
     /// engine's writer takes it over (default 30 s).
     pub history_reclaim_idle: Duration,
+    /// Write-behind: how long transitions are gathered before they are written, so that an
+    /// execution that changes several times meanwhile is written once (default 100 ms; see
+    /// [`HistoryConfig::linger`](spane_worker::HistoryConfig::linger)).
+    pub history_linger: Duration,
+    /// Write-behind: how often the state of a running execution is copied; one that comes to
+    /// rest (completed, failed, cancelled, paused) is copied within
+    /// [`history_linger`](Self::history_linger) (default 1 s; see
+    /// [`HistoryConfig::running_interval`](spane_worker::HistoryConfig::running_interval)).
+    pub history_running_interval: Duration,
     /// Claim check: node outputs larger than this many bytes (as JSON) are kept aside in the
     /// queue backend and the execution state holds a reference; every reader (executor
     /// inputs, previous results, `all_results`, `get_execution`, history) sees the data.
@@ -88,6 +97,8 @@ impl Default for EngineConfig {
             cpu_threads: 2,
             history: HistoryMode::Auto,
             history_reclaim_idle: Duration::from_secs(30),
+            history_linger: Duration::from_millis(100),
+            history_running_interval: Duration::from_secs(1),
             payload_threshold: Some(50 * 1024),
         }
     }
@@ -121,6 +132,18 @@ impl EngineConfig {
     /// Sets [`history`](Self::history).
     pub fn history(mut self, history: HistoryMode) -> Self {
         self.history = history;
+        self
+    }
+
+    /// Sets [`history_linger`](Self::history_linger).
+    pub fn history_linger(mut self, history_linger: Duration) -> Self {
+        self.history_linger = history_linger;
+        self
+    }
+
+    /// Sets [`history_running_interval`](Self::history_running_interval).
+    pub fn history_running_interval(mut self, history_running_interval: Duration) -> Self {
+        self.history_running_interval = history_running_interval;
         self
     }
 
@@ -689,7 +712,10 @@ impl WorkflowEngine {
             *writer = HistoryWriter::start(
                 self.inner.queue.clone(),
                 self.inner.store.clone(),
-                HistoryConfig::default().reclaim_idle(self.inner.config.history_reclaim_idle),
+                HistoryConfig::default()
+                    .reclaim_idle(self.inner.config.history_reclaim_idle)
+                    .linger(self.inner.config.history_linger)
+                    .running_interval(self.inner.config.history_running_interval),
             );
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! Write-behind history across a PostgreSQL outage: executions that finish while the database
-//! refuses connections reach it, complete and as committed, once it answers again.
+//! Write-behind history: executions that finish while PostgreSQL refuses connections reach it,
+//! complete and as committed, once it answers again; what the writer holds back to gather a
+//! batch (its linger) is written when the engine shuts down, not lost or waited for.
 //!
 //! The outage is a TCP proxy between the engine's store and the shared server: cutting it stops
 //! listening and drops the open connections (the port refuses), restoring it listens again on
@@ -181,6 +182,145 @@ async fn history_backlog_from_a_postgres_outage_lands_in_full() {
     );
     admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
     let outcome = tokio::spawn(scenario(schema.clone())).await;
+    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// With a linger far longer than the test, the writer holds what it read: shutting the engine
+/// down writes it at once, complete.
+async fn linger_scenario(schema: String) {
+    let store = Arc::new(
+        SqlStore::connect(
+            &database_url(),
+            SqlStoreOptions::default().schema(schema.clone()),
+        )
+        .await
+        .expect("connect to PostgreSQL"),
+    );
+    let (_open, gate) = tokio::sync::watch::channel(true);
+    let prefix = format!(
+        "spane-test-{}",
+        ExecutionId::new().to_string().to_lowercase()
+    );
+    let engine = WorkflowEngine::builder()
+        .registry(gated_registry(gate))
+        .store(store.clone())
+        .config(spane::EngineConfig::default().history_linger(Duration::from_secs(3600)))
+        .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
+        .build();
+    engine.start_workers(4).unwrap();
+    let wf = WorkflowDefinition::new("linger", "linger")
+        .node(NodeDefinition::new("a", "pass"))
+        .node(NodeDefinition::new("b", "pass"))
+        .edge("a", "b");
+    engine.register_workflow(wf).await.unwrap();
+    let mut live = Vec::new();
+    for i in 0..20 {
+        let id = engine
+            .enqueue_workflow("linger", json!({ "i": i }))
+            .await
+            .unwrap();
+        live.push(engine.wait_for_execution(id, DEADLINE).await.unwrap());
+    }
+    let stopped = tokio::time::timeout(DEADLINE, engine.shutdown()).await;
+    assert!(stopped.is_ok(), "shutdown waited for the history linger");
+    for record in &live {
+        assert_eq!(record.status, ExecutionStatus::Completed);
+        let mut stored = store
+            .get_execution(record.execution_id)
+            .await
+            .unwrap()
+            .expect("written at shutdown");
+        stored.created_at = record.created_at;
+        assert_eq!(&stored, record, "history holds what was committed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_the_history_a_long_linger_holds() {
+    let schema = format!(
+        "spane_test_{}",
+        ExecutionId::new().to_string().to_lowercase()
+    );
+    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
+    let outcome = tokio::spawn(linger_scenario(schema.clone())).await;
+    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// A running execution's progress reaches the history while it runs (within the running
+/// interval), not only when it ends.
+async fn running_scenario(schema: String) {
+    let store = Arc::new(
+        SqlStore::connect(
+            &database_url(),
+            SqlStoreOptions::default().schema(schema.clone()),
+        )
+        .await
+        .expect("connect to PostgreSQL"),
+    );
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let mut registry = gated_registry(gate);
+    registry.register(
+        "quick",
+        executor_fn(|_ctx| async move { Ok(NodeOutput::new(json!("done"))) }),
+    );
+    let prefix = format!(
+        "spane-test-{}",
+        ExecutionId::new().to_string().to_lowercase()
+    );
+    let engine = WorkflowEngine::builder()
+        .registry(registry)
+        .store(store.clone())
+        .config(spane::EngineConfig::default().history_running_interval(Duration::from_millis(200)))
+        .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
+        .build();
+    engine.start_workers(2).unwrap();
+    let wf = WorkflowDefinition::new("running", "running")
+        .node(NodeDefinition::new("first", "quick"))
+        .node(NodeDefinition::new("second", "pass"))
+        .edge("first", "second");
+    engine.register_workflow(wf).await.unwrap();
+    let id = engine.enqueue_workflow("running", json!({})).await.unwrap();
+    let seen = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(stored) = store.get_execution(id).await.unwrap()
+                && stored
+                    .node_results
+                    .get("first")
+                    .is_some_and(|r| r.status == NodeStatus::Completed)
+            {
+                return stored;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the first node's result reached the history while the execution ran");
+    assert_eq!(seen.status, ExecutionStatus::Running);
+    assert_eq!(seen.output("first"), Some(&json!("done")));
+    open.send(true).unwrap();
+    let done = engine.wait_for_execution(id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_execution_reaches_the_history_while_it_runs() {
+    let schema = format!(
+        "spane_test_{}",
+        ExecutionId::new().to_string().to_lowercase()
+    );
+    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
+    let outcome = tokio::spawn(running_scenario(schema.clone())).await;
     admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());

@@ -3,11 +3,13 @@
 //! batch a writer did not finish is taken over by another after `reclaim_idle`, so what was
 //! committed reaches the store even when a worker process is killed.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use spane_core::ExecutionRecord;
+use spane_core::{ExecutionId, ExecutionRecord};
+use spane_queue::backend::{HistoryBatch, HistoryEntry};
 use spane_queue::{ExecutionQueue, QueueError};
 use spane_store::{ExecutionStore, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -16,8 +18,19 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HistoryConfig {
-    /// Entries read per batch (default 256).
+    /// Most feed entries (transitions) written in one batch (default 2,048).
     pub batch: usize,
+    /// How long a batch that is not full is held to gather more transitions before it is
+    /// written (default 100 ms): an execution that changes several times within it is read
+    /// and written once, which is what lets history keep up with a busy engine. History lags
+    /// the live state by about this much; [`flush_and_stop`](HistoryWriter::flush_and_stop)
+    /// does not wait for it. Zero writes each read at once.
+    pub linger: Duration,
+    /// How often the state of an execution that is still running is copied (default 1 s): its
+    /// transitions are held until the oldest is this old and then written together. One that
+    /// comes to rest (completed, failed, cancelled, paused) is written within
+    /// [`linger`](Self::linger). Stopping writes everything held.
+    pub running_interval: Duration,
     /// Wait between reads when there was nothing to write (default 100 ms).
     pub idle_wait: Duration,
     /// How long a batch may stay unacknowledged before another writer takes it over
@@ -28,7 +41,9 @@ pub struct HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         Self {
-            batch: 256,
+            batch: 2048,
+            linger: Duration::from_millis(100),
+            running_interval: Duration::from_secs(1),
             idle_wait: Duration::from_millis(100),
             reclaim_idle: Duration::from_secs(30),
         }
@@ -39,6 +54,18 @@ impl HistoryConfig {
     /// Sets [`batch`](Self::batch).
     pub fn batch(mut self, batch: usize) -> Self {
         self.batch = batch;
+        self
+    }
+
+    /// Sets [`linger`](Self::linger).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Sets [`running_interval`](Self::running_interval).
+    pub fn running_interval(mut self, running_interval: Duration) -> Self {
+        self.running_interval = running_interval;
         self
     }
 
@@ -102,12 +129,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// another writer.
 const ATTEMPTS_WHEN_STOPPING: u32 = 3;
 
-/// When the feed entry was appended, in ms since the epoch, when its id tells (a Redis stream
-/// id is `<ms>-<seq>`).
-fn entry_time_ms(entry: &str) -> Option<u64> {
-    entry.split_once('-').and_then(|(ms, _)| ms.parse().ok())
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,29 +154,31 @@ async fn run(
         return;
     };
     let mut backoff = BACKOFF_MIN;
+    let mut gathered = Gathered::default();
     loop {
-        let batch = match feed
-            .history_batch(
-                &consumer,
-                config.batch,
-                config.idle_wait,
-                config.reclaim_idle,
-            )
+        let want = config.batch.saturating_sub(gathered.fresh).max(1);
+        let read = match feed
+            .history_batch(&consumer, want, config.idle_wait, config.reclaim_idle)
             .await
         {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the history feed failed, retrying");
-                if stop.is_cancelled() {
+                if stop.is_cancelled() && gathered.entries.is_empty() {
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+                if !stop.is_cancelled() {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                // Stopping: write what was gathered; the rest stays pending.
+                HistoryBatch::default()
             }
         };
         backoff = BACKOFF_MIN;
-        if batch.entries.is_empty() {
+        gathered.add(read, now_ms());
+        if gathered.entries.is_empty() {
             metrics::gauge!(HISTORY_LAG).set(0.0);
             metrics::gauge!(HISTORY_PENDING).set(0.0);
             // Stopping: everything read so far is written.
@@ -168,33 +191,145 @@ async fn run(
             }
             continue;
         }
-        let read_at = now_ms();
-        let oldest = batch
-            .entries
-            .iter()
-            .filter_map(|e| entry_time_ms(e))
-            .min()
-            .unwrap_or(read_at)
-            .min(read_at);
-        record_lag(oldest);
-        #[allow(clippy::cast_precision_loss)]
-        metrics::gauge!(HISTORY_PENDING).set(batch.executions.len() as f64);
-        if !write_batch(
-            queue.as_ref(),
-            store.as_ref(),
-            &batch.executions,
-            oldest,
-            &stop,
-        )
-        .await
+        let deadline = *gathered
+            .deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + config.linger);
+        if gathered.fresh < config.batch
+            && !stop.is_cancelled()
+            && tokio::time::Instant::now() < deadline
         {
-            // Left pending: this or another writer takes the batch over after `reclaim_idle`.
+            // Not full and young: gather more, so that an execution that keeps changing is
+            // written once for all its changes.
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
             continue;
         }
-        if let Err(e) = feed.history_ack(&batch.entries).await {
+        let entries = std::mem::take(&mut gathered).entries;
+        let oldest = entries
+            .iter()
+            .filter_map(|e| e.appended_ms)
+            .min()
+            .unwrap_or_else(now_ms);
+        record_lag(oldest);
+        let plan = Plan::new(
+            entries,
+            now_ms(),
+            config.running_interval,
+            stop.is_cancelled(),
+        );
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(HISTORY_PENDING).set(plan.write.len() as f64);
+        // Running executions wait for the next round (their entries stay pending meanwhile).
+        gathered.carry(plan.carry);
+        if !plan.write.is_empty()
+            && !write_batch(queue.as_ref(), store.as_ref(), &plan.write, oldest, &stop).await
+        {
+            // Left pending: this or another writer takes the batch over after `reclaim_idle`.
+            if stop.is_cancelled() {
+                return;
+            }
+            continue;
+        }
+        if plan.ack.is_empty() {
+            continue;
+        }
+        if let Err(e) = feed.history_ack(&plan.ack).await {
             // Not acknowledged: written again later, which the idempotent upserts allow.
             tracing::warn!(error = %e, "acknowledging history failed");
         }
+    }
+}
+
+/// Feed entries gathered for one write.
+#[derive(Default)]
+struct Gathered {
+    entries: Vec<HistoryEntry>,
+    ids: HashSet<String>,
+    /// Entries read since the last write: they fill the batch (carried ones do not).
+    fresh: usize,
+    /// When the batch is written even if it is not full (set by its first entry).
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Gathered {
+    /// Adds what was read at `now_ms` (an entry handed out again is kept once).
+    fn add(&mut self, read: HistoryBatch, now_ms: u64) {
+        for mut entry in read.entries {
+            if self.ids.insert(entry.id.clone()) {
+                entry.appended_ms.get_or_insert(now_ms);
+                self.entries.push(entry);
+                self.fresh += 1;
+            }
+        }
+    }
+
+    /// Keeps entries for the next round.
+    fn carry(&mut self, entries: Vec<HistoryEntry>) {
+        for entry in entries {
+            if self.ids.insert(entry.id.clone()) {
+                self.entries.push(entry);
+            }
+        }
+    }
+}
+
+/// What one round of the writer does with the entries it gathered.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    /// Executions to copy now.
+    write: Vec<ExecutionId>,
+    /// Entries to acknowledge once they are written: every execution they touched is copied.
+    ack: Vec<String>,
+    /// Entries kept for a later round: they touched an execution that is still running and
+    /// changed less than `running_interval` ago.
+    carry: Vec<HistoryEntry>,
+}
+
+impl Plan {
+    /// An execution is copied now when an entry brought it to rest, when its oldest unwritten
+    /// transition is `running_interval` old, or when the writer is stopping; the others wait,
+    /// so that a running execution is copied once for many of its transitions.
+    fn new(
+        entries: Vec<HistoryEntry>,
+        now_ms: u64,
+        running_interval: Duration,
+        stopping: bool,
+    ) -> Self {
+        let interval = u64::try_from(running_interval.as_millis()).unwrap_or(u64::MAX);
+        let mut oldest: HashMap<ExecutionId, u64> = HashMap::new();
+        let mut settled: HashSet<ExecutionId> = HashSet::new();
+        let mut order = Vec::new();
+        for entry in &entries {
+            let at = entry.appended_ms.unwrap_or(now_ms);
+            for id in &entry.executions {
+                oldest
+                    .entry(*id)
+                    .and_modify(|t| *t = (*t).min(at))
+                    .or_insert_with(|| {
+                        order.push(*id);
+                        at
+                    });
+            }
+            settled.extend(entry.settled.iter().copied());
+        }
+        let due = |id: &ExecutionId| {
+            stopping || settled.contains(id) || now_ms.saturating_sub(oldest[id]) >= interval
+        };
+        let write: Vec<ExecutionId> = order.into_iter().filter(|id| due(id)).collect();
+        let mut plan = Plan {
+            write,
+            ..Plan::default()
+        };
+        for entry in entries {
+            if entry.executions.iter().all(&due) {
+                plan.ack.push(entry.id);
+            } else {
+                plan.carry.push(entry);
+            }
+        }
+        plan
     }
 }
 
@@ -214,7 +349,7 @@ enum Failure {
 async fn write_batch(
     queue: &dyn ExecutionQueue,
     store: &dyn ExecutionStore,
-    ids: &[spane_core::ExecutionId],
+    ids: &[ExecutionId],
     oldest_ms: u64,
     stop: &CancellationToken,
 ) -> bool {
@@ -269,7 +404,7 @@ async fn write_batch(
 /// a time; executions gone from the queue are skipped (nothing left to copy).
 async fn read_records(
     queue: &dyn ExecutionQueue,
-    ids: &[spane_core::ExecutionId],
+    ids: &[ExecutionId],
 ) -> Result<Vec<ExecutionRecord>, Failure> {
     let reads = futures::stream::iter(ids.iter().copied())
         .map(|id| read_record(queue, id))
@@ -286,7 +421,7 @@ async fn read_records(
 
 async fn read_record(
     queue: &dyn ExecutionQueue,
-    id: spane_core::ExecutionId,
+    id: ExecutionId,
 ) -> Result<Option<ExecutionRecord>, Failure> {
     let mut record = match queue.execution(id).await {
         Ok(Some(r)) => r,
@@ -314,7 +449,7 @@ async fn read_record(
 async fn write_one(
     queue: &dyn ExecutionQueue,
     store: &dyn ExecutionStore,
-    id: spane_core::ExecutionId,
+    id: ExecutionId,
 ) -> bool {
     let record = match read_record(queue, id).await {
         Ok(Some(record)) => record,
@@ -333,5 +468,110 @@ async fn write_one(
             tracing::error!(error = %e, execution = %id, "writing history failed; it stays pending");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    fn entry(
+        id: &str,
+        at: u64,
+        executions: &[ExecutionId],
+        settled: &[ExecutionId],
+    ) -> HistoryEntry {
+        let mut entry = HistoryEntry::new(id, executions.to_vec());
+        entry.appended_ms = Some(at);
+        entry.settled = settled.to_vec();
+        entry
+    }
+
+    #[test]
+    fn a_settled_execution_is_written_at_once_and_a_young_running_one_waits() {
+        let (done, running) = (ExecutionId::new(), ExecutionId::new());
+        let plan = Plan::new(
+            vec![
+                entry("1-0", 10_000, &[done], &[]),
+                entry("2-0", 10_100, &[running], &[]),
+                entry("3-0", 10_200, &[done], &[done]),
+            ],
+            10_300,
+            INTERVAL,
+            false,
+        );
+        assert_eq!(plan.write, vec![done]);
+        assert_eq!(plan.ack, vec!["1-0".to_owned(), "3-0".to_owned()]);
+        assert_eq!(plan.carry.len(), 1);
+        assert_eq!(plan.carry[0].id, "2-0");
+    }
+
+    #[test]
+    fn a_running_execution_is_written_once_its_oldest_change_is_an_interval_old() {
+        let running = ExecutionId::new();
+        let entries = vec![
+            entry("1-0", 10_000, &[running], &[]),
+            entry("2-0", 10_900, &[running], &[]),
+        ];
+        let early = Plan::new(entries.clone(), 10_999, INTERVAL, false);
+        assert!(early.write.is_empty() && early.ack.is_empty());
+        let due = Plan::new(entries, 11_000, INTERVAL, false);
+        assert_eq!(due.write, vec![running]);
+        assert_eq!(due.ack, vec!["1-0".to_owned(), "2-0".to_owned()]);
+        assert!(due.carry.is_empty());
+    }
+
+    #[test]
+    fn an_entry_is_acknowledged_only_when_every_execution_it_touched_is_written() {
+        let (done, running) = (ExecutionId::new(), ExecutionId::new());
+        let plan = Plan::new(
+            vec![entry("1-0", 10_000, &[done, running], &[done])],
+            10_001,
+            INTERVAL,
+            false,
+        );
+        assert_eq!(plan.write, vec![done]);
+        assert!(plan.ack.is_empty());
+        assert_eq!(plan.carry.len(), 1);
+    }
+
+    #[test]
+    fn stopping_writes_everything_held() {
+        let running = ExecutionId::new();
+        let plan = Plan::new(
+            vec![entry("1-0", 10_000, &[running], &[])],
+            10_001,
+            INTERVAL,
+            true,
+        );
+        assert_eq!(plan.write, vec![running]);
+        assert_eq!(plan.ack, vec!["1-0".to_owned()]);
+    }
+
+    #[test]
+    fn an_entry_that_touched_nothing_is_acknowledged() {
+        let plan = Plan::new(
+            vec![entry("1-0", 10_000, &[], &[])],
+            10_001,
+            INTERVAL,
+            false,
+        );
+        assert!(plan.write.is_empty());
+        assert_eq!(plan.ack, vec!["1-0".to_owned()]);
+    }
+
+    #[test]
+    fn an_entry_handed_out_twice_is_gathered_once() {
+        let id = ExecutionId::new();
+        let mut gathered = Gathered::default();
+        let batch = HistoryBatch {
+            entries: vec![HistoryEntry::new("1-0", vec![id])],
+        };
+        gathered.add(batch.clone(), 5);
+        gathered.add(batch, 6);
+        assert_eq!(gathered.entries.len(), 1);
+        assert_eq!(gathered.entries[0].appended_ms, Some(5));
     }
 }

@@ -5,7 +5,6 @@
 //! The stream is bounded (`events_cap`, `events_max_age`): a writer must not fall further
 //! behind than that.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,14 +14,47 @@ use spane_core::ExecutionId;
 
 use super::{RedisQueue, unavailable};
 use crate::error::QueueError;
-use crate::history::{HistoryBatch, HistoryFeed};
+use crate::history::{HistoryBatch, HistoryEntry, HistoryFeed};
 
 const GROUP: &str = "history";
 
+/// What the history feed needs of an event: its execution, and whether it brought the
+/// execution to rest (a workflow event's status).
 #[derive(Deserialize)]
 struct Touched {
     #[serde(rename = "executionId")]
     execution_id: ExecutionId,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    status: Option<String>,
+}
+
+impl Touched {
+    fn settles(&self) -> bool {
+        self.kind.as_deref() == Some("workflow:status")
+            && matches!(
+                self.status.as_deref(),
+                Some("completed" | "failed" | "cancelled" | "paused")
+            )
+    }
+}
+
+/// The feed entry of a stream entry `id` whose `e` field is `events` (a JSON array of events).
+fn history_entry(id: String, events: Option<String>) -> HistoryEntry {
+    let touched: Vec<Touched> = events
+        .and_then(|e| serde_json::from_str(&e).ok())
+        .unwrap_or_default();
+    let mut entry = HistoryEntry::new(id, Vec::new());
+    entry.appended_ms = entry.id.split_once('-').and_then(|(ms, _)| ms.parse().ok());
+    for t in touched {
+        if t.settles() && !entry.settled.contains(&t.execution_id) {
+            entry.settled.push(t.execution_id);
+        }
+        if !entry.executions.contains(&t.execution_id) {
+            entry.executions.push(t.execution_id);
+        }
+    }
+    entry
 }
 
 /// Entries (id, the `e` field) of an XREADGROUP or XAUTOCLAIM entry list.
@@ -154,20 +186,12 @@ impl HistoryFeed for RedisQueue {
             };
             entries = lists.into_iter().flat_map(parse_entries).collect();
         }
-        let mut seen = HashSet::new();
-        let mut batch = HistoryBatch::default();
-        for (id, events) in entries {
-            batch.entries.push(id);
-            let touched: Vec<Touched> = events
-                .and_then(|e| serde_json::from_str(&e).ok())
-                .unwrap_or_default();
-            for t in touched {
-                if seen.insert(t.execution_id) {
-                    batch.executions.push(t.execution_id);
-                }
-            }
-        }
-        Ok(batch)
+        Ok(HistoryBatch {
+            entries: entries
+                .into_iter()
+                .map(|(id, events)| history_entry(id, events))
+                .collect(),
+        })
     }
 
     async fn history_ack(&self, entries: &[String]) -> Result<(), QueueError> {
