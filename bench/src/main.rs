@@ -59,6 +59,9 @@ pub(crate) struct RunResult {
     pub(crate) client_cpu_us_per_node: Option<f64>,
     pub(crate) rss_mb: Option<f64>,
     pub(crate) all_completed: bool,
+    /// `redis+pg` only: seconds from the last execution's end until PostgreSQL held every
+    /// execution in its final status (`None`: not within 120 s).
+    pub(crate) history_catchup_s: Option<f64>,
 }
 
 /// Options of a bench run.
@@ -178,9 +181,17 @@ async fn run_worker(args: Vec<String>, o: Options) -> anyhow::Result<()> {
         }
     }
     let prefix = prefix.context("--prefix")?;
+    let mut config = spane::EngineConfig::default().claim_wait(Duration::from_millis(200));
+    // For comparing history settings in one session; the bench's figures use the default.
+    if let Some(ms) = std::env::var("SPANE_BENCH_HISTORY_LINGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config = config.history_linger(Duration::from_millis(ms));
+    }
     let mut builder = WorkflowEngine::builder()
         .registry(registry())
-        .config(spane::EngineConfig::default().claim_wait(Duration::from_millis(200)));
+        .config(config);
     if let Some(url) = history {
         let schema = prefix.replace('-', "_");
         let store = spane::store::SqlStore::connect(

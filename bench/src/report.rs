@@ -125,6 +125,16 @@ pub(crate) fn row(r: &RunResult) {
         opt(r.rss_mb, 1),
         if r.all_completed { "yes" } else { "NO" }
     );
+    if r.backend == "redis+pg" {
+        match r.history_catchup_s {
+            Some(s) => println!(
+                "    history in PostgreSQL complete {s:.3} s after the last execution ended"
+            ),
+            None => println!(
+                "    history in PostgreSQL NOT complete 120 s after the last execution ended"
+            ),
+        }
+    }
     if let Some(rows) = &r.rate_latency_ms {
         for [rate, p50, p99, p999] in rows {
             println!(

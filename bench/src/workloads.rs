@@ -316,6 +316,11 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
         let before = crate::report::server_stats(engine.queue().as_ref()).await?;
         let cpu = report::cpu_micros_of(&pids);
         let mut r = workload(&engine, w, s).await?;
+        if history {
+            // The history writer's work counts: CPU and Redis figures are taken once it has
+            // caught up.
+            r.history_catchup_s = history_catchup(&engine, r.executions).await?;
+        }
         r.client_cpu_us_per_node = cpu_per_node(cpu, report::cpu_micros_of(&pids), r.nodes);
         let after = crate::report::server_stats(engine.queue().as_ref()).await?;
         let (mut trips, mut rss) = (0, 0.0f64);
@@ -340,6 +345,33 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
         }
     }
     Ok(out)
+}
+
+/// Seconds from now until the store holds `executions` executions in a final status (the
+/// write-behind history caught up with the workload); `None` when it did not within 120 s.
+async fn history_catchup(
+    engine: &WorkflowEngine,
+    executions: usize,
+) -> anyhow::Result<Option<f64>> {
+    let history = engine
+        .store()
+        .history()
+        .context("the redis+pg store keeps history")?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        let finished: u64 = history
+            .count_by_status(None)
+            .await?
+            .iter()
+            .filter(|(status, _)| status.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
+        if finished >= executions as u64 {
+            return Ok(Some(start.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(None)
 }
 
 /// Every backend, then the ceiling and the peer; writes the reports.
