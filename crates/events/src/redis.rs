@@ -196,15 +196,20 @@ async fn trimmed_after(
     stream: &str,
     after: (u64, u64),
 ) -> Result<bool, EventError> {
+    let oldest = oldest_entry(client, stream).await?;
+    Ok(oldest.is_none_or(|oldest| oldest > after))
+}
+
+/// The id of the oldest entry the stream still holds (`None`: it is empty or gone).
+async fn oldest_entry(client: &Client, stream: &str) -> Result<Option<(u64, u64)>, EventError> {
     let oldest: Value = client
         .xrange(stream, "-", "+", Some(1))
         .await
         .map_err(unavailable)?;
-    let oldest = entry_list(oldest)
+    Ok(entry_list(oldest)
         .into_iter()
         .next()
-        .and_then(|(id, _)| entry_id(&id));
-    Ok(oldest.is_none_or(|oldest| oldest > after))
+        .and_then(|(id, _)| entry_id(&id)))
 }
 
 /// A stream entry id `<ms>-<seq>` as numbers.
@@ -423,15 +428,7 @@ impl ResumableBus for RedisBus {
             return Ok(filtered(live, filter));
         };
         // The oldest entry still held: anything before it may have been trimmed.
-        let oldest: Value = self
-            .client
-            .xrange(&self.stream, "-", "+", Some(1))
-            .await
-            .map_err(unavailable)?;
-        let oldest = entry_list(oldest)
-            .into_iter()
-            .next()
-            .and_then(|(id, _)| entry_id(&id));
+        let oldest = oldest_entry(&self.client, &self.stream).await?;
         let after_entry = (after.major(), after.minor());
         if let Some(oldest) = oldest
             && oldest > after_entry

@@ -83,12 +83,7 @@ async fn history_survives_reconnecting_to_the_file() {
             json!({ "n": 0 }),
             1,
         );
-        built.parent_execution_id = None;
-        built.parent_node_id = None;
-        built.depth = 0;
-        built.error = None;
         built.finished_at = Some(2);
-        built.node_results = Default::default();
         built
     };
     {

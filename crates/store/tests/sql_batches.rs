@@ -139,7 +139,6 @@ fn batch(n: usize, nodes: usize, parent: Option<ExecutionId>) -> Vec<ExecutionRe
                     i64::try_from(i).unwrap(),
                 );
                 built.parent_execution_id = parent;
-                built.parent_node_id = None;
                 built.depth = u32::from(parent.is_some());
                 built.error = [None, Some(String::new()), Some("failed".to_owned())][i % 3].clone();
                 built.finished_at = [None, Some(0), Some(42)][i % 3];

@@ -38,8 +38,9 @@ pub fn redis_server_program() -> String {
     std::env::var("SPANE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
 }
 
-/// A directory under the system temp directory that no other call (or process) returns.
-fn unique_dir(tag: &str) -> io::Result<PathBuf> {
+/// A new directory under the system temp directory, named `spane-<tag>-…`, that no other call
+/// (or process) returns. The caller removes it.
+pub fn unique_dir(tag: &str) -> io::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

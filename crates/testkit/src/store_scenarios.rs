@@ -29,7 +29,7 @@
 //! [`StoreFactory::cleanup`] whether the scenario passed or panicked. Concurrency in the
 //! scenarios is real (tasks on a multi-threaded runtime), and nothing waits on a sleep.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -122,34 +122,23 @@ macro_rules! store_conformance_tests {
 const T0: i64 = 1_700_000_000_000;
 
 fn record(workflow: &str, status: ExecutionStatus, created_at: i64) -> ExecutionRecord {
-    {
-        let mut built = ExecutionRecord::new(
-            ExecutionId::new(),
-            workflow.to_owned(),
-            1,
-            status,
-            json!({}),
-            created_at,
-        );
-        built.parent_execution_id = None;
-        built.parent_node_id = None;
-        built.depth = 0;
-        built.error = None;
-        built.finished_at = None;
-        built.node_results = BTreeMap::new();
-        built
-    }
+    ExecutionRecord::new(
+        ExecutionId::new(),
+        workflow.to_owned(),
+        1,
+        status,
+        json!({}),
+        created_at,
+    )
 }
 
 fn result(node: &str, status: NodeStatus, data: Option<Value>, attempts: u32) -> NodeResult {
     {
         let mut built = NodeResult::new(node.to_owned(), status);
         built.data = data;
-        built.error = None;
         built.attempts = attempts;
         // Not the attempts: a store that mixes the two columns up is caught.
         built.claims = attempts + 1;
-        built.continued = false;
         built.started_at = Some(T0 + 1);
         built.finished_at = Some(T0 + 2);
         built
@@ -240,12 +229,10 @@ pub async fn json_values_round_trip_exactly(store: Arc<dyn HistoryStore>) {
             built.continued = true;
             built
         });
-        rec.node_results.insert("without".into(), {
-            let mut built = result("without", NodeStatus::Skipped, None, 0);
-            built.started_at = None;
-            built.finished_at = None;
-            built
-        });
+        rec.node_results.insert(
+            "without".into(),
+            result("without", NodeStatus::Skipped, None, 0),
+        );
         store.save_execution(&rec).await.expect("save_execution");
         let back = store
             .get_execution(rec.execution_id)

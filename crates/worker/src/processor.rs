@@ -448,11 +448,8 @@ impl NodeProcessor {
             NodeCommit::Completed { data, .. } => Some({
                 let mut built = NodeResult::new(job.node_id.clone(), NodeStatus::Completed);
                 built.data = Some(data);
-                built.error = None;
                 built.attempts = job.attempt;
                 built.claims = job.claims;
-                built.continued = false;
-                built.started_at = None;
                 built.finished_at = Some(now_millis());
                 built
             }),
@@ -462,12 +459,10 @@ impl NodeProcessor {
                 ..
             } => Some({
                 let mut built = NodeResult::new(job.node_id.clone(), NodeStatus::Failed);
-                built.data = None;
                 built.error = Some(error);
                 built.attempts = job.attempt;
                 built.claims = job.claims;
                 built.continued = continue_on_fail;
-                built.started_at = None;
                 built.finished_at = Some(now_millis());
                 built
             }),

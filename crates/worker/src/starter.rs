@@ -66,9 +66,6 @@ impl ExecutionStarter {
                 built.parent_execution_id = start.parent_execution_id;
                 built.parent_node_id = start.parent_node_id.clone();
                 built.depth = start.depth;
-                built.error = None;
-                built.finished_at = None;
-                built.node_results = Default::default();
                 built
             })
             .await?;

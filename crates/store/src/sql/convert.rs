@@ -119,7 +119,6 @@ pub(super) fn execution_record(row: execution::Model) -> Result<ExecutionRecord,
         built.parent_node_id = row.parent_node_id;
         built.error = row.error;
         built.finished_at = row.finished_at;
-        built.node_results = Default::default();
         built
     })
 }

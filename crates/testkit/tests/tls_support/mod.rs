@@ -1,10 +1,8 @@
 //! A `redis-server` of the test's own that speaks only TLS, with certificates made for it.
 
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fred::prelude::{Client, ClientLike};
@@ -13,6 +11,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use spane_redis::{ConnectError, RedisEndpoint, connect};
+use spane_testkit::process;
 use tokio::time::Instant;
 
 /// How long a started server may take to answer `PING`.
@@ -89,7 +88,7 @@ impl TlsRedis {
     /// Starts a server whose certificate names `names` only.
     pub(crate) async fn start_for(names: &[&str], args: &[&str]) -> Self {
         let ca = Ca::new("spane test CA");
-        let dir = unique_dir();
+        let dir = process::unique_dir("redis-tls").expect("temp dir");
         let (cert, key) = ca.issue(names, ExtendedKeyUsagePurpose::ServerAuth);
         fs::write(dir.join("server.crt"), cert).expect("write certificate");
         fs::write(dir.join("server.key"), key).expect("write key");
@@ -203,7 +202,7 @@ impl Drop for TlsRedis {
 }
 
 fn spawn(dir: &Path, port: u16, args: &[&str]) -> Child {
-    let program = std::env::var("SPANE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let program = process::redis_server_program();
     Command::new(&program)
         .args(["--port", "0", "--tls-port", &port.to_string()])
         .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
@@ -229,21 +228,5 @@ fn spawn(dir: &Path, port: u16, args: &[&str]) -> Child {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind port 0");
-    listener.local_addr().expect("local address").port()
-}
-
-fn unique_dir() -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "spane-redis-tls-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    process::free_port().expect("bind port 0")
 }
