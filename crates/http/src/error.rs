@@ -3,6 +3,7 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use spane::core::rerun::RerunError;
 use spane::events::EventError;
 use spane::queue::QueueError;
 use spane::store::StoreError;
@@ -134,6 +135,33 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<RerunError> for ApiError {
+    fn from(e: RerunError) -> Self {
+        let detail = e.to_string();
+        let (status, code, title) = match e {
+            RerunError::UnknownNode { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_node",
+                "Unknown node",
+            ),
+            RerunError::InputNeedsRecordedParents { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "input_needs_recorded_parents",
+                "Input needs recorded parents",
+            ),
+            RerunError::GraphChanged { .. } => {
+                (StatusCode::CONFLICT, "graph_changed", "Graph changed")
+            }
+            RerunError::NothingFailed => (StatusCode::CONFLICT, "nothing_failed", "Nothing failed"),
+            RerunError::ExecutionGone { .. } => {
+                (StatusCode::GONE, "execution_gone", "Execution gone")
+            }
+            _ => (StatusCode::CONFLICT, "rerun_refused", "Re-run refused"),
+        };
+        Self::new(status, code, title, detail)
+    }
+}
+
 impl From<spane::Error> for ApiError {
     fn from(e: spane::Error) -> Self {
         let detail = e.to_string();
@@ -158,6 +186,13 @@ impl From<spane::Error> for ApiError {
             spane::Error::Events(ev) => ev.into(),
             spane::Error::Trigger(t) => t.into(),
             spane::Error::Webhook(w) => w.into(),
+            spane::Error::Rerun(r) => r.into(),
+            spane::Error::InvalidIdempotencyKey { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "Invalid idempotency key",
+                detail,
+            ),
             _ => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

@@ -149,6 +149,12 @@ pub fn router(engine: WorkflowEngine, config: HttpConfig) -> Router {
         .route("/executions/{id}/resume", post(api::control::resume))
         .route("/executions/{id}/cancel", post(api::control::cancel))
         .route("/executions/{id}/children", get(api::executions::children))
+        .route("/executions/{id}/explain", get(api::operate::explain))
+        .route("/executions/{id}/rerun", post(api::operate::rerun))
+        .route(
+            "/executions/{id}/retry-failed",
+            post(api::operate::retry_failed),
+        )
         .route("/executions/{id}/events", get(sse::execution_events))
         .route("/events", get(sse::events))
         .route("/dlq", get(api::dlq::list).delete(api::dlq::purge))

@@ -20,6 +20,7 @@ use crate::{api, error, sse};
         api::control::pause_many, api::control::resume_many, api::control::cancel_many,
         api::dlq::list, api::dlq::get, api::dlq::retry, api::dlq::retry_execution, api::dlq::purge,
         api::executions::children,
+        api::operate::explain, api::operate::rerun, api::operate::retry_failed,
         api::schedules::list, api::schedules::get, api::schedules::upsert, api::schedules::remove,
         api::schedules::remove_workflow, api::schedules::schedule_once,
         api::webhooks::deliver,

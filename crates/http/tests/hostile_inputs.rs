@@ -85,7 +85,15 @@ fn path(rng: &mut Rng) -> String {
         7 => format!(
             "/executions/{}/{}",
             s(rng),
-            rng.pick(&["pause", "resume", "cancel", "children"])
+            rng.pick(&[
+                "pause",
+                "resume",
+                "cancel",
+                "children",
+                "explain",
+                "rerun",
+                "retry-failed"
+            ])
         ),
         8 => format!("/executions/{}", rng.pick(&["pause", "resume", "cancel"])),
         9 => format!("/dlq/{}/{}", s(rng), s(rng)),

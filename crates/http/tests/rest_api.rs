@@ -672,3 +672,113 @@ async fn the_openapi_document_and_the_definition_schema_are_served() {
         "camelCase as on the wire"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_execution_is_explained_and_a_failed_one_is_re_run() {
+    let s = setup(HttpConfig::new()).await;
+    let (c, url) = (&s.client, &s.server.url);
+    register(c, url, &chain("stuck", ["pass", "wait", "pass"])).await;
+    register(c, url, &chain("bad", ["pass", "flaky", "pass"])).await;
+
+    // Why is it stuck: `b` runs (waits for the gate), `c` waits for it.
+    let stuck = execute(c, url, "stuck", json!({})).await;
+    let explained = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let r = c
+                .get(format!("{url}/executions/{stuck}/explain"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let body: Value = r.json().await.unwrap();
+            if body["nodes"][0]["reason"]["kind"] == "running" {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("node b is running");
+    assert_eq!(explained["executionId"], stuck.to_string());
+    assert_eq!(explained["status"], "running");
+    assert_eq!(explained["nodes"][0]["nodeId"], "b");
+    assert_eq!(explained["nodes"][1]["nodeId"], "c");
+    assert_eq!(explained["nodes"][1]["reason"]["kind"], "waitingForParents");
+    assert!(explained["summary"].as_str().is_some_and(|s| !s.is_empty()));
+    s.gate.open(1);
+    s.engine.wait_for_execution(stuck, DEADLINE).await.unwrap();
+
+    // A failed execution: retry what failed, keeping `a`.
+    s.failing.store(true, Ordering::SeqCst);
+    let failed = execute(c, url, "bad", json!({ "order": 7 })).await;
+    s.engine.wait_for_execution(failed, DEADLINE).await.unwrap();
+    s.failing.store(false, Ordering::SeqCst);
+    let r = c
+        .post(format!("{url}/executions/{failed}/retry-failed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let retried: Value = r.json().await.unwrap();
+    assert_eq!(retried["rerunOf"], failed.to_string());
+    assert_eq!(retried["kept"], json!(["a"]));
+    assert_eq!(retried["rerun"], json!(["b", "c"]));
+    let retry_id: ExecutionId = retried["executionId"].as_str().unwrap().parse().unwrap();
+    let done = s
+        .engine
+        .wait_for_execution(retry_id, DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+
+    // Re-run its last node with another input.
+    let r = c
+        .post(format!("{url}/executions/{retry_id}/rerun"))
+        .json(&json!({ "fromNode": "c", "input": { "order": 8 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let rerun: Value = r.json().await.unwrap();
+    assert_eq!(rerun["kept"], json!(["a", "b"]));
+    assert_eq!(rerun["rerun"], json!(["c"]));
+    let rerun_id: ExecutionId = rerun["executionId"].as_str().unwrap().parse().unwrap();
+    let done = s
+        .engine
+        .wait_for_execution(rerun_id, DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(done.output("c"), Some(&json!({ "order": 8 })));
+
+    // Refusals name the problem.
+    let r = c
+        .post(format!("{url}/executions/{retry_id}/rerun"))
+        .json(&json!({ "fromNode": "nope" }))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(r, 422, "unknown_node").await;
+    assert!(body["detail"].as_str().unwrap().contains("nope"), "{body}");
+    let r = c
+        .post(format!("{url}/executions/{retry_id}/retry-failed"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "nothing_failed").await;
+    let r = c
+        .post(format!("{url}/executions/{retry_id}/rerun"))
+        .json(&json!({ "fromNode": "c", "extra": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let unknown = ExecutionId::new();
+    for r in [
+        c.get(format!("{url}/executions/{unknown}/explain")),
+        c.post(format!("{url}/executions/{unknown}/retry-failed")),
+        c.post(format!("{url}/executions/{unknown}/rerun"))
+            .json(&json!({ "fromNode": "a" })),
+    ] {
+        problem(r.send().await.unwrap(), 404, "execution_not_found").await;
+    }
+}

@@ -4,6 +4,7 @@ pub(crate) mod breakers;
 pub(crate) mod control;
 pub(crate) mod dlq;
 pub(crate) mod executions;
+pub(crate) mod operate;
 pub(crate) mod schedules;
 pub(crate) mod system;
 pub(crate) mod webhooks;
