@@ -264,9 +264,11 @@ async function executionPage(id) {
       <span id="live" class="live">live</span>
       <div class="actions">
         <button id="pause">Pause</button><button id="resume">Resume</button>
+        <button id="why" title="Why is it not progressing?">Why?</button>
         <button class="danger" id="cancel">Cancel</button><button class="primary" id="retry" hidden>Retry failed nodes</button>
       </div></div>
     <div class="meta" id="meta"></div>
+    <div class="panel why" id="why-panel" hidden></div>
     <div class="layout">
       <div class="panel"><div class="dag" id="dag"></div>
         <div class="legend">${["pending", "running", "completed", "failed", "retrying", "skipped"].map((s) => `<span><i class="lg-${s}"></i>${s}</span>`).join("")}</div></div>
@@ -292,6 +294,8 @@ async function executionPage(id) {
     document.getElementById("resume").disabled = record.status !== "paused";
     document.getElementById("cancel").disabled = terminal;
     document.getElementById("retry").hidden = record.status !== "failed";
+    document.getElementById("why").hidden = terminal;
+    if (terminal) document.getElementById("why-panel").hidden = true;
     renderDetail();
   };
   const renderDetail = () => {
@@ -310,7 +314,36 @@ async function executionPage(id) {
       ${n.type === "sub-workflow" ? `<dt>Child executions</dt><dd>${(children[n.id] || []).map((c) => `<div><a class="mono" href="#/executions/${esc(c.executionId)}">${esc(c.executionId)}</a> ${badge(c.status)}</div>`).join("") || `<span class="muted">none yet</span>`}</dd>` : ""}
       <dt>Input${parents.length ? " (parents' outputs)" : ""}</dt><dd><pre>${json(input)}</pre></dd>
       <dt>Output</dt><dd><pre>${res.data === undefined ? "—" : json(res.data)}</pre></dd>
-      <dt>Config</dt><dd><pre>${json(n.config ?? {})}</pre></dd></dl>`;
+      <dt>Config</dt><dd><pre>${json(n.config ?? {})}</pre></dd></dl>
+      ${["completed", "failed", "cancelled"].includes(record.status) ? `<button id="rerun-from" title="A new execution that keeps every other node's output">Re-run from ${esc(n.id)}</button>` : ""}`;
+    const rerun = document.getElementById("rerun-from");
+    if (rerun) rerun.onclick = async () => {
+      try {
+        const r = await api(`/executions/${encodeURIComponent(id)}/rerun`, { method: "POST", body: { fromNode: selected } });
+        toast(`re-running ${r.rerun.join(", ")}; kept ${r.kept.join(", ") || "nothing"}`, false, true);
+        location.hash = `#/executions/${r.executionId}`;
+      } catch (e) { toast(e.message, true); }
+    };
+  };
+  // "Why is it not progressing?": the engine's explanation, one line per unfinished node.
+  const whyText = (reason) => {
+    const rest = Object.entries(reason).filter(([k]) => k !== "kind" && k !== "child");
+    if (reason.kind === "waitingForParents" && Array.isArray(reason.parents))
+      return `waits for ${reason.parents.map((p) => `${p.nodeId} (${p.status || "not started"})`).join(", ")}`;
+    const show = (k, v) => typeof v === "number" && v > 1e12 && /(^since|At|Until|until)$/.test(k) ? fmtIn(v)
+      : typeof v === "object" ? JSON.stringify(v) : v;
+    return rest.map(([k, v]) => `${k}: ${show(k, v)}`).join(" · ");
+  };
+  const words = (kind) => kind.replace(/([A-Z])/g, " $1").toLowerCase();
+  document.getElementById("why").onclick = async () => {
+    const panel = document.getElementById("why-panel");
+    try {
+      const e = await api(`/executions/${encodeURIComponent(id)}/explain`);
+      panel.innerHTML = `<h2>Why is it not progressing?</h2><p class="summary">${esc(e.summary)}</p>
+        <ul class="why-nodes">${e.nodes.map((n) => `<li data-why-node="${esc(n.nodeId)}"><b class="mono">${esc(n.nodeId)}</b>
+          <span class="badge ${esc(n.status || "pending")}" data-kind="${esc(n.reason.kind)}">${esc(words(n.reason.kind))}</span> <span class="muted">${esc(whyText(n.reason))}</span></li>`).join("")}</ul>`;
+      panel.hidden = false;
+    } catch (err) { toast(err.message, true); }
   };
   render();
   const act = (name, path) => (document.getElementById(name).onclick = async () => {

@@ -186,6 +186,27 @@ async fn the_dashboard_shows_executions_live_dead_letters_sub_workflows_and_sche
         "notify waits for the join"
     );
     screenshot(&page, "dashboard-execution-running.png").await;
+    // Why is it not progressing: `stock` runs (it waits for the gate), `approve` waits for it.
+    click(&page, "#why").await;
+    wait_for(&page, "#why-panel .summary").await;
+    wait_for(&page, "#why-panel li[data-why-node='stock']").await;
+    wait_for(
+        &page,
+        "#why-panel li[data-why-node='approve'] [data-kind='waitingForParents']",
+    )
+    .await;
+    let approve = page
+        .find(Locator::Css("#why-panel li[data-why-node='approve']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        approve.contains("waits for stock (running)"),
+        "approve waits for stock: {approve:?}"
+    );
+    screenshot(&page, "dashboard-why.png").await;
     gate.open(1);
     for node in [
         "validate",
@@ -205,6 +226,41 @@ async fn the_dashboard_shows_executions_live_dead_letters_sub_workflows_and_sche
     click(&page, ".node[data-node-id='approve']").await;
     wait_for(&page, "#detail h2").await;
     screenshot(&page, "dashboard-execution-completed.png").await;
+    let first = page.current_url().await.unwrap().to_string();
+    // Re-run from `approve`: a new execution that keeps the nodes above it.
+    click(&page, "#rerun-from").await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while page.current_url().await.unwrap().as_str() == first {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the re-run did not open the new execution"
+        );
+        tokio::task::yield_now().await;
+    }
+    for node in ["stock", "approve", "notify"] {
+        wait_for(
+            &page,
+            &format!(".node[data-node-id='{node}'][data-state='completed']"),
+        )
+        .await;
+    }
+    wait_for(&page, "#status .badge.completed").await;
+    let rerun_id: ExecutionId = page
+        .current_url()
+        .await
+        .unwrap()
+        .fragment()
+        .and_then(|f| f.strip_prefix("/executions/"))
+        .expect("an execution page")
+        .parse()
+        .unwrap();
+    let rerun = engine.get_execution(rerun_id).await.unwrap().unwrap();
+    assert_eq!(rerun.status, ExecutionStatus::Completed);
+    assert_eq!(
+        rerun.node_results["stock"].attempts, 0,
+        "stock was kept, not run"
+    );
+    screenshot(&page, "dashboard-rerun.png").await;
 
     // A failed execution: its dead-letter item is retried from the DLQ page.
     failing.store(true, Ordering::SeqCst);
