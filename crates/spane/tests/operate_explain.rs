@@ -377,6 +377,71 @@ async fn unknown_execution_is_a_named_error(b: Backend) {
     engine.shutdown().await;
 }
 
+/// A worker that claimed `a` and vanished without a word: once its lease passes, `a` is
+/// explained as lease-expired, naming that worker; a live worker then takes it over.
+async fn a_lease_that_expired_with_its_worker_gone(b: Backend) {
+    const LEASE: Duration = Duration::from_millis(300);
+    let calls = Calls::default();
+    let builder = WorkflowEngine::builder().registry(pass_registry(&calls));
+    let engine = match b {
+        Backend::Embedded => {
+            let bus = Arc::new(spane::events::LocalBus::new(1024));
+            let queue = spane::queue::MemoryQueue::with_config(
+                bus.clone(),
+                spane::queue::MemoryQueueConfig::default().lease(LEASE),
+            );
+            builder.event_bus(bus).queue(Arc::new(queue)).build()
+        }
+        Backend::Redis => builder
+            .redis(redis_config().lease(LEASE))
+            .await
+            .expect("Redis")
+            .build(),
+    };
+    engine
+        .register_workflow(graph("ghosted", &["a", "b"], &[("a", "b")]))
+        .await
+        .unwrap();
+    let id = engine.enqueue_workflow("ghosted", json!({})).await.unwrap();
+    let ghost = spane::queue::backend::WorkerId::new();
+    let claimed = engine
+        .queue()
+        .claim(&ghost, 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the ghost claims a");
+    let e = explain_until(&engine, id, "a's lease expired", |e| {
+        matches!(
+            e.node("a").map(|n| &n.reason),
+            Some(Reason::LeaseExpired { .. })
+        )
+    })
+    .await;
+    let Reason::LeaseExpired {
+        attempt,
+        worker,
+        lease_until,
+        worker_alive,
+    } = reason(&e, "a")
+    else {
+        unreachable!()
+    };
+    assert_eq!(*attempt, 1);
+    match b {
+        Backend::Embedded => assert_eq!(worker.as_deref(), Some(ghost.as_str())),
+        // The claim script does not record its worker; a worker's heartbeats name what it
+        // holds, and the ghost never beat (README, "why is it stuck", partial).
+        Backend::Redis => assert_eq!(worker.as_deref(), None),
+    }
+    assert!(*lease_until <= now_ms());
+    assert_ne!(*worker_alive, Some(true), "the ghost never beat");
+    assert_eq!(e.headline.as_deref(), Some("a"));
+    engine.start_workers(1).unwrap();
+    let done = engine.wait_for_execution(id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    engine.shutdown().await;
+}
+
 on_every_backend!(
     running_on_a_live_worker_and_children_wait_for_parents,
     ready_but_no_worker,
@@ -388,4 +453,5 @@ on_every_backend!(
     in_the_dead_letter_queue,
     waiting_for_a_child_execution,
     unknown_execution_is_a_named_error,
+    a_lease_that_expired_with_its_worker_gone,
 );
