@@ -59,7 +59,7 @@ pub(crate) struct RunResult {
     pub(crate) client_cpu_us_per_node: Option<f64>,
     pub(crate) rss_mb: Option<f64>,
     pub(crate) all_completed: bool,
-    /// `redis+pg` only: seconds from the last execution's end until PostgreSQL held every
+    /// `redis+pg` and `redis-2+pg` only: seconds from the last execution's end until PostgreSQL held every
     /// execution in its final status (`None`: not within 120 s).
     pub(crate) history_catchup_s: Option<f64>,
 }
@@ -104,7 +104,12 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
                 let b = it.next().context("--backend needs embedded|redis|all")?;
                 o.backends = match b.as_str() {
                     "embedded" => vec!["embedded".into()],
-                    "redis" => vec!["redis-1".into(), "redis-2".into(), "redis+pg".into()],
+                    "redis" => vec![
+                        "redis-1".into(),
+                        "redis-2".into(),
+                        "redis+pg".into(),
+                        "redis-2+pg".into(),
+                    ],
                     "all" => default_options().backends,
                     other => anyhow::bail!("unknown backend {other:?}"),
                 }
@@ -143,6 +148,7 @@ fn default_options() -> Options {
             "redis-1".into(),
             "redis-2".into(),
             "redis+pg".into(),
+            "redis-2+pg".into(),
         ],
         workloads: workloads::WORKLOADS
             .iter()

@@ -125,7 +125,7 @@ pub(crate) fn row(r: &RunResult) {
         opt(r.rss_mb, 1),
         if r.all_completed { "yes" } else { "NO" }
     );
-    if r.backend == "redis+pg" {
+    if r.backend.ends_with("+pg") {
         match r.history_catchup_s {
             Some(s) => println!(
                 "    history in PostgreSQL complete {s:.3} s after the last execution ended"
@@ -375,6 +375,7 @@ fn chart(results: &[RunResult], peers: &[RunResult]) -> String {
             "bullmq" => "#999999",
             "embedded" => "#4c78a8",
             "redis+pg" => "#54a24b",
+            "redis-2+pg" => "#b279a2",
             _ => "#f58518",
         };
         svg.push_str(&format!(

@@ -278,6 +278,7 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
         "redis-1" => (1, false),
         "redis-2" => (2, false),
         "redis+pg" => (1, true),
+        "redis-2+pg" => (2, true),
         other => anyhow::bail!("unknown backend {other}"),
     };
     for w in WORKLOADS
