@@ -326,3 +326,78 @@ async fn a_running_execution_reaches_the_history_while_it_runs() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// A pause reaches the history (it brings the execution to rest, so it is written within the
+/// linger), and so does the resumed execution's end.
+async fn pause_scenario(schema: String) {
+    let store = Arc::new(
+        SqlStore::connect(
+            &database_url(),
+            SqlStoreOptions::default().schema(schema.clone()),
+        )
+        .await
+        .expect("connect to PostgreSQL"),
+    );
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let prefix = format!(
+        "spane-test-{}",
+        ExecutionId::new().to_string().to_lowercase()
+    );
+    let engine = WorkflowEngine::builder()
+        .registry(gated_registry(gate))
+        .store(store.clone())
+        .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
+        .build();
+    engine.start_workers(2).unwrap();
+    let wf = WorkflowDefinition::new("pausing", "pausing")
+        .node(NodeDefinition::new("a", "pass"))
+        .node(NodeDefinition::new("b", "pass"))
+        .edge("a", "b");
+    engine.register_workflow(wf).await.unwrap();
+    let id = engine.enqueue_workflow("pausing", json!({})).await.unwrap();
+    assert_eq!(
+        engine.pause_execution(id).await.unwrap(),
+        ExecutionStatus::Paused
+    );
+    let history = store.history().expect("SQL keeps history");
+    let listed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let paused = history
+                .list_executions(&spane::store::ExecutionQuery {
+                    status: Some(ExecutionStatus::Paused),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if paused.iter().any(|r| r.execution_id == id) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(listed.is_ok(), "the paused execution is listed as paused");
+    engine.resume_execution(id).await.unwrap();
+    open.send(true).unwrap();
+    let done = engine.wait_for_execution(id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    engine.shutdown().await;
+    let stored = store.get_execution(id).await.unwrap().expect("in history");
+    assert_eq!(stored.status, ExecutionStatus::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_execution_is_listed_as_paused_in_the_history() {
+    let schema = format!(
+        "spane_test_{}",
+        ExecutionId::new().to_string().to_lowercase()
+    );
+    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
+    let outcome = tokio::spawn(pause_scenario(schema.clone())).await;
+    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
