@@ -6,6 +6,7 @@
 //! listening and drops the open connections (the port refuses), restoring it listens again on
 //! the same port. The test gets a schema of its own, dropped afterwards.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +81,56 @@ fn gated_registry(gate: tokio::sync::watch::Receiver<bool>) -> NodeRegistry {
     registry
 }
 
+/// Runs `scenario` with a fresh schema on PostgreSQL, dropped afterwards even when it panics.
+async fn with_schema<F, Fut>(scenario: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let schema = format!(
+        "spane_test_{}",
+        ExecutionId::new().to_string().to_lowercase()
+    );
+    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
+    let outcome = tokio::spawn(scenario(schema.clone())).await;
+    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// The history in `schema`, on the server itself (no proxy).
+async fn store_in(schema: &str) -> Arc<SqlStore> {
+    Arc::new(
+        SqlStore::connect(
+            &database_url(),
+            SqlStoreOptions::default().schema(schema.to_owned()),
+        )
+        .await
+        .expect("connect to PostgreSQL"),
+    )
+}
+
+/// An engine on Redis (a key prefix of its own) whose history goes to `store`, written behind.
+async fn redis_engine(
+    registry: NodeRegistry,
+    store: Arc<SqlStore>,
+    config: spane::EngineConfig,
+) -> WorkflowEngine {
+    let prefix = format!(
+        "spane-test-{}",
+        ExecutionId::new().to_string().to_lowercase()
+    );
+    WorkflowEngine::builder()
+        .registry(registry)
+        .store(store)
+        .config(config)
+        .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
+        .build()
+}
+
 async fn scenario(schema: String) {
     let (mut proxy, proxied) = proxy().await;
     let store = SqlStore::connect(
@@ -102,17 +153,12 @@ async fn scenario(schema: String) {
     .unwrap();
 
     let (open, gate) = tokio::sync::watch::channel(false);
-    let prefix = format!(
-        "spane-test-{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    let engine = WorkflowEngine::builder()
-        .registry(gated_registry(gate))
-        .store(Arc::new(store))
-        .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
-        .await
-        .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
-        .build();
+    let engine = redis_engine(
+        gated_registry(gate),
+        Arc::new(store),
+        spane::EngineConfig::default(),
+    )
+    .await;
     engine.start_workers(8).unwrap();
     let mut wf = WorkflowDefinition::new("outage", "outage");
     for node in ["a", "b", "c"] {
@@ -176,42 +222,20 @@ async fn scenario(schema: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_backlog_from_a_postgres_outage_lands_in_full() {
-    let schema = format!(
-        "spane_test_{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
-    let outcome = tokio::spawn(scenario(schema.clone())).await;
-    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    with_schema(scenario).await;
 }
 
 /// With a linger far longer than the test, the writer holds what it read: shutting the engine
 /// down writes it at once, complete.
 async fn linger_scenario(schema: String) {
-    let store = Arc::new(
-        SqlStore::connect(
-            &database_url(),
-            SqlStoreOptions::default().schema(schema.clone()),
-        )
-        .await
-        .expect("connect to PostgreSQL"),
-    );
+    let store = store_in(&schema).await;
     let (_open, gate) = tokio::sync::watch::channel(true);
-    let prefix = format!(
-        "spane-test-{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    let engine = WorkflowEngine::builder()
-        .registry(gated_registry(gate))
-        .store(store.clone())
-        .config(spane::EngineConfig::default().history_linger(Duration::from_secs(3600)))
-        .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
-        .await
-        .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
-        .build();
+    let engine = redis_engine(
+        gated_registry(gate),
+        store.clone(),
+        spane::EngineConfig::default().history_linger(Duration::from_secs(3600)),
+    )
+    .await;
     engine.start_workers(4).unwrap();
     let wf = WorkflowDefinition::new("linger", "linger")
         .node(NodeDefinition::new("a", "pass"))
@@ -242,47 +266,25 @@ async fn linger_scenario(schema: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_writes_the_history_a_long_linger_holds() {
-    let schema = format!(
-        "spane_test_{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
-    let outcome = tokio::spawn(linger_scenario(schema.clone())).await;
-    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    with_schema(linger_scenario).await;
 }
 
 /// A running execution's progress reaches the history while it runs (within the running
 /// interval), not only when it ends.
 async fn running_scenario(schema: String) {
-    let store = Arc::new(
-        SqlStore::connect(
-            &database_url(),
-            SqlStoreOptions::default().schema(schema.clone()),
-        )
-        .await
-        .expect("connect to PostgreSQL"),
-    );
+    let store = store_in(&schema).await;
     let (open, gate) = tokio::sync::watch::channel(false);
     let mut registry = gated_registry(gate);
     registry.register(
         "quick",
         executor_fn(|_ctx| async move { Ok(NodeOutput::new(json!("done"))) }),
     );
-    let prefix = format!(
-        "spane-test-{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    let engine = WorkflowEngine::builder()
-        .registry(registry)
-        .store(store.clone())
-        .config(spane::EngineConfig::default().history_running_interval(Duration::from_millis(200)))
-        .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
-        .await
-        .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
-        .build();
+    let engine = redis_engine(
+        registry,
+        store.clone(),
+        spane::EngineConfig::default().history_running_interval(Duration::from_millis(200)),
+    )
+    .await;
     engine.start_workers(2).unwrap();
     let wf = WorkflowDefinition::new("running", "running")
         .node(NodeDefinition::new("first", "quick"))
@@ -315,41 +317,20 @@ async fn running_scenario(schema: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_execution_reaches_the_history_while_it_runs() {
-    let schema = format!(
-        "spane_test_{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
-    let outcome = tokio::spawn(running_scenario(schema.clone())).await;
-    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    with_schema(running_scenario).await;
 }
 
 /// A pause reaches the history (it brings the execution to rest, so it is written within the
 /// linger), and so does the resumed execution's end.
 async fn pause_scenario(schema: String) {
-    let store = Arc::new(
-        SqlStore::connect(
-            &database_url(),
-            SqlStoreOptions::default().schema(schema.clone()),
-        )
-        .await
-        .expect("connect to PostgreSQL"),
-    );
+    let store = store_in(&schema).await;
     let (open, gate) = tokio::sync::watch::channel(false);
-    let prefix = format!(
-        "spane-test-{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    let engine = WorkflowEngine::builder()
-        .registry(gated_registry(gate))
-        .store(store.clone())
-        .redis(spane::queue::RedisConfig::new(redis_url()).prefix(prefix))
-        .await
-        .unwrap_or_else(|e| panic!("Redis at {} is needed for this test: {e}", redis_url()))
-        .build();
+    let engine = redis_engine(
+        gated_registry(gate),
+        store.clone(),
+        spane::EngineConfig::default(),
+    )
+    .await;
     engine.start_workers(2).unwrap();
     let wf = WorkflowDefinition::new("pausing", "pausing")
         .node(NodeDefinition::new("a", "pass"))
@@ -390,14 +371,5 @@ async fn pause_scenario(schema: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_execution_is_listed_as_paused_in_the_history() {
-    let schema = format!(
-        "spane_test_{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
-    let outcome = tokio::spawn(pause_scenario(schema.clone())).await;
-    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    with_schema(pause_scenario).await;
 }
