@@ -310,6 +310,16 @@ impl WorkflowEventStatus {
             Self::Cancelled => "cancelled",
         }
     }
+
+    /// Whether the execution is at rest after this transition: completed, failed, cancelled
+    /// or paused — nothing changes it until someone acts on it. (Started and resumed
+    /// executions run on.)
+    pub fn is_at_rest(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::Paused
+        )
+    }
 }
 
 impl std::fmt::Display for WorkflowEventStatus {
@@ -320,6 +330,16 @@ impl std::fmt::Display for WorkflowEventStatus {
 
 #[cfg(test)]
 mod status_names {
+    #[test]
+    fn completed_failed_cancelled_and_paused_executions_are_at_rest() {
+        use WorkflowEventStatus::*;
+        let at_rest: Vec<_> = [Started, Completed, Failed, Paused, Resumed, Cancelled]
+            .into_iter()
+            .filter(|s| s.is_at_rest())
+            .collect();
+        assert_eq!(at_rest, vec![Completed, Failed, Paused, Cancelled]);
+    }
+
     use super::*;
 
     /// `as_str` is the serde wire name, for every variant.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::prelude::*;
 use serde::Deserialize;
-use spane_core::ExecutionId;
+use serde::de::IntoDeserializer;
+use spane_core::{ExecutionId, WorkflowEventStatus};
 
 use super::{RedisQueue, unavailable};
 use crate::error::QueueError;
@@ -18,8 +19,8 @@ use crate::history::{HistoryBatch, HistoryEntry, HistoryFeed};
 
 const GROUP: &str = "history";
 
-/// What the history feed needs of an event: its execution, and whether it brought the
-/// execution to rest (a workflow event's status).
+/// What the history feed needs of an event: its execution, and for a workflow event its
+/// status (whether it brought the execution to rest is the core's rule).
 #[derive(Deserialize)]
 struct Touched {
     #[serde(rename = "executionId")]
@@ -32,10 +33,11 @@ struct Touched {
 impl Touched {
     fn settles(&self) -> bool {
         self.kind.as_deref() == Some("workflow:status")
-            && matches!(
-                self.status.as_deref(),
-                Some("completed" | "failed" | "cancelled" | "paused")
-            )
+            && self.status.as_deref().is_some_and(|s| {
+                let status: Result<WorkflowEventStatus, serde::de::value::Error> =
+                    WorkflowEventStatus::deserialize(s.into_deserializer());
+                status.is_ok_and(WorkflowEventStatus::is_at_rest)
+            })
     }
 }
 
@@ -208,5 +210,31 @@ impl HistoryFeed for RedisQueue {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_names_the_executions_it_changed_and_those_it_brought_to_rest() {
+        let (done, running, paused) = (ExecutionId::new(), ExecutionId::new(), ExecutionId::new());
+        let events = serde_json::json!([
+            { "type": "node:progress", "executionId": running, "nodeId": "a", "status": "completed" },
+            { "type": "workflow:status", "executionId": done, "status": "completed" },
+            { "type": "workflow:status", "executionId": paused, "status": "paused" },
+            { "type": "workflow:status", "executionId": running, "status": "resumed" },
+        ]);
+        let entry = history_entry("1700000000000-3".to_owned(), Some(events.to_string()));
+        assert_eq!(entry.appended_ms, Some(1_700_000_000_000));
+        assert_eq!(entry.executions, vec![running, done, paused]);
+        assert_eq!(entry.settled, vec![done, paused]);
+    }
+
+    #[test]
+    fn an_entry_whose_events_do_not_parse_touches_nothing() {
+        let entry = history_entry("1-0".to_owned(), Some("not json".to_owned()));
+        assert!(entry.executions.is_empty() && entry.settled.is_empty());
     }
 }
