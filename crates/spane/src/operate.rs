@@ -169,10 +169,7 @@ impl WorkflowEngine {
         node_id: &str,
         options: RerunOptions,
     ) -> Result<Rerun, Error> {
-        let inspected = self
-            .inspect(id)
-            .await?
-            .ok_or(RerunError::ExecutionGone { execution: id })?;
+        let inspected = self.inspect_for_rerun(id).await?;
         let old = &inspected.workflow;
         let from = old
             .index_of(node_id)
@@ -188,10 +185,7 @@ impl WorkflowEngine {
     /// recorded output, on the pinned definition version. [`RerunError::NothingFailed`] when
     /// no node failed.
     pub async fn retry_failed(&self, id: ExecutionId) -> Result<Rerun, Error> {
-        let inspected = self
-            .inspect(id)
-            .await?
-            .ok_or(RerunError::ExecutionGone { execution: id })?;
+        let inspected = self.inspect_for_rerun(id).await?;
         let failed: Vec<NodeIndex> = inspected
             .snapshot
             .nodes
@@ -205,6 +199,19 @@ impl WorkflowEngine {
         }
         self.start_rerun(id, &inspected, &failed, RerunOptions::new())
             .await
+    }
+
+    /// The live state of execution `id` to re-run it: [`RerunError::ExecutionGone`] when the
+    /// queue no longer holds it but history does, [`Error::ExecutionNotFound`] when neither
+    /// knows it.
+    async fn inspect_for_rerun(&self, id: ExecutionId) -> Result<Inspected, Error> {
+        match self.inspect(id).await? {
+            Some(inspected) => Ok(inspected),
+            None if self.get_execution(id).await?.is_some() => {
+                Err(RerunError::ExecutionGone { execution: id }.into())
+            }
+            None => Err(Error::ExecutionNotFound(id)),
+        }
     }
 
     async fn start_rerun(

@@ -244,6 +244,16 @@ async fn a_changed_graph_above_the_node_is_refused(b: Backend) {
         Err(spane::Error::Rerun(RerunError::UnknownNode { node, .. })) => assert_eq!(node, "nope"),
         other => panic!("{other:?}"),
     }
+    // An execution nobody knows is not found (not "gone past its retention").
+    let unknown = ExecutionId::new();
+    match engine.rerun_from(unknown, "b", RerunOptions::new()).await {
+        Err(spane::Error::ExecutionNotFound(id)) => assert_eq!(id, unknown),
+        other => panic!("{other:?}"),
+    }
+    match engine.retry_failed(unknown).await {
+        Err(spane::Error::ExecutionNotFound(id)) => assert_eq!(id, unknown),
+        other => panic!("{other:?}"),
+    }
     engine
         .wait_for_execution(pinned.execution_id, DEADLINE)
         .await

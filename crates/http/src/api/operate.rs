@@ -7,8 +7,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::Value;
 use spane::core::explain::Explanation;
-use spane::core::rerun::RerunError;
-use spane::{ExecutionId, Rerun, RerunOptions};
+use spane::{Rerun, RerunOptions};
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -87,11 +86,8 @@ pub(crate) async fn rerun(
     let started = state
         .engine
         .rerun_from(id, &request.from_node, options)
-        .await;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(RerunBody(known(&state, id, started).await?)),
-    ))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(RerunBody(started))))
 }
 
 /// Starts a new execution, linked to this one, that re-runs only the nodes that failed and
@@ -109,29 +105,6 @@ pub(crate) async fn retry_failed(
     PathParams(id): PathParams<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = execution_id(&id)?;
-    let started = state.engine.retry_failed(id).await;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(RerunBody(known(&state, id, started).await?)),
-    ))
-}
-
-/// A re-run's outcome, where "no longer held by the queue" is told apart from "never existed"
-/// (404): the queue cannot tell the two, history can.
-async fn known(
-    state: &AppState,
-    id: ExecutionId,
-    started: Result<Rerun, spane::Error>,
-) -> Result<Rerun, ApiError> {
-    match started {
-        Err(spane::Error::Rerun(RerunError::ExecutionGone { .. }))
-            if state.engine.get_execution(id).await?.is_none() =>
-        {
-            Err(ApiError::not_found(
-                "execution_not_found",
-                format!("execution {id} not found"),
-            ))
-        }
-        other => Ok(other?),
-    }
+    let started = state.engine.retry_failed(id).await?;
+    Ok((StatusCode::ACCEPTED, Json(RerunBody(started))))
 }
