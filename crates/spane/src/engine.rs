@@ -90,15 +90,17 @@ pub enum HistoryMode {
 
 impl Default for EngineConfig {
     fn default() -> Self {
+        // The history writer's defaults are its own.
+        let history = HistoryConfig::default();
         Self {
             claim_wait: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             rate_limit: None,
             cpu_threads: 2,
             history: HistoryMode::Auto,
-            history_reclaim_idle: Duration::from_secs(30),
-            history_linger: Duration::from_millis(100),
-            history_running_interval: Duration::from_secs(1),
+            history_reclaim_idle: history.reclaim_idle,
+            history_linger: history.linger,
+            history_running_interval: history.running_interval,
             payload_threshold: Some(50 * 1024),
         }
     }
