@@ -58,6 +58,13 @@ impl WorkflowStore for RedisDefinitionStore {
             .map(stored))
     }
 
+    async fn latest_version(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        self.queue
+            .latest_definition_version(id)
+            .await
+            .map_err(store_error)
+    }
+
     async fn list_workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError> {
         Ok(self
             .queue

@@ -69,41 +69,39 @@ impl RedisQueue {
         Ok(version as u32)
     }
 
+    /// The latest version of a workflow, without its definition (one `HGET`: what an enqueue
+    /// needs); `None` when it is not registered.
+    pub async fn latest_definition_version(&self, id: &str) -> Result<Option<u32>, QueueError> {
+        self.trip();
+        self.inner
+            .client
+            .hget(self.workflow_key(id), "latest")
+            .await
+            .map_err(unavailable)
+    }
+
     /// A stored definition: the given version, or the latest.
     pub async fn load_definition(
         &self,
         id: &str,
         version: Option<u32>,
     ) -> Result<Option<StoredDefinition>, QueueError> {
-        self.trip();
         let version = match version {
             Some(v) => v,
-            None => {
-                let latest: Option<u32> = self
-                    .inner
-                    .client
-                    .hget(self.workflow_key(id), "latest")
-                    .await
-                    .map_err(unavailable)?;
-                match latest {
-                    Some(v) => v,
-                    None => return Ok(None),
-                }
-            }
+            None => match self.latest_definition_version(id).await? {
+                Some(v) => v,
+                None => return Ok(None),
+            },
         };
+        // Both at once: one round trip.
         self.trip();
-        let (json, at): (Option<String>, Option<i64>) = (
+        let (json, at): (Option<String>, Option<i64>) = tokio::try_join!(
+            self.inner.client.get(self.definition_key(id, version)),
             self.inner
                 .client
-                .get(self.definition_key(id, version))
-                .await
-                .map_err(unavailable)?,
-            self.inner
-                .client
-                .hget(self.workflow_key(id), format!("at:{version}"))
-                .await
-                .map_err(unavailable)?,
-        );
+                .hget(self.workflow_key(id), format!("at:{version}")),
+        )
+        .map_err(unavailable)?;
         let Some(json) = json else {
             return Ok(None);
         };
