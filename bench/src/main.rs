@@ -1,7 +1,7 @@
 //! # SPANE benchmarks
 //!
 //! ```text
-//! cargo xtask bench [--quick] [--backend embedded|redis|all] [--out FILE]
+//! cargo xtask bench [--quick] [--backend embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg] [--out FILE]
 //! cargo xtask bench http [--quick]      # the HTTP layer: REST throughput, SSE fan-out
 //! ```
 //!
@@ -62,6 +62,10 @@ pub(crate) struct RunResult {
     /// `redis+pg` and `redis-2+pg` only: seconds from the last execution's end until PostgreSQL held every
     /// execution in its final status (`None`: not within 120 s).
     pub(crate) history_catchup_s: Option<f64>,
+    /// `+pg` backends only: CPU time of the PostgreSQL server's processes per node, over the
+    /// run and the history's catch-up (every `postgres` process on this machine: the bench
+    /// assumes it has the server to itself).
+    pub(crate) pg_cpu_us_per_node: Option<f64>,
 }
 
 /// Options of a bench run.
@@ -101,7 +105,7 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
             "--smoke" => o.smoke = true,
             "--no-peers" => o.peers = false,
             "--backend" => {
-                let b = it.next().context("--backend needs embedded|redis|all")?;
+                let b = it.next().context("--backend needs embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg")?;
                 o.backends = match b.as_str() {
                     "embedded" => vec!["embedded".into()],
                     "redis" => vec![
@@ -111,6 +115,7 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
                         "redis-2+pg".into(),
                     ],
                     "all" => default_options().backends,
+                    one @ ("redis-1" | "redis-2" | "redis+pg" | "redis-2+pg") => vec![one.into()],
                     other => anyhow::bail!("unknown backend {other:?}"),
                 }
             }
@@ -131,7 +136,7 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
                 o.workloads.push(w);
             }
             other => anyhow::bail!(
-                "unknown option {other:?}\nusage: cargo xtask bench [--quick | --smoke] [--no-peers] [--backend embedded|redis|all] [--workload NAME]... [--out FILE]"
+                "unknown option {other:?}\nusage: cargo xtask bench [--quick | --smoke] [--no-peers] [--backend embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg] [--workload NAME]... [--out FILE]"
             ),
         }
     }

@@ -62,6 +62,31 @@ pub(crate) fn cpu_micros(pid: u32) -> Option<u64> {
     Some(ticks * 10_000)
 }
 
+/// CPU time of every process named `postgres` on this machine, by pid (the server and its
+/// backends); empty off Linux.
+pub(crate) fn postgres_cpu() -> std::collections::HashMap<u32, u64> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    procs
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "postgres").then_some(())?;
+            Some((pid, cpu_micros(pid)?))
+        })
+        .collect()
+}
+
+/// CPU the PostgreSQL processes used between two [`postgres_cpu`] readings (a backend that
+/// started meanwhile counts from zero; one that ended meanwhile is not counted).
+pub(crate) fn postgres_cpu_since(before: &std::collections::HashMap<u32, u64>) -> u64 {
+    postgres_cpu()
+        .into_iter()
+        .map(|(pid, now)| now.saturating_sub(before.get(&pid).copied().unwrap_or(0)))
+        .sum()
+}
+
 /// [`cpu_micros`] summed over `pids`; `None` if any of them cannot be read.
 pub(crate) fn cpu_micros_of(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|&p| cpu_micros(p)).sum()
@@ -128,7 +153,8 @@ pub(crate) fn row(r: &RunResult) {
     if r.backend.ends_with("+pg") {
         match r.history_catchup_s {
             Some(s) => println!(
-                "    history in PostgreSQL complete {s:.3} s after the last execution ended"
+                "    history in PostgreSQL complete {s:.3} s after the last execution ended; PostgreSQL CPU {} µs/node",
+                opt(r.pg_cpu_us_per_node, 1)
             ),
             None => println!(
                 "    history in PostgreSQL NOT complete 120 s after the last execution ended"

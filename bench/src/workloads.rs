@@ -316,11 +316,14 @@ async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec
             .collect();
         let before = crate::report::server_stats(engine.queue().as_ref()).await?;
         let cpu = report::cpu_micros_of(&pids);
+        let pg_before = report::postgres_cpu();
         let mut r = workload(&engine, w, s).await?;
         if history {
             // The history writer's work counts: CPU and Redis figures are taken once it has
             // caught up.
             r.history_catchup_s = history_catchup(&engine, r.executions).await?;
+            let pg = report::postgres_cpu_since(&pg_before);
+            r.pg_cpu_us_per_node = Some(pg as f64 / r.nodes.max(1) as f64);
         }
         r.client_cpu_us_per_node = cpu_per_node(cpu, report::cpu_micros_of(&pids), r.nodes);
         let after = crate::report::server_stats(engine.queue().as_ref()).await?;
