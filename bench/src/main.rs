@@ -105,7 +105,9 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
             "--smoke" => o.smoke = true,
             "--no-peers" => o.peers = false,
             "--backend" => {
-                let b = it.next().context("--backend needs embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg")?;
+                let b = it.next().context(
+                    "--backend needs embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg",
+                )?;
                 o.backends = match b.as_str() {
                     "embedded" => vec!["embedded".into()],
                     "redis" => vec![

@@ -8,8 +8,14 @@
 //! |---|---|
 //! | `workflows` | one row per workflow: name, `active`, `latest_version`, timestamps |
 //! | `workflow_versions` | every definition version, unique per `(workflow_id, version)`, with its content hash |
-//! | `executions` | one row per execution: pinned version, status, parent (execution and node) and depth, initial data, metadata, error, timestamps |
-//! | `node_results` | one row per `(execution_id, node_id)` (unique): status, data, error, attempts, claims, timestamps |
+//! | `executions` | one row per execution: pinned version, status, parent (execution and node) and depth, initial data, metadata, error, timestamps, and its node results (`nodes`) |
+//!
+//! `executions.nodes` is a JSON object from node id to that node's entry: `status`, `data`
+//! (the output's JSON text, as a string; `null` for no output), `error`, `attempts`, `claims`,
+//! `continued`, `started_at`, `finished_at` — every key present, `null` for none. Until
+//! migration 7 these were the rows of a `node_results` table, one per `(execution_id,
+//! node_id)`; migration 7 moves them into their execution's row (a finished execution is then
+//! written as one row, not one per node) and its `down` moves them back.
 //!
 //! Migration 3 created `dlq_items`, `logs` and `payloads`, which no code wrote; migration 5
 //! drops them (dead letters live in the queue backend, and payloads are resolved before
@@ -42,6 +48,7 @@ mod m20261125_000003_operations;
 mod m20261130_000004_parent_node;
 mod m20261201_000005_drop_unused;
 mod m20261201_000006_node_claims;
+mod m20261202_000007_nodes_in_execution;
 
 pub use sea_orm_migration;
 pub use sea_orm_migration::MigratorTrait;
@@ -64,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_parent_node::Migration),
             Box::new(m20261201_000005_drop_unused::Migration),
             Box::new(m20261201_000006_node_claims::Migration),
+            Box::new(m20261202_000007_nodes_in_execution::Migration),
         ]
     }
 

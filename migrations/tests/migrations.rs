@@ -81,6 +81,23 @@ async fn exercise(db: &DatabaseConnection) {
         .unwrap()
         .expect("the old row");
     assert_eq!(row.try_get::<i64>("", "claims").unwrap(), 0);
+    // The seventh moves node results into their execution's row, values kept.
+    exec(db, "INSERT INTO node_results (execution_id, node_id, status, data, error, attempts, claims, continued, started_at, finished_at) VALUES ('old', 'b', 'failed', '{\"k\":[1,2.5]}', 'boom \"quoted\"', 3, 4, TRUE, 10, 20)").await.unwrap();
+    exec(db, "INSERT INTO node_results (execution_id, node_id, status, data, attempts, continued) VALUES ('old', 'c', 'completed', 'null', 1, FALSE)").await.unwrap();
+    Migrator::up(db, Some(1)).await.expect("up one step");
+    assert!(tables_exist(db, &["node_results"]).await.iter().all(|e| !e));
+    let nodes = node_entries(db, "old").await;
+    assert_eq!(
+        nodes,
+        serde_json::json!({
+            "a": {"status": "completed", "data": null, "error": null, "attempts": 2, "claims": 0,
+                  "continued": false, "started_at": null, "finished_at": null},
+            "b": {"status": "failed", "data": "{\"k\":[1,2.5]}", "error": "boom \"quoted\"",
+                  "attempts": 3, "claims": 4, "continued": true, "started_at": 10, "finished_at": 20},
+            "c": {"status": "completed", "data": "null", "error": null, "attempts": 1, "claims": 0,
+                  "continued": false, "started_at": null, "finished_at": null},
+        })
+    );
     assert!(
         Migrator::get_pending_migrations(db)
             .await
@@ -97,18 +114,9 @@ async fn exercise(db: &DatabaseConnection) {
         exec(db, version).await.is_err(),
         "unique (workflow_id, version)"
     );
-    exec(db, "INSERT INTO executions (id, workflow_id, workflow_version, status, depth, initial_data, created_at) VALUES ('x', 'wf', 1, 'running', 0, 'null', 0)").await.unwrap();
-    let result = "INSERT INTO node_results (execution_id, node_id, status, data, attempts, continued) VALUES ('x', 'a', 'completed', '0', 1, FALSE)";
-    exec(db, result).await.unwrap();
-    assert!(
-        exec(db, result).await.is_err(),
-        "unique (execution_id, node_id)"
-    );
-    let orphan = "INSERT INTO node_results (execution_id, node_id, status, attempts, continued) VALUES ('nope', 'a', 'completed', 1, FALSE)";
-    assert!(
-        exec(db, orphan).await.is_err(),
-        "node results need their execution"
-    );
+    let execution = "INSERT INTO executions (id, workflow_id, workflow_version, status, depth, initial_data, created_at) VALUES ('x', 'wf', 1, 'running', 0, 'null', 0)";
+    exec(db, execution).await.unwrap();
+    assert!(exec(db, execution).await.is_err(), "unique execution id");
 
     if db.get_database_backend() == DbBackend::Postgres {
         // Key columns compare by bytes whatever the database's locale.
@@ -135,15 +143,61 @@ async fn exercise(db: &DatabaseConnection) {
                 "executions.id",
                 "executions.parent_execution_id",
                 "executions.workflow_id",
-                "node_results.execution_id",
-                "node_results.node_id",
                 "workflow_versions.workflow_id",
                 "workflows.id",
             ]
         );
     }
 
-    // Down, one migration at a time, newest first.
+    // Down, one migration at a time, newest first: the node results are rows again.
+    Migrator::down(db, Some(1)).await.expect("down one step");
+    assert!(!manager.has_column("executions", "nodes").await.unwrap());
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT status, data, error, attempts, claims, continued, started_at, finished_at \
+             FROM node_results WHERE execution_id = 'old' AND node_id = 'b'",
+        ))
+        .await
+        .unwrap()
+        .expect("node b's row");
+    assert_eq!(row.try_get::<String>("", "status").unwrap(), "failed");
+    assert_eq!(
+        row.try_get::<Option<String>>("", "data")
+            .unwrap()
+            .as_deref(),
+        Some("{\"k\":[1,2.5]}")
+    );
+    assert_eq!(
+        row.try_get::<Option<String>>("", "error")
+            .unwrap()
+            .as_deref(),
+        Some("boom \"quoted\"")
+    );
+    assert_eq!(row.try_get::<i64>("", "attempts").unwrap(), 3);
+    assert_eq!(row.try_get::<i64>("", "claims").unwrap(), 4);
+    assert!(row.try_get::<bool>("", "continued").unwrap());
+    assert_eq!(
+        row.try_get::<Option<i64>>("", "started_at").unwrap(),
+        Some(10)
+    );
+    assert_eq!(
+        row.try_get::<Option<i64>>("", "finished_at").unwrap(),
+        Some(20)
+    );
+    let count = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM node_results WHERE execution_id = 'old' AND data IS NULL",
+        ))
+        .await
+        .unwrap()
+        .expect("a count");
+    assert_eq!(
+        count.try_get::<i64>("", "n").unwrap(),
+        1,
+        "only node a has no data"
+    );
     Migrator::down(db, Some(1)).await.expect("down one step");
     assert!(!manager.has_column("node_results", "claims").await.unwrap());
     Migrator::down(db, Some(1)).await.expect("down one step");
@@ -164,9 +218,28 @@ async fn exercise(db: &DatabaseConnection) {
     }
     // And up again from nothing.
     Migrator::up(db, None).await.expect("up after down");
-    let all: Vec<&str> = STEPS[..2].concat();
-    assert!(tables_exist(db, &all).await.iter().all(|e| *e));
+    assert!(
+        tables_exist(db, &["workflows", "workflow_versions", "executions"])
+            .await
+            .iter()
+            .all(|e| *e)
+    );
     assert!(tables_exist(db, UNUSED).await.iter().all(|e| !e));
+    assert!(tables_exist(db, &["node_results"]).await.iter().all(|e| !e));
+}
+
+/// `executions.nodes` of execution `id`, parsed.
+async fn node_entries(db: &DatabaseConnection, id: &str) -> serde_json::Value {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT nodes FROM executions WHERE id = '{id}'"),
+        ))
+        .await
+        .unwrap()
+        .expect("the execution's row");
+    let text: String = row.try_get("", "nodes").unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
 //! Rows to records and back. JSON is stored as text so that it round-trips exactly; SQL NULL
 //! stands for "no value" and stays distinct from the JSON value `null`.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, NodeStatus};
 
-use super::entity::{execution, node_result};
+use super::entity::execution;
 use crate::StoreError;
 
 pub(super) fn json_text(value: &Value) -> String {
@@ -55,50 +58,101 @@ pub(super) fn execution_model(record: &ExecutionRecord) -> execution::Model {
         error: record.error.clone(),
         created_at: record.created_at,
         finished_at: record.finished_at,
+        nodes: Some(nodes_text(&record.node_results)),
     }
 }
 
-pub(super) fn node_result_model(execution: &str, result: &NodeResult) -> node_result::Model {
-    node_result::Model {
-        id: 0,
-        execution_id: execution.to_owned(),
-        node_id: result.node_id.clone(),
-        status: result.status.as_str().to_owned(),
+/// One node's result inside `executions.nodes`: the columns of the former `node_results`
+/// table, every one present (`null` for none), so that a merge (PostgreSQL's `||`, SQLite's
+/// `json_patch`) replaces a node's entry as a whole. `data` is the output's JSON text, as a
+/// string: `null` is "no output", the string `"null"` the output `null`.
+#[derive(Serialize, Deserialize)]
+struct NodeEntry<'a> {
+    #[serde(borrow)]
+    status: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    attempts: u32,
+    #[serde(default)]
+    claims: u32,
+    #[serde(default)]
+    continued: bool,
+    #[serde(default)]
+    started_at: Option<i64>,
+    #[serde(default)]
+    finished_at: Option<i64>,
+}
+
+fn node_entry(result: &NodeResult) -> NodeEntry<'_> {
+    NodeEntry {
+        status: result.status.as_str().into(),
         data: result.data.as_ref().map(json_text),
         error: result.error.clone(),
-        attempts: i64::from(result.attempts),
-        claims: i64::from(result.claims),
+        attempts: result.attempts,
+        claims: result.claims,
         continued: result.continued,
         started_at: result.started_at,
         finished_at: result.finished_at,
     }
 }
 
-pub(super) fn node_result(row: node_result::Model) -> Result<NodeResult, StoreError> {
-    let data = row
-        .data
-        .as_deref()
-        .map(|text| {
-            parse_json(text, || {
-                format!("node_results({}, {}).data", row.execution_id, row.node_id)
-            })
-        })
-        .transpose()?;
-    Ok({
-        let mut built = NodeResult::new(row.node_id, node_status(&row.status)?);
-        built.data = data;
-        built.error = row.error;
-        built.attempts = to_u32(row.attempts, "node_results.attempts")?;
-        built.claims = to_u32(row.claims, "node_results.claims")?;
-        built.continued = row.continued;
-        built.started_at = row.started_at;
-        built.finished_at = row.finished_at;
-        built
-    })
+fn serialize(value: &impl Serialize) -> String {
+    // Strings, numbers and booleans only: serializing cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
 }
 
-/// A record from its row, without node results.
+/// The `executions.nodes` text of `results`: a JSON object from node id to entry.
+pub(super) fn nodes_text(results: &BTreeMap<String, NodeResult>) -> String {
+    let entries: BTreeMap<&str, NodeEntry<'_>> = results
+        .iter()
+        .map(|(id, r)| (id.as_str(), node_entry(r)))
+        .collect();
+    serialize(&entries)
+}
+
+/// The entry of one node, for a merge into `executions.nodes`.
+pub(super) fn node_entry_text(result: &NodeResult) -> String {
+    serialize(&node_entry(result))
+}
+
+/// The node results that `executions.nodes` of execution `id` holds (`None`: none yet).
+pub(super) fn node_results(
+    id: &str,
+    nodes: Option<&str>,
+) -> Result<BTreeMap<String, NodeResult>, StoreError> {
+    let Some(text) = nodes else {
+        return Ok(BTreeMap::new());
+    };
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+        reason: format!("executions({id}).nodes: {e}"),
+    };
+    let entries: BTreeMap<String, NodeEntry<'_>> = serde_json::from_str(text).map_err(corrupt)?;
+    entries
+        .into_iter()
+        .map(|(node, entry)| {
+            let data = entry
+                .data
+                .as_deref()
+                .map(|text| parse_json(text, || format!("executions({id}).nodes.{node}.data")))
+                .transpose()?;
+            let mut built = NodeResult::new(node.clone(), node_status(&entry.status)?);
+            built.data = data;
+            built.error = entry.error;
+            built.attempts = entry.attempts;
+            built.claims = entry.claims;
+            built.continued = entry.continued;
+            built.started_at = entry.started_at;
+            built.finished_at = entry.finished_at;
+            Ok((node, built))
+        })
+        .collect()
+}
+
+/// A record from its row, with its node results.
 pub(super) fn execution_record(row: execution::Model) -> Result<ExecutionRecord, StoreError> {
+    let node_results = node_results(&row.id, row.nodes.as_deref())?;
     Ok({
         let mut built = ExecutionRecord::new(
             execution_id(&row.id)?,
@@ -119,6 +173,7 @@ pub(super) fn execution_record(row: execution::Model) -> Result<ExecutionRecord,
         built.parent_node_id = row.parent_node_id;
         built.error = row.error;
         built.finished_at = row.finished_at;
+        built.node_results = node_results;
         built
     })
 }

@@ -77,32 +77,8 @@ pub(crate) mod execution {
         pub error: Option<String>,
         pub created_at: i64,
         pub finished_at: Option<i64>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-pub(crate) mod node_result {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "node_results")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub execution_id: String,
-        pub node_id: String,
-        pub status: String,
-        pub data: Option<String>,
-        pub error: Option<String>,
-        pub attempts: i64,
-        pub claims: i64,
-        pub continued: bool,
-        pub started_at: Option<i64>,
-        pub finished_at: Option<i64>,
+        /// The node results: a JSON object from node id to entry (`convert::nodes_text`).
+        pub nodes: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

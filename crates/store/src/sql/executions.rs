@@ -5,46 +5,37 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, Select, Statement, TransactionTrait,
 };
 use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, NodeStatus};
 
-use super::convert::{execution_model, execution_record, execution_status, node_result_model};
-use super::entity::{execution, node_result};
-use super::{SqlStore, db_error, is_foreign_key_violation};
+use super::convert::{execution_model, execution_record, execution_status, node_entry_text};
+use super::entity::execution;
+use super::{SqlStore, db_error};
 use crate::history::{self, Cursor};
 use crate::{ExecutionHistory, ExecutionPage, ExecutionQuery, ExecutionStore, StoreError};
 
 /// Rows per multi-row statement: far below the parameter limits of both databases (PostgreSQL
-/// 65,535; SQLite 32,766) at 11 columns a row at most.
+/// 65,535; SQLite 32,766) at 12 columns a row.
 const CHUNK: usize = 500;
 
-fn node_active_model(execution: &str, result: &NodeResult) -> node_result::ActiveModel {
-    let mut model = node_result_model(execution, result).into_active_model();
-    model.id = NotSet;
-    model
+/// `executions.nodes` of an existing row merged with the incoming one: the incoming entries
+/// replace those of the same nodes, the others stay (so a partial record never drops a node's
+/// result). PostgreSQL's `||` replaces top-level keys; SQLite's `json_patch` merges entries
+/// key by key, which is the same because every entry carries every key.
+fn merged_nodes(backend: DbBackend) -> Expr {
+    Expr::cust(match backend {
+        DbBackend::Postgres => {
+            "(COALESCE(\"executions\".\"nodes\", '{}')::jsonb || COALESCE(EXCLUDED.\"nodes\", '{}')::jsonb)::text"
+        }
+        _ => {
+            "json_patch(COALESCE(\"executions\".\"nodes\", '{}'), COALESCE(excluded.\"nodes\", '{}'))"
+        }
+    })
 }
 
-fn upsert_node_results() -> OnConflict {
-    OnConflict::columns([
-        node_result::Column::ExecutionId,
-        node_result::Column::NodeId,
-    ])
-    .update_columns([
-        node_result::Column::Status,
-        node_result::Column::Data,
-        node_result::Column::Error,
-        node_result::Column::Attempts,
-        node_result::Column::Claims,
-        node_result::Column::Continued,
-        node_result::Column::StartedAt,
-        node_result::Column::FinishedAt,
-    ])
-    .to_owned()
-}
-
-fn upsert_executions() -> OnConflict {
+fn upsert_executions(backend: DbBackend) -> OnConflict {
     // Not `created_at` (the listing order never moves) nor `metadata`.
     OnConflict::column(execution::Column::Id)
         .update_columns([
@@ -58,7 +49,27 @@ fn upsert_executions() -> OnConflict {
             execution::Column::Error,
             execution::Column::FinishedAt,
         ])
+        .value(execution::Column::Nodes, merged_nodes(backend))
         .to_owned()
+}
+
+/// Merges one node's entry into `executions.nodes` of an execution, in one statement (atomic
+/// beside concurrent writers of the same execution).
+fn merge_node_statement(
+    backend: DbBackend,
+    execution: &str,
+    node: &str,
+    entry: String,
+) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "UPDATE executions SET nodes = (COALESCE(nodes, '{}')::jsonb || jsonb_build_object($1::text, $2::jsonb))::text WHERE id = $3"
+        }
+        _ => {
+            "UPDATE executions SET nodes = json_patch(COALESCE(nodes, '{}'), json_object(?, json(?))) WHERE id = ?"
+        }
+    };
+    Statement::from_sql_and_values(backend, sql, [node.into(), entry.into(), execution.into()])
 }
 
 fn filtered(query: &ExecutionQuery, cursor: Option<Cursor>) -> Select<execution::Entity> {
@@ -95,38 +106,8 @@ fn filtered(query: &ExecutionQuery, cursor: Option<Cursor>) -> Select<execution:
 
 impl SqlStore {
     /// Records with their node results, in the order of `rows`.
-    async fn with_results(
-        &self,
-        db: &impl ConnectionTrait,
-        rows: Vec<execution::Model>,
-    ) -> Result<Vec<ExecutionRecord>, StoreError> {
-        let mut records = rows
-            .into_iter()
-            .map(execution_record)
-            .collect::<Result<Vec<_>, _>>()?;
-        let index: HashMap<String, usize> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.execution_id.to_string(), i))
-            .collect();
-        let ids: Vec<String> = index.keys().cloned().collect();
-        for chunk in ids.chunks(CHUNK) {
-            let results = node_result::Entity::find()
-                .filter(node_result::Column::ExecutionId.is_in(chunk.iter().cloned()))
-                .all(db)
-                .await
-                .map_err(db_error)?;
-            for row in results {
-                let Some(&i) = index.get(&row.execution_id) else {
-                    continue;
-                };
-                let result = super::convert::node_result(row)?;
-                records[i]
-                    .node_results
-                    .insert(result.node_id.clone(), result);
-            }
-        }
-        Ok(records)
+    fn with_results(rows: Vec<execution::Model>) -> Result<Vec<ExecutionRecord>, StoreError> {
+        rows.into_iter().map(execution_record).collect()
     }
 
     /// The executions matching `query` after `cursor`, newest first, at most `take`.
@@ -143,13 +124,14 @@ impl SqlStore {
             .all(&self.db)
             .await
             .map_err(db_error)?;
-        self.with_results(&self.db, rows).await
+        Self::with_results(rows)
     }
 
-    /// Writes `records` in one transaction: one multi-row upsert per table and chunk, in the
-    /// order of the keys (so that concurrent writers of overlapping batches take their row
-    /// locks in the same order). A record that appears twice is written as its last occurrence:
-    /// one statement may not upsert a row twice.
+    /// Writes `records` atomically: one multi-row upsert per chunk (in one transaction when
+    /// there are several), in the order of the keys (so that concurrent writers of overlapping batches take their row locks in the same
+    /// order), each execution's node results in its own row (`executions.nodes`). A record that
+    /// appears twice is written as its last occurrence: one statement may not upsert a row
+    /// twice.
     async fn write_executions(&self, records: &[ExecutionRecord]) -> Result<(), DbErr> {
         let mut latest: BTreeMap<String, &ExecutionRecord> = BTreeMap::new();
         for record in records {
@@ -158,29 +140,28 @@ impl SqlStore {
         if latest.is_empty() {
             return Ok(());
         }
+        let backend = self.db.get_database_backend();
+        let executions: Vec<&ExecutionRecord> = latest.values().copied().collect();
+        let upsert = |chunk: &[&ExecutionRecord]| {
+            execution::Entity::insert_many(
+                chunk
+                    .iter()
+                    .map(|r| execution_model(r).into_active_model())
+                    .collect::<Vec<_>>(),
+            )
+            .on_conflict(upsert_executions(backend))
+        };
+        if executions.len() <= CHUNK {
+            // One statement is atomic by itself.
+            return upsert(&executions)
+                .exec_without_returning(&self.db)
+                .await
+                .map(|_| ());
+        }
         let txn = self.db.begin().await?;
         let result = async {
-            let executions: Vec<&ExecutionRecord> = latest.values().copied().collect();
             for chunk in executions.chunks(CHUNK) {
-                execution::Entity::insert_many(
-                    chunk.iter().map(|r| execution_model(r).into_active_model()),
-                )
-                .on_conflict(upsert_executions())
-                .exec_without_returning(&txn)
-                .await?;
-            }
-            // `node_results` is a `BTreeMap`: sorted by node within an execution.
-            let results: Vec<(&str, &NodeResult)> = latest
-                .iter()
-                .flat_map(|(id, r)| r.node_results.values().map(move |n| (id.as_str(), n)))
-                .collect();
-            for chunk in results.chunks(CHUNK) {
-                node_result::Entity::insert_many(
-                    chunk.iter().map(|(id, r)| node_active_model(id, r)),
-                )
-                .on_conflict(upsert_node_results())
-                .exec_without_returning(&txn)
-                .await?;
+                upsert(chunk).exec_without_returning(&txn).await?;
             }
             Ok::<_, DbErr>(())
         }
@@ -212,18 +193,17 @@ impl ExecutionStore for SqlStore {
         execution: ExecutionId,
         result: &NodeResult,
     ) -> Result<(), StoreError> {
-        node_result::Entity::insert(node_active_model(&execution.to_string(), result))
-            .on_conflict(upsert_node_results())
-            .exec_without_returning(&self.db)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                if is_foreign_key_violation(&e) {
-                    StoreError::ExecutionNotFound(execution)
-                } else {
-                    db_error(e)
-                }
-            })
+        let statement = merge_node_statement(
+            self.db.get_database_backend(),
+            &execution.to_string(),
+            &result.node_id,
+            node_entry_text(result),
+        );
+        let done = self.db.execute_raw(statement).await.map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::ExecutionNotFound(execution));
+        }
+        Ok(())
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, StoreError> {
@@ -234,7 +214,7 @@ impl ExecutionStore for SqlStore {
         else {
             return Ok(None);
         };
-        Ok(self.with_results(&self.db, vec![row]).await?.pop())
+        execution_record(row).map(Some)
     }
 
     async fn list_executions(
@@ -276,7 +256,7 @@ impl ExecutionHistory for SqlStore {
             .all(&self.db)
             .await
             .map_err(db_error)?;
-        self.with_results(&self.db, rows).await
+        Self::with_results(rows)
     }
 
     async fn count_by_status(
@@ -301,24 +281,13 @@ impl ExecutionHistory for SqlStore {
         &self,
         execution: ExecutionId,
     ) -> Result<HashMap<NodeStatus, u64>, StoreError> {
-        let rows: Vec<(String, i64)> = node_result::Entity::find()
-            .select_only()
-            .column(node_result::Column::Status)
-            .column_as(Expr::col(node_result::Column::Id).count(), "n")
-            .filter(node_result::Column::ExecutionId.eq(execution.to_string()))
-            .group_by(node_result::Column::Status)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        rows.into_iter()
-            .map(|(status, n)| {
-                let status = serde_json::from_value(serde_json::Value::String(status.clone()))
-                    .map_err(|_| StoreError::Corrupt {
-                        reason: format!("unknown node status {status:?}"),
-                    })?;
-                Ok((status, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
+        let Some(record) = self.get_execution(execution).await? else {
+            return Ok(HashMap::new());
+        };
+        let mut counts = HashMap::new();
+        for result in record.node_results.values() {
+            *counts.entry(result.status).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 }

@@ -84,11 +84,14 @@ impl SqlStoreOptions {
 ///   version, changed inserts the next one. Concurrent savers race on the unique key
 ///   `(workflow_id, version)`; a loser reads again and retries, so no version is written twice
 ///   and two savers of the same new definition get the same version.
-/// - **History.** Every write is an idempotent upsert: an execution by id, a node result by
-///   `(execution_id, node_id)` (`ON CONFLICT ... DO UPDATE`), so a write repeated after a
-///   crash or by two workers leaves one row. `save_execution` writes the execution and its
-///   node results in one transaction. `save_node_result` for an execution that was never
-///   saved fails with [`StoreError::ExecutionNotFound`] (a foreign key), as in
+/// - **History.** One row per execution, its node results in the row as a JSON object
+///   (`executions.nodes`, node id to entry): copying a finished execution is one row, not one
+///   per node, which is what lets write-behind history keep up with a busy engine. Every write
+///   is an idempotent upsert: an execution by id (`ON CONFLICT ... DO UPDATE`), its node
+///   entries merged by node id, so a write repeated after a crash or by two workers leaves
+///   one row and one entry per node, and a record that lacks some nodes' results does not
+///   drop them. `save_node_result` merges one entry in one statement; for an execution that
+///   was never saved it fails with [`StoreError::ExecutionNotFound`], as in
 ///   [`MemoryStore`](crate::MemoryStore), rather than inventing a placeholder execution.
 /// - **JSON** (initial data, node data, definitions) is stored as text, so values round-trip
 ///   exactly: `0`, `false`, `""` and `null` stay what they are, key order is kept, and a
@@ -254,11 +257,6 @@ fn is_transient(e: &DbErr) -> bool {
 /// Whether `e` is the violation of a unique key.
 fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
-
-/// Whether `e` is the violation of a foreign key.
-fn is_foreign_key_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_)))
 }
 
 #[cfg(test)]
