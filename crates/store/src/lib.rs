@@ -207,9 +207,9 @@ pub trait ExecutionStore: Send + Sync + fmt::Debug + 'static {
 
     /// [`save_execution`](Self::save_execution) for several records at once, with the same
     /// guarantees for each (idempotent; a record that appears twice is saved as its last
-    /// occurrence). A store may write them in one round trip: [`SqlStore`] writes all of them
-    /// in one transaction, with one multi-row upsert per table (per 500 rows), so either all
-    /// land or none. The default saves them one after the other.
+    /// occurrence). A store may write them in one round trip: [`SqlStore`] writes them with one
+    /// multi-row upsert per 500 executions (one row each, node results included), in one
+    /// transaction when there are more, so either all land or none. The default saves them one after the other.
     async fn save_executions(&self, records: &[ExecutionRecord]) -> Result<(), StoreError> {
         for record in records {
             self.save_execution(record).await?;
