@@ -128,10 +128,10 @@ impl SqlStore {
     }
 
     /// Writes `records` atomically: one multi-row upsert per chunk (in one transaction when
-    /// there are several), in the order of the keys (so that concurrent writers of overlapping batches take their row locks in the same
-    /// order), each execution's node results in its own row (`executions.nodes`). A record that
-    /// appears twice is written as its last occurrence: one statement may not upsert a row
-    /// twice.
+    /// there are several), in the order of the keys, so that concurrent writers of overlapping
+    /// batches take their row locks in the same order; each execution's node results go in its
+    /// own row (`executions.nodes`). A record that appears twice is written as its last
+    /// occurrence: one statement may not upsert a row twice.
     async fn write_executions(&self, records: &[ExecutionRecord]) -> Result<(), DbErr> {
         let mut latest: BTreeMap<String, &ExecutionRecord> = BTreeMap::new();
         for record in records {
