@@ -107,45 +107,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_table(
-                Table::create()
-                    .table(NodeResults::Table)
-                    .if_not_exists()
-                    .col(big_pk_auto(NodeResults::Id))
-                    .col(bytewise(manager, string(NodeResults::ExecutionId)))
-                    .col(bytewise(manager, string(NodeResults::NodeId)))
-                    .col(string(NodeResults::Status))
-                    // JSON text; SQL NULL = no data, the text `null` = the JSON value null.
-                    .col(text_null(NodeResults::Data))
-                    .col(text_null(NodeResults::Error))
-                    .col(big_integer(NodeResults::Attempts))
-                    .col(boolean(NodeResults::Continued).default(false))
-                    .col(big_integer_null(NodeResults::StartedAt))
-                    .col(big_integer_null(NodeResults::FinishedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_node_results_execution")
-                            .from(NodeResults::Table, NodeResults::ExecutionId)
-                            .to(Executions::Table, Executions::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        // One result per node of an execution: every write is an upsert on this key.
-        manager
-            .create_index(
-                Index::create()
-                    .name("ux_node_results_execution_node")
-                    .table(NodeResults::Table)
-                    .col(NodeResults::ExecutionId)
-                    .col(NodeResults::NodeId)
-                    .unique()
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await
+        create_node_results(manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -166,4 +128,48 @@ impl MigrationTrait for Migration {
             )
             .await
     }
+}
+
+/// The `node_results` table as this migration made it (migration 7 drops it, and its `down`
+/// makes it again through this).
+pub(crate) async fn create_node_results(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table(NodeResults::Table)
+                .if_not_exists()
+                .col(big_pk_auto(NodeResults::Id))
+                .col(bytewise(manager, string(NodeResults::ExecutionId)))
+                .col(bytewise(manager, string(NodeResults::NodeId)))
+                .col(string(NodeResults::Status))
+                // JSON text; SQL NULL = no data, the text `null` = the JSON value null.
+                .col(text_null(NodeResults::Data))
+                .col(text_null(NodeResults::Error))
+                .col(big_integer(NodeResults::Attempts))
+                .col(boolean(NodeResults::Continued).default(false))
+                .col(big_integer_null(NodeResults::StartedAt))
+                .col(big_integer_null(NodeResults::FinishedAt))
+                .foreign_key(
+                    ForeignKey::create()
+                        .name("fk_node_results_execution")
+                        .from(NodeResults::Table, NodeResults::ExecutionId)
+                        .to(Executions::Table, Executions::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+    // One result per node of an execution: every write is an upsert on this key.
+    manager
+        .create_index(
+            Index::create()
+                .name("ux_node_results_execution_node")
+                .table(NodeResults::Table)
+                .col(NodeResults::ExecutionId)
+                .col(NodeResults::NodeId)
+                .unique()
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await
 }

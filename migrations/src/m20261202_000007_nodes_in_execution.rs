@@ -9,12 +9,8 @@
 //! (`null`: no output). Existing rows are copied; `down` copies them back.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{
-    big_integer, big_integer_null, big_pk_auto, boolean, string, text_null,
-};
+use sea_orm_migration::schema::text_null;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
-
-use crate::collate::bytewise;
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
@@ -22,24 +18,12 @@ pub(crate) struct Migration;
 #[derive(DeriveIden)]
 enum Executions {
     Table,
-    Id,
     Nodes,
 }
 
 #[derive(DeriveIden)]
 enum NodeResults {
     Table,
-    Id,
-    ExecutionId,
-    NodeId,
-    Status,
-    Data,
-    Error,
-    Attempts,
-    Claims,
-    Continued,
-    StartedAt,
-    FinishedAt,
 }
 
 /// Every node result of an execution as one JSON object (the format of `executions.nodes`).
@@ -114,42 +98,10 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        // The table as migrations 2 and 6 left it.
-        manager
-            .create_table(
-                Table::create()
-                    .table(NodeResults::Table)
-                    .col(big_pk_auto(NodeResults::Id))
-                    .col(bytewise(manager, string(NodeResults::ExecutionId)))
-                    .col(bytewise(manager, string(NodeResults::NodeId)))
-                    .col(string(NodeResults::Status))
-                    .col(text_null(NodeResults::Data))
-                    .col(text_null(NodeResults::Error))
-                    .col(big_integer(NodeResults::Attempts))
-                    .col(boolean(NodeResults::Continued).default(false))
-                    .col(big_integer_null(NodeResults::StartedAt))
-                    .col(big_integer_null(NodeResults::FinishedAt))
-                    .col(big_integer(NodeResults::Claims).default(0))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_node_results_execution")
-                            .from(NodeResults::Table, NodeResults::ExecutionId)
-                            .to(Executions::Table, Executions::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("ux_node_results_execution_node")
-                    .table(NodeResults::Table)
-                    .col(NodeResults::ExecutionId)
-                    .col(NodeResults::NodeId)
-                    .unique()
-                    .to_owned(),
-            )
+        // The table as migrations 2 and 6 left it, made by them.
+        crate::m20261125_000002_executions::create_node_results(manager).await?;
+        crate::m20261201_000006_node_claims::Migration
+            .up(manager)
             .await?;
         db.execute_unprepared(copy_into_node_results(manager.get_database_backend()))
             .await?;
