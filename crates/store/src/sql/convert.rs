@@ -1,7 +1,7 @@
 //! Rows to records and back. JSON is stored as text so that it round-trips exactly; SQL NULL
 //! stands for "no value" and stays distinct from the JSON value `null`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -117,6 +117,12 @@ pub(super) fn node_entry_text(result: &NodeResult) -> String {
     serialize(&node_entry(result))
 }
 
+fn corrupt_nodes(id: &str, e: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        reason: format!("executions({id}).nodes: {e}"),
+    }
+}
+
 /// The node results that `executions.nodes` of execution `id` holds (`None`: none yet).
 pub(super) fn node_results(
     id: &str,
@@ -125,10 +131,8 @@ pub(super) fn node_results(
     let Some(text) = nodes else {
         return Ok(BTreeMap::new());
     };
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
-        reason: format!("executions({id}).nodes: {e}"),
-    };
-    let entries: BTreeMap<String, NodeEntry<'_>> = serde_json::from_str(text).map_err(corrupt)?;
+    let entries: BTreeMap<String, NodeEntry<'_>> =
+        serde_json::from_str(text).map_err(|e| corrupt_nodes(id, &e))?;
     entries
         .into_iter()
         .map(|(node, entry)| {
@@ -148,6 +152,29 @@ pub(super) fn node_results(
             Ok((node, built))
         })
         .collect()
+}
+
+/// How many nodes of execution `id` are in each status, from its `executions.nodes` (the
+/// entries' other fields, the outputs among them, are not parsed).
+pub(super) fn node_status_counts(
+    id: &str,
+    nodes: Option<&str>,
+) -> Result<HashMap<NodeStatus, u64>, StoreError> {
+    #[derive(Deserialize)]
+    struct StatusOnly<'a> {
+        #[serde(borrow)]
+        status: std::borrow::Cow<'a, str>,
+    }
+    let mut counts = HashMap::new();
+    let Some(text) = nodes else {
+        return Ok(counts);
+    };
+    let entries: BTreeMap<String, StatusOnly<'_>> =
+        serde_json::from_str(text).map_err(|e| corrupt_nodes(id, &e))?;
+    for entry in entries.values() {
+        *counts.entry(node_status(&entry.status)?).or_insert(0) += 1;
+    }
+    Ok(counts)
 }
 
 /// A record from its row, with its node results.
@@ -176,4 +203,38 @@ pub(super) fn execution_record(row: execution::Model) -> Result<ExecutionRecord,
         built.node_results = node_results;
         built
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_entries_round_trip_and_count_with_escaped_node_ids() {
+        let mut results = BTreeMap::new();
+        for (id, status, data) in [
+            ("plain", NodeStatus::Completed, Some(Value::Null)),
+            ("quote \" and \\ back", NodeStatus::Failed, None),
+            (
+                "é\n",
+                NodeStatus::Completed,
+                Some(serde_json::json!({"z": 1, "a": [false]})),
+            ),
+        ] {
+            let mut result = NodeResult::new(id, status);
+            result.data = data;
+            results.insert(id.to_owned(), result);
+        }
+        let text = nodes_text(&results);
+        assert_eq!(node_results("x", Some(&text)).unwrap(), results);
+        assert_eq!(
+            node_status_counts("x", Some(&text)).unwrap(),
+            HashMap::from([(NodeStatus::Completed, 2), (NodeStatus::Failed, 1)])
+        );
+        assert!(node_status_counts("x", None).unwrap().is_empty());
+        assert!(matches!(
+            node_status_counts("x", Some("[1]")),
+            Err(StoreError::Corrupt { reason }) if reason.starts_with("executions(x).nodes")
+        ));
+    }
 }

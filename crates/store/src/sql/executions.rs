@@ -10,7 +10,9 @@ use sea_orm::{
 };
 use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, NodeStatus};
 
-use super::convert::{execution_model, execution_record, execution_status, node_entry_text};
+use super::convert::{
+    execution_model, execution_record, execution_status, node_entry_text, node_status_counts,
+};
 use super::entity::execution;
 use super::{SqlStore, db_error};
 use crate::history::{self, Cursor};
@@ -105,8 +107,8 @@ fn filtered(query: &ExecutionQuery, cursor: Option<Cursor>) -> Select<execution:
 }
 
 impl SqlStore {
-    /// Records with their node results, in the order of `rows`.
-    fn with_results(rows: Vec<execution::Model>) -> Result<Vec<ExecutionRecord>, StoreError> {
+    /// The records of `rows` (node results included: they are in the row), in order.
+    fn records(rows: Vec<execution::Model>) -> Result<Vec<ExecutionRecord>, StoreError> {
         rows.into_iter().map(execution_record).collect()
     }
 
@@ -124,7 +126,7 @@ impl SqlStore {
             .all(&self.db)
             .await
             .map_err(db_error)?;
-        Self::with_results(rows)
+        Self::records(rows)
     }
 
     /// Writes `records` atomically: one multi-row upsert per chunk (in one transaction when
@@ -256,7 +258,7 @@ impl ExecutionHistory for SqlStore {
             .all(&self.db)
             .await
             .map_err(db_error)?;
-        Self::with_results(rows)
+        Self::records(rows)
     }
 
     async fn count_by_status(
@@ -281,13 +283,14 @@ impl ExecutionHistory for SqlStore {
         &self,
         execution: ExecutionId,
     ) -> Result<HashMap<NodeStatus, u64>, StoreError> {
-        let Some(record) = self.get_execution(execution).await? else {
-            return Ok(HashMap::new());
-        };
-        let mut counts = HashMap::new();
-        for result in record.node_results.values() {
-            *counts.entry(result.status).or_insert(0) += 1;
-        }
-        Ok(counts)
+        let id = execution.to_string();
+        let nodes: Option<Option<String>> = execution::Entity::find_by_id(id.clone())
+            .select_only()
+            .column(execution::Column::Nodes)
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        node_status_counts(&id, nodes.flatten().as_deref())
     }
 }
