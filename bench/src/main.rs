@@ -68,6 +68,9 @@ pub(crate) struct RunResult {
     pub(crate) pg_cpu_us_per_node: Option<f64>,
 }
 
+/// What `--backend` takes.
+const BACKEND_CHOICES: &str = "embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg";
+
 /// Options of a bench run.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -105,9 +108,9 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
             "--smoke" => o.smoke = true,
             "--no-peers" => o.peers = false,
             "--backend" => {
-                let b = it.next().context(
-                    "--backend needs embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg",
-                )?;
+                let b = it
+                    .next()
+                    .with_context(|| format!("--backend needs {BACKEND_CHOICES}"))?;
                 o.backends = match b.as_str() {
                     "embedded" => vec!["embedded".into()],
                     "redis" => vec![
@@ -138,7 +141,7 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
                 o.workloads.push(w);
             }
             other => anyhow::bail!(
-                "unknown option {other:?}\nusage: cargo xtask bench [--quick | --smoke] [--no-peers] [--backend embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg] [--workload NAME]... [--out FILE]"
+                "unknown option {other:?}\nusage: cargo xtask bench [--quick | --smoke] [--no-peers] [--backend {BACKEND_CHOICES}] [--workload NAME]... [--out FILE]"
             ),
         }
     }
