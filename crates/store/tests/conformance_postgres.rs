@@ -10,13 +10,8 @@ use sea_orm::{ConnectionTrait, Database};
 use spane_core::ExecutionId;
 use spane_store::{HistoryStore, SqlStore, SqlStoreOptions};
 use spane_testkit::async_trait;
+use spane_testkit::postgres::database_url;
 use spane_testkit::store_scenarios::StoreFactory;
-
-fn database_url() -> String {
-    std::env::var("SPANE_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
 
 struct Postgres {
     url: String,

@@ -7,52 +7,16 @@
 //! `postgres://postgres@127.0.0.1:5432/test`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use spane_core::{ExecutionId, ExecutionRecord, ExecutionStatus, NodeResult, NodeStatus};
 use spane_store::{HistoryStore, SqlStore, SqlStoreOptions, StoreError};
+use spane_testkit::postgres::{database_url, with_schema};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-
-fn database_url() -> String {
-    std::env::var("SPANE_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-async fn admin(sql: &str) {
-    let url = database_url();
-    let db = Database::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is not reachable: {e}"));
-    db.execute_unprepared(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let _ = db.close().await;
-}
-
-/// Runs `scenario` with a fresh schema on PostgreSQL, dropped afterwards even when it panics.
-async fn with_schema<F, Fut>(scenario: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let schema = format!(
-        "spane_test_{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
-    let outcome = tokio::spawn(scenario(schema.clone())).await;
-    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
 
 async fn postgres(url: &str, schema: &str) -> Arc<dyn HistoryStore> {
     Arc::new(

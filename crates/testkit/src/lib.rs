@@ -39,6 +39,7 @@
 
 pub mod faults;
 mod harness;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod scenarios;

@@ -6,39 +6,21 @@
 //! listening and drops the open connections (the port refuses), restoring it listens again on
 //! the same port. The test gets a schema of its own, dropped afterwards.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::json;
 use spane::prelude::*;
 use spane::store::{ExecutionStore, SqlStore, SqlStoreOptions};
+use spane_testkit::postgres::{database_url, with_schema};
 use spane_testkit::proxy::TcpProxy;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn database_url() -> String {
-    std::env::var("SPANE_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
 
 fn redis_url() -> String {
     std::env::var("SPANE_REDIS_URL")
         .or_else(|_| std::env::var("REDIS_URL"))
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-async fn admin(sql: &str) {
-    let url = database_url();
-    let db = Database::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is not reachable: {e}"));
-    db.execute_unprepared(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let _ = db.close().await;
 }
 
 /// `user@host:port` and `db` of the server's url.
@@ -79,24 +61,6 @@ fn gated_registry(gate: tokio::sync::watch::Receiver<bool>) -> NodeRegistry {
         }),
     );
     registry
-}
-
-/// Runs `scenario` with a fresh schema on PostgreSQL, dropped afterwards even when it panics.
-async fn with_schema<F, Fut>(scenario: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let schema = format!(
-        "spane_test_{}",
-        ExecutionId::new().to_string().to_lowercase()
-    );
-    admin(&format!("CREATE SCHEMA \"{schema}\"")).await;
-    let outcome = tokio::spawn(scenario(schema.clone())).await;
-    admin(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 /// The history in `schema`, on the server itself (no proxy).

@@ -12,14 +12,9 @@ use sea_orm::{ConnectionTrait, Database};
 use spane::prelude::*;
 use spane::queue::RedisConfig;
 use spane::store::{ExecutionStore, SqlStore, SqlStoreOptions};
+use spane_testkit::postgres::database_url;
 
 const CHAIN: usize = 5;
-
-fn database_url() -> String {
-    std::env::var("SPANE_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
 
 /// Drops the test's schema when the test ends, however it ends.
 struct Schema {
