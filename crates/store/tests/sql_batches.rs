@@ -50,7 +50,7 @@ const STATUSES: [ExecutionStatus; 5] = [
 
 /// Values that a careless writer turns into NULL or loses.
 fn tricky(i: usize) -> Option<Value> {
-    match i % 9 {
+    match i % 10 {
         0 => None,
         1 => Some(json!(0)),
         2 => Some(json!(false)),
@@ -59,6 +59,7 @@ fn tricky(i: usize) -> Option<Value> {
         5 => Some(json!({"z": 1, "a": [0, false, "", null], "m": {"": 0.1}})),
         6 => Some(json!([])),
         7 => Some(json!({})),
+        8 => Some(json!({"quotes": "\"'\\ \u{1}\t\u{e9}\u{1F600}", "k\"\\": "{}"})),
         _ => Some(json!(i64::MIN)),
     }
 }
@@ -104,7 +105,12 @@ fn batch(n: usize, nodes: usize, parent: Option<ExecutionId>) -> Vec<ExecutionRe
                 );
                 built.parent_execution_id = parent;
                 built.depth = u32::from(parent.is_some());
-                built.error = [None, Some(String::new()), Some("failed".to_owned())][i % 3].clone();
+                built.error = [
+                    None,
+                    Some(String::new()),
+                    Some("failed: \"x\" \\ \u{e9}".to_owned()),
+                ][i % 3]
+                    .clone();
                 built.finished_at = [None, Some(0), Some(42)][i % 3];
                 built.node_results = node_results;
                 built
@@ -129,7 +135,7 @@ async fn assert_stored(store: &dyn HistoryStore, expected: &[ExecutionRecord]) {
     assert_eq!(store.count_by_status(None).await.unwrap(), counts);
 }
 
-/// 600 executions of 12 nodes: more rows than one statement takes, for both tables.
+/// 600 executions of 12 nodes: more rows than one SQLite statement takes.
 async fn a_batch_lands_complete_and_identical(store: Arc<dyn HistoryStore>) {
     let parent = batch(1, 0, None);
     store.save_executions(&parent).await.unwrap();

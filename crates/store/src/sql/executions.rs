@@ -18,26 +18,15 @@ use super::{SqlStore, db_error};
 use crate::history::{self, Cursor};
 use crate::{ExecutionHistory, ExecutionPage, ExecutionQuery, ExecutionStore, StoreError};
 
-/// Rows per multi-row statement: far below the parameter limits of both databases (PostgreSQL
-/// 65,535; SQLite 32,766) at 12 columns a row.
+/// Rows per multi-row statement on SQLite: far below its limit of 32,766 parameters at 12
+/// columns a row.
 const CHUNK: usize = 500;
 
-/// `executions.nodes` of an existing row merged with the incoming one: the incoming entries
-/// replace those of the same nodes, the others stay (so a partial record never drops a node's
-/// result). PostgreSQL's `||` replaces top-level keys; SQLite's `json_patch` merges entries
-/// key by key, which is the same because every entry carries every key.
-fn merged_nodes(backend: DbBackend) -> Expr {
-    Expr::cust(match backend {
-        DbBackend::Postgres => {
-            "(COALESCE(\"executions\".\"nodes\", '{}')::jsonb || COALESCE(EXCLUDED.\"nodes\", '{}')::jsonb)::text"
-        }
-        _ => {
-            "json_patch(COALESCE(\"executions\".\"nodes\", '{}'), COALESCE(excluded.\"nodes\", '{}'))"
-        }
-    })
-}
-
-fn upsert_executions(backend: DbBackend) -> OnConflict {
+/// `executions.nodes` of an existing row merged with the incoming one, on SQLite (PostgreSQL
+/// takes its batches in `unnest`): the incoming entries replace those of the same nodes, the
+/// others stay (so a partial record never drops a node's result). `json_patch` merges entries
+/// key by key, which replaces an entry as a whole because every entry carries every key.
+fn upsert_executions() -> OnConflict {
     // Not `created_at` (the listing order never moves) nor `metadata`.
     OnConflict::column(execution::Column::Id)
         .update_columns([
@@ -51,7 +40,12 @@ fn upsert_executions(backend: DbBackend) -> OnConflict {
             execution::Column::Error,
             execution::Column::FinishedAt,
         ])
-        .value(execution::Column::Nodes, merged_nodes(backend))
+        .value(
+            execution::Column::Nodes,
+            Expr::cust(
+                "json_patch(COALESCE(\"executions\".\"nodes\", '{}'), COALESCE(excluded.\"nodes\", '{}'))",
+            ),
+        )
         .to_owned()
 }
 
@@ -129,11 +123,12 @@ impl SqlStore {
         Self::records(rows)
     }
 
-    /// Writes `records` atomically: one multi-row upsert per chunk (in one transaction when
-    /// there are several), in the order of the keys, so that concurrent writers of overlapping
-    /// batches take their row locks in the same order; each execution's node results go in its
-    /// own row (`executions.nodes`). A record that appears twice is written as its last
-    /// occurrence: one statement may not upsert a row twice.
+    /// Writes `records` atomically, in the order of the keys, so that concurrent writers of
+    /// overlapping batches take their row locks in the same order; each execution's node
+    /// results go in its own row (`executions.nodes`). On PostgreSQL one statement of arrays
+    /// whatever the batch's size (`unnest`); on SQLite one multi-row upsert per chunk (in one
+    /// transaction when there are several). A record that appears twice is written as its
+    /// last occurrence: one statement may not upsert a row twice.
     async fn write_executions(&self, records: &[ExecutionRecord]) -> Result<(), DbErr> {
         let mut latest: BTreeMap<String, &ExecutionRecord> = BTreeMap::new();
         for record in records {
@@ -142,8 +137,15 @@ impl SqlStore {
         if latest.is_empty() {
             return Ok(());
         }
-        let backend = self.db.get_database_backend();
         let executions: Vec<&ExecutionRecord> = latest.values().copied().collect();
+        #[cfg(feature = "postgres")]
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            return super::unnest::upsert_executions(
+                self.db.get_postgres_connection_pool(),
+                &executions,
+            )
+            .await;
+        }
         let upsert = |chunk: &[&ExecutionRecord]| {
             execution::Entity::insert_many(
                 chunk
@@ -151,7 +153,7 @@ impl SqlStore {
                     .map(|r| execution_model(r).into_active_model())
                     .collect::<Vec<_>>(),
             )
-            .on_conflict(upsert_executions(backend))
+            .on_conflict(upsert_executions())
         };
         if executions.len() <= CHUNK {
             // One statement is atomic by itself.

@@ -3,6 +3,8 @@
 mod convert;
 mod entity;
 mod executions;
+#[cfg(feature = "postgres")]
+mod unnest;
 mod workflows;
 
 use std::fmt;
