@@ -1,8 +1,6 @@
 //! The dead-letter queue on Redis: `P:{0}:dlq` orders the items by failure time; each item's
 //! details live in its execution's hash (`dlq:<node>`), so it expires with the execution.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use fred::prelude::*;
 use serde::Deserialize;
@@ -80,18 +78,10 @@ impl RedisQueue {
         execution: ExecutionId,
         node_id: &str,
     ) -> Result<Option<usize>, QueueError> {
-        let fields: BTreeMap<String, String> = self
-            .inner
-            .client
-            .hgetall(self.inner.keys.execution(execution))
-            .await
-            .map_err(unavailable)?;
-        let wanted = serde_json::to_string(node_id).unwrap_or_default();
-        Ok(fields.iter().find_map(|(k, v)| {
-            k.strip_prefix("id:")
-                .filter(|_| *v == wanted)
-                .and_then(|i| i.parse().ok())
-        }))
+        Ok(self
+            .execution_fields(execution)
+            .await?
+            .and_then(|fields| fields.node_index(node_id)))
     }
 
     async fn revive(&self, execution: ExecutionId, nodes: Vec<usize>) -> Result<usize, QueueError> {

@@ -564,13 +564,20 @@ impl RedisQueue {
         Ok((CommitOutcome::Applied { finished }, jobs))
     }
 
-    async fn hgetall(&self, id: ExecutionId) -> Result<BTreeMap<String, String>, QueueError> {
+    /// An execution's hash, decoded for its record; `None` when it does not exist.
+    async fn execution_fields(
+        &self,
+        id: ExecutionId,
+    ) -> Result<Option<record::ExecutionFields>, QueueError> {
         self.trip();
-        self.inner
+        // As a custom command: the flat reply, not the map `hgetall` builds of it.
+        let reply: fred::types::Value = self
+            .inner
             .client
-            .hgetall(self.inner.keys.execution(id))
+            .custom(fred::cmd!("HGETALL"), vec![self.inner.keys.execution(id)])
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        record::ExecutionFields::from_reply(reply)
     }
 }
 
@@ -791,11 +798,10 @@ impl ExecutionQueue for RedisQueue {
     }
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<ExecutionRecord>, QueueError> {
-        let fields = self.hgetall(id).await?;
-        if fields.is_empty() {
-            return Ok(None);
+        match self.execution_fields(id).await? {
+            Some(fields) => record::execution_record(id, fields).map(Some),
+            None => Ok(None),
         }
-        record::execution_record(id, &fields).map(Some)
     }
 
     async fn execution_status(
@@ -813,10 +819,10 @@ impl ExecutionQueue for RedisQueue {
     }
 
     async fn results(&self, id: ExecutionId) -> Result<BTreeMap<String, Json>, QueueError> {
-        let fields = self.hgetall(id).await?;
-        if fields.is_empty() {
-            return Err(QueueError::ExecutionNotFound(id));
-        }
+        let fields = self
+            .execution_fields(id)
+            .await?
+            .ok_or(QueueError::ExecutionNotFound(id))?;
         Ok(record::outputs(&fields))
     }
 
