@@ -221,7 +221,12 @@ async fn run_worker(args: Vec<String>, o: Options) -> anyhow::Result<()> {
         .redis(RedisConfig::new(&o.redis).prefix(&prefix))
         .await?
         .build();
-    engine.start_workers(50)?;
+    // Slots of the worker process (default 50), for comparing in one session.
+    let slots = std::env::var("SPANE_BENCH_WORKER_SLOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    engine.start_workers(slots)?;
     println!("ready");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
