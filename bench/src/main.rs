@@ -81,6 +81,10 @@ pub(crate) struct Options {
     pub(crate) backends: Vec<String>,
     /// The workloads to run (`--workload`, repeatable; default all).
     pub(crate) workloads: Vec<String>,
+    /// b4's arrival rates (`--rate`, repeatable; default 100, 300, 600, 1,000 per second).
+    pub(crate) rates: Vec<usize>,
+    /// How long b4 holds each rate (`--rate-secs`; default 2 s).
+    pub(crate) rate_secs: Option<f64>,
     pub(crate) out: String,
     pub(crate) redis: String,
     pub(crate) database: String,
@@ -140,8 +144,28 @@ fn parse() -> anyhow::Result<(bool, Options, Vec<String>)> {
                 }
                 o.workloads.push(w);
             }
+            "--rate" => {
+                let rate = it.next().context("--rate needs executions per second")?;
+                o.rates.push(
+                    rate.parse()
+                        .ok()
+                        .filter(|&r: &usize| r > 0)
+                        .with_context(|| format!("--rate {rate:?}: a whole number above 0"))?,
+                );
+            }
+            "--rate-secs" => {
+                let secs = it.next().context("--rate-secs needs seconds")?;
+                o.rate_secs = Some(
+                    secs.parse()
+                        .ok()
+                        .filter(|&s: &f64| s > 0.0 && s <= 3600.0)
+                        .with_context(|| {
+                            format!("--rate-secs {secs:?}: seconds, above 0 and at most 3600")
+                        })?,
+                );
+            }
             other => anyhow::bail!(
-                "unknown option {other:?}\nusage: cargo xtask bench [--quick | --smoke] [--no-peers] [--backend {BACKEND_CHOICES}] [--workload NAME]... [--out FILE]"
+                "unknown option {other:?}\nusage: cargo xtask bench [--quick | --smoke] [--no-peers] [--backend {BACKEND_CHOICES}] [--workload NAME]... [--rate N]... [--rate-secs S] [--out FILE]"
             ),
         }
     }
@@ -164,6 +188,8 @@ fn default_options() -> Options {
             .iter()
             .map(|w| (*w).to_owned())
             .collect(),
+        rates: Vec::new(),
+        rate_secs: None,
         out: "target/bench/latest.json".into(),
         redis: env_url(["SPANE_REDIS_URL", "REDIS_URL"], "redis://127.0.0.1:6379"),
         database: env_url(

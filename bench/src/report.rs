@@ -226,7 +226,7 @@ pub(crate) async fn ceiling(redis: &str, requests: u32) -> Option<Ceiling> {
 }
 
 /// The BullMQ peer (`bench/peers/bullmq`), when Node is installed.
-pub(crate) async fn peers(o: &Options, s: Sizes) -> Vec<RunResult> {
+pub(crate) async fn peers(o: &Options, s: &Sizes) -> Vec<RunResult> {
     let dir = Path::new("bench/peers/bullmq");
     let node = Command::new("node").arg("--version").output().await;
     if !node.is_ok_and(|n| n.status.success()) || !dir.join("bench.mjs").exists() {

@@ -17,12 +17,12 @@ pub(crate) const WORKLOADS: [&str; 5] =
     ["b1_chain", "b2_fanout", "b3_latency", "b4_rate", "b5_wide"];
 
 /// Workload sizes (`--quick` shrinks them).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Sizes {
     pub(crate) b1: usize,
     pub(crate) b2: usize,
     pub(crate) b3: usize,
-    pub(crate) b4_rates: &'static [usize],
+    pub(crate) b4_rates: Vec<usize>,
     pub(crate) b4_secs: f64,
     pub(crate) b5: usize,
 }
@@ -34,7 +34,7 @@ impl Sizes {
                 b1: 10,
                 b2: 2,
                 b3: 3,
-                b4_rates: &[50],
+                b4_rates: vec![50],
                 b4_secs: 0.2,
                 b5: 1,
             };
@@ -44,7 +44,7 @@ impl Sizes {
                 b1: 200,
                 b2: 40,
                 b3: 20,
-                b4_rates: &[100, 300],
+                b4_rates: vec![100, 300],
                 b4_secs: 1.0,
                 b5: 5,
             }
@@ -53,7 +53,7 @@ impl Sizes {
                 b1: 1000,
                 b2: 200,
                 b3: 50,
-                b4_rates: &[100, 300, 600, 1000],
+                b4_rates: vec![100, 300, 600, 1000],
                 b4_secs: 2.0,
                 b5: 20,
             }
@@ -133,7 +133,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Runs one workload on `engine`; fills everything but the backend's costs.
-async fn workload(engine: &WorkflowEngine, name: &str, s: Sizes) -> anyhow::Result<RunResult> {
+async fn workload(engine: &WorkflowEngine, name: &str, s: &Sizes) -> anyhow::Result<RunResult> {
     let mut r = RunResult {
         workload: name.to_owned(),
         ..RunResult::default()
@@ -179,7 +179,7 @@ async fn workload(engine: &WorkflowEngine, name: &str, s: Sizes) -> anyhow::Resu
             // Open loop: executions arrive on a fixed schedule whatever the engine does.
             let mut rows = Vec::new();
             let mut ok = true;
-            for &rate in s.b4_rates {
+            for &rate in &s.b4_rates {
                 let count = (rate as f64 * s.b4_secs) as usize;
                 let interval = Duration::from_secs_f64(1.0 / rate as f64);
                 let start = tokio::time::Instant::now();
@@ -250,7 +250,7 @@ fn cpu_per_node(before: Option<u64>, after: Option<u64>, nodes: usize) -> Option
     }
 }
 
-async fn run_backend(o: &Options, backend: &str, s: Sizes) -> anyhow::Result<Vec<RunResult>> {
+async fn run_backend(o: &Options, backend: &str, s: &Sizes) -> anyhow::Result<Vec<RunResult>> {
     let mut out = Vec::new();
     if backend == "embedded" {
         let engine = WorkflowEngine::embedded(registry());
@@ -380,18 +380,24 @@ async fn history_catchup(
 
 /// Every backend, then the ceiling and the peer; writes the reports.
 pub(crate) async fn run_all(o: Options) -> anyhow::Result<()> {
-    let s = Sizes::new(o.quick, o.smoke);
+    let mut s = Sizes::new(o.quick, o.smoke);
+    if !o.rates.is_empty() {
+        s.b4_rates.clone_from(&o.rates);
+    }
+    if let Some(secs) = o.rate_secs {
+        s.b4_secs = secs;
+    }
     report::header();
     let mut results = Vec::new();
     for b in &o.backends {
-        match run_backend(&o, b, s).await {
+        match run_backend(&o, b, &s).await {
             Ok(rs) => results.extend(rs),
             Err(e) => eprintln!("backend {b}: {e:#}"),
         }
     }
     let ceiling = report::ceiling(&o.redis, if o.smoke { 5_000 } else { 200_000 }).await;
     let peers = if o.peers && !o.smoke {
-        report::peers(&o, s).await
+        report::peers(&o, &s).await
     } else {
         println!("peer: skipped (--no-peers or --smoke)");
         Vec::new()

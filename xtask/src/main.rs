@@ -31,7 +31,9 @@ Tasks:
              spane with each backend feature alone), then clippy, nextest (profile ci)
              and doctests with all features, stopping at the first failure
   services   report whether Redis and PostgreSQL are reachable
-  bench      run the benchmarks (release build): [--quick] [--backend embedded|redis|all] [--workload NAME]
+  bench      run the benchmarks (release build): [--quick] [--no-peers] [--backend
+             embedded|redis|all|redis-1|redis-2|redis+pg|redis-2+pg] [--workload NAME]...
+             [--rate N]... [--rate-secs S] (b4's arrival rates and how long each is held)
              [--out FILE]; `bench http [--quick]`: the HTTP layer's REST and SSE figures;
              see docs/BENCHMARKS.md
   migrate    apply the SQL migrations: [--database-url URL] [--schema NAME]

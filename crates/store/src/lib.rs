@@ -207,9 +207,11 @@ pub trait ExecutionStore: Send + Sync + fmt::Debug + 'static {
 
     /// [`save_execution`](Self::save_execution) for several records at once, with the same
     /// guarantees for each (idempotent; a record that appears twice is saved as its last
-    /// occurrence). A store may write them in one round trip: [`SqlStore`] writes them with one
-    /// multi-row upsert per 500 executions (one row each, node results included), in one
-    /// transaction when there are more, so either all land or none. The default saves them one after the other.
+    /// occurrence). A store may write them in one round trip: [`SqlStore`] writes one row per
+    /// execution (node results included), on PostgreSQL with one statement whatever their
+    /// number (one array parameter per column), on SQLite with one multi-row upsert per 500
+    /// executions in one transaction; either way all land or none. The default saves them one
+    /// after the other.
     async fn save_executions(&self, records: &[ExecutionRecord]) -> Result<(), StoreError> {
         for record in records {
             self.save_execution(record).await?;
