@@ -22,10 +22,11 @@ use crate::{ExecutionHistory, ExecutionPage, ExecutionQuery, ExecutionStore, Sto
 /// columns a row.
 const CHUNK: usize = 500;
 
-/// `executions.nodes` of an existing row merged with the incoming one, on SQLite (PostgreSQL
-/// takes its batches in `unnest`): the incoming entries replace those of the same nodes, the
-/// others stay (so a partial record never drops a node's result). `json_patch` merges entries
-/// key by key, which replaces an entry as a whole because every entry carries every key.
+/// The conflict clause of the multi-row upsert on SQLite (PostgreSQL takes its batches in
+/// `unnest`): the columns are replaced, and `executions.nodes` of the existing row is merged
+/// with the incoming one — the incoming entries replace those of the same nodes, the others
+/// stay (so a partial record never drops a node's result). `json_patch` merges entries key by
+/// key, which replaces an entry as a whole because every entry carries every key.
 fn upsert_executions() -> OnConflict {
     // Not `created_at` (the listing order never moves) nor `metadata`.
     OnConflict::column(execution::Column::Id)
