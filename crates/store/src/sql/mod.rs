@@ -37,8 +37,11 @@ pub struct SqlStoreOptions {
     pub max_connections: Option<u32>,
     /// How long a call waits for a connection before it fails with
     /// [`StoreError::Unavailable`] (default 30 s). While the server refuses connections, the
-    /// pool keeps trying to connect for that long, so a shorter wait lets a caller that retries
-    /// (the write-behind history writer does) notice an outage, and its end, sooner.
+    /// pool keeps trying to connect for that long, with a pause between tries that doubles up
+    /// to a fifth of this wait (6 s by default): a call that started during an outage may see
+    /// the server only that long after it is back. A shorter wait lets a caller that retries
+    /// (the write-behind history writer does) notice an outage, and its end, sooner (5 s: pauses
+    /// of at most 1 s).
     pub acquire_timeout: Option<Duration>,
 }
 
