@@ -197,7 +197,6 @@ fn as_str(v: Value) -> Option<Str> {
     match v {
         Value::String(s) => Some(s),
         Value::Bytes(b) => Str::from_inner(b).ok(),
-        Value::Integer(i) => Some(Str::from(i.to_string())),
         _ => None,
     }
 }

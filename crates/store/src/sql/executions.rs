@@ -131,9 +131,10 @@ impl SqlStore {
     /// transaction when there are several). A record that appears twice is written as its
     /// last occurrence: one statement may not upsert a row twice.
     async fn write_executions(&self, records: &[ExecutionRecord]) -> Result<(), DbErr> {
-        let mut latest: BTreeMap<String, &ExecutionRecord> = BTreeMap::new();
+        // By id: a ULID orders as its text does, which is the order of the rows' keys.
+        let mut latest: BTreeMap<ExecutionId, &ExecutionRecord> = BTreeMap::new();
         for record in records {
-            latest.insert(record.execution_id.to_string(), record);
+            latest.insert(record.execution_id, record);
         }
         if latest.is_empty() {
             return Ok(());
